@@ -1,0 +1,208 @@
+//! `blueshift local`: a whole cluster on this machine. It starts the leader and N compute
+//! nodes as separate OS processes on loopback (the same binary, `leader` / `compute`
+//! subcommands), waits until every node has joined, prints how to connect, and stops them
+//! all on Ctrl-C / SIGTERM. Layout under `--data-dir`: `leader/` (catalog), `store/`
+//! (segments, shared by all nodes), `compute-<i>/` (node identity).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::process::{Child, Command};
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Number of compute nodes.
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    /// Slices per compute node (fixed when the data dir is first created).
+    #[arg(long, default_value_t = 2)]
+    pub slices_per_node: u32,
+    /// Where the cluster keeps its catalog and data.
+    #[arg(long, default_value = "./blueshift-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL protocol port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 5439)]
+    pub pg_port: u16,
+    /// Arrow Flight SQL port. Reserved: the Flight SQL endpoint is not built yet, so this
+    /// flag is accepted and reported, and nothing listens on it.
+    #[arg(long, default_value_t = 8815)]
+    pub flight_sql_port: u16,
+    /// Load the TPC-H SF 0.1 sample (once; skipped when already loaded).
+    #[arg(long)]
+    pub demo: bool,
+    /// Write `{"pg_port":..,"grpc_port":..}` here once the cluster is ready.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+struct Children {
+    procs: Vec<(String, Child)>,
+}
+
+impl Children {
+    async fn stop(&mut self) {
+        for (_, c) in &self.procs {
+            if let Some(pid) = c.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        for (name, c) in &mut self.procs {
+            match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    eprintln!("blueshift: {name} did not stop in 10 s; killing it");
+                    let _ = c.kill().await;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_file(
+    path: &Path,
+    children: &mut Children,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            return Ok(v);
+        }
+        for (name, c) in &mut children.procs {
+            if let Ok(Some(status)) = c.try_wait() {
+                anyhow::bail!("{name} exited during start-up ({status})");
+            }
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!(
+                "the cluster did not become ready within {} s",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.slices_per_node == 0 {
+        anyhow::bail!("--nodes and --slices-per-node must be at least 1");
+    }
+    let exe = std::env::current_exe().context("cannot find the blueshift executable")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let ports_file = data_dir.join("leader.ports");
+    let ready_file = data_dir.join("leader.ready");
+    let _ = std::fs::remove_file(&ports_file);
+    let _ = std::fs::remove_file(&ready_file);
+    let store_url = blueshift_common::store::file_url(&data_dir.join("store"))
+        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+
+    let mut children = Children { procs: Vec::new() };
+    let mut leader = Command::new(&exe);
+    leader
+        .arg("leader")
+        .arg("--data-dir")
+        .arg(data_dir.join("leader"))
+        .arg("--pg-listen")
+        .arg(format!("127.0.0.1:{}", args.pg_port))
+        .arg("--grpc-listen")
+        .arg("127.0.0.1:0")
+        .arg("--slices")
+        .arg((args.nodes as u32 * args.slices_per_node).to_string())
+        .arg("--store-url")
+        .arg(&store_url)
+        .arg("--expect-nodes")
+        .arg(args.nodes.to_string())
+        .arg("--ports-file")
+        .arg(&ports_file)
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if args.demo {
+        leader.arg("--demo");
+    }
+    children.procs.push((
+        "leader".into(),
+        leader.spawn().context("cannot start the leader")?,
+    ));
+
+    let result = async {
+        let ports = wait_for_file(&ports_file, &mut children, Duration::from_secs(60)).await?;
+        let grpc_port = ports["grpc_port"].as_u64().context("bad ports file")?;
+        for i in 0..args.nodes {
+            let child = Command::new(&exe)
+                .arg("compute")
+                .arg("--leader")
+                .arg(format!("http://127.0.0.1:{grpc_port}"))
+                .arg("--data-dir")
+                .arg(data_dir.join(format!("compute-{i}")))
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start compute node {i}"))?;
+            children.procs.push((format!("compute-{i}"), child));
+        }
+        // The demo load happens before the leader reports ready, so allow for it.
+        let ready = wait_for_file(&ready_file, &mut children, Duration::from_secs(1800)).await?;
+        if let Some(path) = &args.ready_file {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, ready.to_string())?;
+            std::fs::rename(&tmp, path)?;
+        }
+        let pg_port = ready["pg_port"].as_u64().unwrap_or(u64::from(args.pg_port));
+        println!(
+            "Blueshift is running: 1 leader + {} compute nodes, {} slices per node (data in {}).",
+            args.nodes,
+            args.slices_per_node,
+            data_dir.display()
+        );
+        println!("  connect:  psql -h 127.0.0.1 -p {pg_port} -U blueshift -d dev");
+        println!(
+            "  (Arrow Flight SQL on port {} is not available yet.) Press Ctrl-C to stop.",
+            args.flight_sql_port
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        children.stop().await;
+        return Err(e);
+    }
+
+    let exit = tokio::select! {
+        _ = crate::shutdown_signal() => None,
+        name = watch(&mut children) => Some(name),
+    };
+    children.stop().await;
+    match exit {
+        None => {
+            println!("Blueshift stopped.");
+            Ok(())
+        }
+        Some(name) => anyhow::bail!("{name} exited unexpectedly; the cluster was stopped"),
+    }
+}
+
+/// Resolves with the name of the first child that exits.
+async fn watch(children: &mut Children) -> String {
+    loop {
+        for (name, c) in &mut children.procs {
+            if let Ok(Some(_)) = c.try_wait() {
+                return name.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

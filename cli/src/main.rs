@@ -1,0 +1,87 @@
+//! The `blueshift` binary: a thin shell that parses arguments and runs the leader, a compute
+//! node, or a whole local cluster (`local`: one leader and N compute processes on loopback).
+//! Settings come from flags, then `BLUESHIFT_*` environment variables, then a TOML file.
+
+mod config;
+mod local;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "blueshift",
+    version,
+    about = "Blueshift: a distributed MPP SQL data warehouse"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a leader and N compute nodes on this machine, as separate processes.
+    Local(local::LocalArgs),
+    /// Run the leader node (PostgreSQL protocol, catalog, planner).
+    Leader(config::LeaderArgs),
+    /// Run a compute node that joins a leader.
+    Compute(config::ComputeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("blueshift: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Local(args) => local::run(args).await,
+            Command::Leader(args) => config::run_leader(args).await,
+            Command::Compute(args) => config::run_compute(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("blueshift: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("./blueshift-data")
+}

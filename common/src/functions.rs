@@ -1,0 +1,49 @@
+//! SQL functions that leader and compute nodes must both know, because a plan fragment that
+//! uses them may run on either side (datafusion-proto ships functions by name).
+
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// The string `version()` returns: drivers look for "PostgreSQL", people for "Blueshift".
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {} on {}-unknown-linux-gnu, compiled by rustc, Blueshift {}",
+        crate::PG_SERVER_VERSION,
+        std::env::consts::ARCH,
+        crate::VERSION
+    )
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct VersionUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for VersionUdf {
+    fn name(&self) -> &str {
+        "version"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            version_string(),
+        ))))
+    }
+}
+
+/// Registers Blueshift's functions, replacing DataFusion's of the same name.
+pub fn register_functions(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(VersionUdf {
+        signature: Signature::exact(vec![], Volatility::Stable),
+    }));
+}

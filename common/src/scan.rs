@@ -1,0 +1,196 @@
+//! `SliceScanExec`: the table scan. It has one output partition per slice, and partition `i`
+//! reads slice `i`'s segments and nothing else, so executing one partition on the node that
+//! owns slice `i` never double-counts (DataFusion's own `DataSourceExec` may share file
+//! groups between partitions through a work queue). Predicates pushed into the scan prune
+//! row groups and pages by their statistics: the sort key's zone maps.
+//!
+//! This node is built by the leader's table provider and executed on compute nodes; the
+//! segment list it carries is the catalog version the query pinned.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::EmptyRecordBatchStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+
+use crate::store::segment_store_url;
+use crate::types::Segment;
+
+#[derive(Debug, Clone)]
+pub struct SliceScanExec {
+    table: String,
+    /// Full table schema (what the segments hold).
+    table_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    projected_schema: SchemaRef,
+    /// Segments per slice; `slices.len()` is the number of output partitions.
+    slices: Vec<Vec<Segment>>,
+    /// Conjunction of pushed-down filters over the table schema, for pruning only: the
+    /// plan above still applies the filter exactly.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    limit: Option<usize>,
+    properties: Arc<PlanProperties>,
+}
+
+impl SliceScanExec {
+    pub fn try_new(
+        table: String,
+        table_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        slices: Vec<Vec<Segment>>,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        limit: Option<usize>,
+    ) -> Result<Self> {
+        let projected_schema = match &projection {
+            Some(p) => Arc::new(table_schema.project(p)?),
+            None => table_schema.clone(),
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(projected_schema.clone()),
+            Partitioning::UnknownPartitioning(slices.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            table,
+            table_schema,
+            projection,
+            projected_schema,
+            slices,
+            predicate,
+            limit,
+            properties,
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+    pub fn table_schema(&self) -> &SchemaRef {
+        &self.table_schema
+    }
+    pub fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
+    pub fn slices(&self) -> &[Vec<Segment>] {
+        &self.slices
+    }
+    pub fn predicate(&self) -> Option<&Arc<dyn PhysicalExpr>> {
+        self.predicate.as_ref()
+    }
+    pub fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+}
+
+impl DisplayAs for SliceScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let segments: usize = self.slices.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "SliceScanExec: table={}, slices={}, segments={}",
+            self.table,
+            self.slices.len(),
+            segments
+        )?;
+        if let Some(p) = &self.projection {
+            let names: Vec<&str> = p
+                .iter()
+                .filter_map(|i| {
+                    self.table_schema
+                        .fields()
+                        .get(*i)
+                        .map(|f| f.name().as_str())
+                })
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        if let Some(pred) = &self.predicate {
+            write!(f, ", prune={pred}")?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, ", limit={l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for SliceScanExec {
+    fn name(&self) -> &str {
+        "SliceScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        match &self.predicate {
+            Some(p) => f(p),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "SliceScanExec has no children".to_string(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(segments) = self.slices.get(partition) else {
+            return Err(DataFusionError::Internal(format!(
+                "SliceScanExec: partition {partition} out of range ({} slices)",
+                self.slices.len()
+            )));
+        };
+        if segments.is_empty() {
+            return Ok(Box::pin(EmptyRecordBatchStream::new(
+                self.projected_schema.clone(),
+            )));
+        }
+        let mut source = ParquetSource::new(self.table_schema.clone()).with_enable_page_index(true);
+        if let Some(pred) = &self.predicate {
+            source = source.with_predicate(pred.clone());
+        }
+        let files: Vec<PartitionedFile> = segments
+            .iter()
+            .map(|s| PartitionedFile::new(s.path.clone(), s.bytes))
+            .collect();
+        let config = FileScanConfigBuilder::new(segment_store_url()?, Arc::new(source))
+            .with_file_group(FileGroup::new(files))
+            .with_projection_indices(self.projection.clone())?
+            .with_limit(self.limit)
+            .build();
+        DataSourceExec::from_data_source(config).execute(0, context)
+    }
+}

@@ -1,0 +1,73 @@
+//! A Blueshift compute node. It owns no catalog: it joins the cluster by registering with the
+//! leader over gRPC, heartbeats, and serves Arrow Flight for everything that moves rows:
+//!
+//! ```text
+//!   leader ──do_get(FragmentTicket)──▶ exec: decode fragment, run one partition ──▶ batches
+//!   leader ──do_put(LoadRequest + batches)──▶ storage: sort by SORTKEY, write segments
+//!                                             ──▶ LoadResult (segment list, not yet visible)
+//! ```
+//!
+//! Modules: [`flight`] (the Flight service), [`exec`] (running plan fragments),
+//! [`storage`] (writing sorted Parquet segments), [`membership`] (register + heartbeat).
+//! It must not depend on the leader crate: the two talk only through `proto` types.
+
+pub mod error;
+pub mod exec;
+pub mod flight;
+pub mod membership;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use blueshift_proto::MAX_MESSAGE_BYTES;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use error::{Error, Result};
+
+/// What a compute node needs to start.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    /// The leader's gRPC address, e.g. `http://127.0.0.1:5440`.
+    pub leader: String,
+    /// Local working directory (node identity, spill files).
+    pub data_dir: PathBuf,
+    /// Host name other nodes and the leader use to reach this node's Flight port.
+    pub advertise_host: String,
+}
+
+/// Runs a compute node on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: ComputeConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let local: SocketAddr = listener.local_addr()?;
+    let flight_addr = format!("{}:{}", config.advertise_host, local.port());
+    let node_name = membership::node_name(&config.data_dir)?;
+    let engine = Arc::new(exec::Engine::new());
+
+    let service = flight::ComputeFlightService::new(engine.clone());
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            FlightServiceServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+
+    let membership = tokio::spawn(membership::run(
+        config.leader.clone(),
+        node_name,
+        flight_addr.clone(),
+        engine,
+    ));
+    tracing::info!(%flight_addr, leader = %config.leader, "compute node serving Arrow Flight");
+    let result = server.await;
+    membership.abort();
+    result.map_err(|e| Error::Transport(e.to_string()))
+}

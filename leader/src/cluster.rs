@@ -1,0 +1,213 @@
+//! Cluster membership: compute nodes register and heartbeat over gRPC; the leader keeps who
+//! is alive and assigns slices to live nodes. Membership is runtime state, not catalog state:
+//! segments live in the shared store, so a slice can move to any live node.
+//!
+//! Slice assignment: live nodes sorted by id; slice `i` of `S` goes to node
+//! `i * live / S`, so each node owns a contiguous run of slices (node 0: slices 0..k, ...).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use blueshift_common::error::sqlstate;
+use blueshift_proto::v1::cluster_server::Cluster;
+use blueshift_proto::v1::{HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse};
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, Result};
+
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// A node that has not been heard from for this long is down.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub name: String,
+    pub flight_addr: String,
+    pub last_seen: Instant,
+}
+
+impl NodeInfo {
+    pub fn is_up(&self) -> bool {
+        self.last_seen.elapsed() < NODE_TIMEOUT
+    }
+}
+
+/// Which node serves each slice, for one query or load.
+#[derive(Debug, Clone)]
+pub struct SliceMap {
+    /// `(node id, flight address)` per slice.
+    pub owners: Vec<(u64, String)>,
+}
+
+impl SliceMap {
+    pub fn addr(&self, slice: usize) -> Option<&str> {
+        self.owners.get(slice).map(|(_, a)| a.as_str())
+    }
+
+    /// The first slice of every node (where `DISTSTYLE ALL` copies live).
+    pub fn first_slices(&self) -> Vec<u32> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for (i, (node, _)) in self.owners.iter().enumerate() {
+            if !seen.contains(node) {
+                seen.push(*node);
+                out.push(i as u32);
+            }
+        }
+        out
+    }
+}
+
+pub struct Membership {
+    nodes: Mutex<Vec<NodeInfo>>,
+    store_url: String,
+}
+
+impl Membership {
+    pub fn new(store_url: String) -> Self {
+        Self {
+            nodes: Mutex::new(Vec::new()),
+            store_url,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<NodeInfo>> {
+        match self.nodes.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn register(&self, name: &str, flight_addr: &str) -> u64 {
+        let mut nodes = self.lock();
+        if let Some(n) = nodes.iter_mut().find(|n| n.name == name) {
+            n.flight_addr = flight_addr.to_string();
+            n.last_seen = Instant::now();
+            return n.id;
+        }
+        let id = nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        nodes.push(NodeInfo {
+            id,
+            name: name.to_string(),
+            flight_addr: flight_addr.to_string(),
+            last_seen: Instant::now(),
+        });
+        tracing::info!(node_id = id, %name, %flight_addr, "compute node joined");
+        id
+    }
+
+    pub fn heartbeat(&self, id: u64) -> bool {
+        let mut nodes = self.lock();
+        match nodes.iter_mut().find(|n| n.id == id) {
+            Some(n) => {
+                n.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Marks a node down at once (e.g. after a failed call), until its next heartbeat.
+    pub fn suspect(&self, flight_addr: &str) {
+        let mut nodes = self.lock();
+        for n in nodes.iter_mut().filter(|n| n.flight_addr == flight_addr) {
+            if let Some(t) = Instant::now().checked_sub(NODE_TIMEOUT) {
+                n.last_seen = t;
+            }
+            tracing::warn!(node_id = n.id, addr = %n.flight_addr, "compute node unreachable");
+        }
+    }
+
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.lock().clone()
+    }
+
+    pub fn live_nodes(&self) -> Vec<NodeInfo> {
+        let mut live: Vec<NodeInfo> = self.lock().iter().filter(|n| n.is_up()).cloned().collect();
+        live.sort_by_key(|n| n.id);
+        live
+    }
+
+    /// Assigns `slices` slices to the live nodes, or fails if there are none.
+    pub fn slice_map(&self, slices: u32) -> Result<SliceMap> {
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return Err(Error::sql(
+                sqlstate::CANNOT_CONNECT_NOW,
+                "no compute node is available: start one with `blueshift compute --leader ...`",
+            ));
+        }
+        let s = slices.max(1) as usize;
+        let owners = (0..s)
+            .map(|i| {
+                let n = &live[i * live.len() / s];
+                (n.id, n.flight_addr.clone())
+            })
+            .collect();
+        Ok(SliceMap { owners })
+    }
+
+    pub fn store_url(&self) -> &str {
+        &self.store_url
+    }
+}
+
+/// The gRPC face of [`Membership`].
+pub struct ClusterService {
+    pub membership: std::sync::Arc<Membership>,
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let req = request.into_inner();
+        if req.node_name.is_empty() || req.flight_addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "node_name and flight_addr are required",
+            ));
+        }
+        let node_id = self.membership.register(&req.node_name, &req.flight_addr);
+        Ok(Response::new(RegisterResponse {
+            node_id,
+            store_url: self.membership.store_url().to_string(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let known = self.membership.heartbeat(req.node_id);
+        Ok(Response::new(HeartbeatResponse { known }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_are_spread_in_contiguous_runs() {
+        let m = Membership::new("file:///tmp".into());
+        m.register("a", "h:1");
+        m.register("b", "h:2");
+        let map = m.slice_map(4).unwrap();
+        let nodes: Vec<u64> = map.owners.iter().map(|(n, _)| *n).collect();
+        assert_eq!(nodes, vec![1, 1, 2, 2]);
+        assert_eq!(map.first_slices(), vec![0, 2]);
+    }
+
+    #[test]
+    fn reregistering_keeps_the_node_id() {
+        let m = Membership::new("file:///tmp".into());
+        let a = m.register("a", "h:1");
+        assert_eq!(m.register("a", "h:9"), a);
+        assert_eq!(m.nodes()[0].flight_addr, "h:9");
+    }
+}

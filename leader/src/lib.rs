@@ -1,0 +1,160 @@
+//! The Blueshift leader: the node clients talk to. It owns the catalog, plans every query,
+//! and hands the work to compute nodes.
+//!
+//! ```text
+//!  psql / drivers ──▶ pgwire ──▶ session ──▶ sql (Redshift DDL, COPY) ──▶ catalog (commands)
+//!                                    │
+//!                                    └──▶ planner (DataFusion, target_partitions = slices)
+//!                                           └──▶ distribute: fragments ──▶ scheduler ──Flight──▶ compute
+//!  compute nodes ──gRPC──▶ cluster (register, heartbeat, slice map)
+//! ```
+//!
+//! Modules: [`pgwire`] (PostgreSQL protocol), [`session`] (statement dispatch), [`sql`]
+//! (parsing what DataFusion does not), [`catalog`] (the state machine and its log),
+//! [`cluster`] (membership), [`planner`] and [`scheduler`] (distributed execution),
+//! [`load`] (COPY / INSERT), [`system_tables`], [`demo`]. It must not depend on the
+//! compute crate: the two talk only through `proto` types over gRPC / Flight.
+
+pub mod catalog;
+pub mod cluster;
+pub mod demo;
+pub mod error;
+pub mod load;
+pub mod pgwire;
+pub mod planner;
+pub mod scheduler;
+pub mod session;
+pub mod sql;
+pub mod system_tables;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use blueshift_proto::MAX_MESSAGE_BYTES;
+use blueshift_proto::v1::cluster_server::ClusterServer;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use error::{Error, Result};
+
+use crate::catalog::Catalog;
+use crate::cluster::{ClusterService, Membership};
+use crate::load::SharedLoadErrors;
+use crate::scheduler::{Channels, Scheduler};
+
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    pub data_dir: PathBuf,
+    /// Slices of a new cluster (`nodes x slices_per_node`); ignored once bootstrapped.
+    pub slices: u32,
+    /// Segment store URL; default `file://<data_dir>/store`.
+    pub store_url: Option<String>,
+    /// Wait for this many compute nodes before reporting ready.
+    pub expect_nodes: usize,
+    /// Users that may log in without a password (local mode).
+    pub users: Vec<String>,
+    pub database: String,
+    /// Refuse logins from anything but loopback.
+    pub loopback_only: bool,
+    /// Load the TPC-H demo data set once ready.
+    pub demo: bool,
+    /// Written (atomically) with the bound ports once the cluster is ready.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// State shared by every session of the leader.
+pub struct LeaderState {
+    pub catalog: Catalog,
+    pub membership: Arc<Membership>,
+    pub scheduler: Arc<Scheduler>,
+    pub runtime: Arc<RuntimeEnv>,
+    pub load_errors: SharedLoadErrors,
+    pub users: Vec<String>,
+    pub database: String,
+    pub loopback_only: bool,
+}
+
+/// Runs the leader until `shutdown` resolves.
+pub async fn run(
+    config: LeaderConfig,
+    pg_listener: TcpListener,
+    grpc_listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store_url = match &config.store_url {
+        Some(u) => u.clone(),
+        None => blueshift_common::store::file_url(&config.data_dir.join("store"))?,
+    };
+    let catalog = Catalog::open(&config.data_dir.join("catalog"), config.slices)?;
+    let membership = Arc::new(Membership::new(store_url.clone()));
+    let runtime = planner::leader_runtime(&store_url)?;
+    let leader = Arc::new(LeaderState {
+        catalog,
+        membership: membership.clone(),
+        scheduler: Arc::new(Scheduler {
+            channels: Channels::new(),
+            membership: membership.clone(),
+        }),
+        runtime,
+        load_errors: Default::default(),
+        users: config.users.clone(),
+        database: config.database.clone(),
+        loopback_only: config.loopback_only,
+    });
+    let pg_addr = pg_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            ClusterServer::new(ClusterService {
+                membership: membership.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming(TcpListenerStream::new(grpc_listener));
+    let grpc_task = tokio::spawn(grpc);
+    let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener));
+    tracing::info!(%pg_addr, %grpc_addr, slices = leader.catalog.snapshot().slices, "leader listening");
+
+    let ready_leader = leader.clone();
+    let ready_task = tokio::spawn(async move {
+        while ready_leader.membership.live_nodes().len() < config.expect_nodes {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if config.demo {
+            let executor = session::Executor {
+                leader: ready_leader.clone(),
+            };
+            tracing::info!(
+                "loading the TPC-H demo data set (scale factor {})",
+                demo::DEMO_SCALE_FACTOR
+            );
+            if let Err(e) = demo::load_demo(&executor).await {
+                tracing::error!(error = %e.user_message(), "demo load failed");
+            }
+        }
+        if let Some(path) = &config.ready_file {
+            let body = serde_json::json!({
+                "pg_port": pg_addr.port(),
+                "grpc_port": grpc_addr.port(),
+            });
+            let tmp = path.with_extension("tmp");
+            if let Err(e) =
+                std::fs::write(&tmp, body.to_string()).and_then(|_| std::fs::rename(&tmp, path))
+            {
+                tracing::error!(error = %e, "cannot write the ready file");
+            }
+        }
+        tracing::info!(%pg_addr, "cluster ready");
+    });
+
+    shutdown.await;
+    ready_task.abort();
+    pg_task.abort();
+    grpc_task.abort();
+    Ok(())
+}

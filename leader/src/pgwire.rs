@@ -1,0 +1,445 @@
+//! The PostgreSQL wire protocol on the leader (port 5439): startup and login, the simple and
+//! extended query protocols, results as text or binary rows, errors as ErrorResponse with
+//! the SQLSTATE of the error. Statement execution itself lives in [`crate::session`].
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+
+use crate::LeaderState;
+use crate::error::Error;
+use crate::planner::query_context;
+use crate::session::{Executor, Outcome};
+use crate::sql::{StatementKind, classify, split_statements};
+
+const SETTING_PREFIX: &str = "blueshift.setting.";
+
+pub fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), e.sqlstate(), e.user_message())
+}
+
+fn user_error(e: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+/// Serves PostgreSQL clients on `listener` until the task is dropped.
+pub async fn serve(leader: Arc<LeaderState>, listener: TcpListener) {
+    let handlers = Arc::new(Handlers {
+        handler: Arc::new(Handler {
+            executor: Executor {
+                leader: leader.clone(),
+            },
+            parser: Arc::new(Parser { leader }),
+        }),
+    });
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                let h = handlers.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+struct Handlers {
+    handler: Arc<Handler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.handler.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.handler.clone()
+    }
+}
+
+struct Handler {
+    executor: Executor,
+    parser: Arc<Parser>,
+}
+
+fn settings_of<C: ClientInfo>(client: &C) -> HashMap<String, String> {
+    client
+        .metadata()
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(SETTING_PREFIX)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+fn store_settings<C: ClientInfo>(client: &mut C, settings: HashMap<String, String>) {
+    let md = client.metadata_mut();
+    md.retain(|k, _| !k.starts_with(SETTING_PREFIX));
+    for (k, v) in settings {
+        md.insert(format!("{SETTING_PREFIX}{k}"), v);
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Handler {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(ref startup) = message else {
+            return Ok(());
+        };
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let database = client
+            .metadata()
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let leader = &self.executor.leader;
+        let refusal = if !leader.users.iter().any(|u| u == &user) {
+            Some(("28000", format!("role \"{user}\" does not exist")))
+        } else if database != leader.database {
+            Some(("3D000", format!("database \"{database}\" does not exist")))
+        } else if leader.loopback_only && !client.socket_addr().ip().is_loopback() {
+            Some((
+                "28000",
+                format!(
+                    "no password login for \"{user}\" from {}: local mode accepts loopback connections only",
+                    client.socket_addr().ip()
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, msg)) = refusal {
+            let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), msg);
+            client
+                .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                .await?;
+            client.close().await?;
+            return Ok(());
+        }
+        let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
+        client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+        client
+            .feed(PgWireBackendMessage::Authentication(Authentication::Ok))
+            .await?;
+        let mut params = DefaultServerParameterProvider::default();
+        params.server_version = blueshift_common::PG_SERVER_VERSION.to_string();
+        params.date_style = "ISO, MDY".to_string();
+        params.time_zone = "UTC".to_string();
+        for (k, v) in [
+            ("server_version", params.server_version.clone()),
+            ("server_encoding", "UTF8".to_string()),
+            ("client_encoding", "UTF8".to_string()),
+            ("DateStyle", "ISO, MDY".to_string()),
+            ("TimeZone", "UTC".to_string()),
+            ("IntervalStyle", "postgres".to_string()),
+            ("integer_datetimes", "on".to_string()),
+            ("standard_conforming_strings", "on".to_string()),
+            ("is_superuser", "on".to_string()),
+            ("session_authorization", user.clone()),
+            (
+                "application_name",
+                client
+                    .metadata()
+                    .get("application_name")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        ] {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    k.to_string(),
+                    v,
+                )))
+                .await?;
+        }
+        client
+            .feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
+                pid,
+                SecretKey::I32(secret),
+            )))
+            .await?;
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                TransactionStatus::Idle,
+            )))
+            .await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+/// Turns an execution outcome into a pgwire response.
+fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Command { tag, rows } => {
+            let t = Tag::new(&tag);
+            let t = match rows {
+                Some(n) => t.with_rows(n as usize),
+                None => t,
+            };
+            Ok(match tag.as_str() {
+                "BEGIN" => Response::TransactionStart(t),
+                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(t),
+                _ => Response::Execution(t),
+            })
+        }
+        Outcome::Rows { schema, stream } => {
+            let fields = Arc::new(arrow_schema_to_pg_fields(schema.as_ref(), format, None)?);
+            let f2 = fields.clone();
+            let rows = stream
+                .map(move |batch| {
+                    let rows: Vec<PgWireResult<pgwire::messages::data::DataRow>> = match batch {
+                        Ok(b) => encode_recordbatch(f2.clone(), b).collect(),
+                        Err(e) => vec![Err(user_error(e.into()))],
+                    };
+                    futures::stream::iter(rows)
+                })
+                .flatten();
+            Ok(Response::Query(QueryResponse::new(fields, rows)))
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match split_statements(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+        };
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut settings = settings_of(client);
+        let mut responses = Vec::with_capacity(statements.len());
+        for stmt in statements {
+            let span = tracing::info_span!("statement", sql = %truncate(&stmt));
+            let _g = span.enter();
+            match self.executor.execute(&stmt, None, &mut settings).await {
+                Ok(outcome) => responses.push(into_response(outcome, &Format::UnifiedText)?),
+                Err(e) => {
+                    tracing::debug!(code = %e.sqlstate(), error = %e.user_message(), "statement failed");
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        store_settings(client, settings);
+        Ok(responses)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// A statement prepared through the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    param_types: Vec<Option<DataType>>,
+    result: Option<SchemaRef>,
+}
+
+struct Parser {
+    leader: Arc<LeaderState>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let sql = sql.trim().trim_end_matches(';').to_string();
+        if sql.is_empty() {
+            return Ok(None);
+        }
+        let kind = classify(&sql).map_err(user_error)?;
+        let mut prepared = Prepared {
+            sql: sql.clone(),
+            param_types: Vec::new(),
+            result: None,
+        };
+        if matches!(kind, StatementKind::Query | StatementKind::Insert) {
+            let qc = query_context(&self.leader).map_err(user_error)?;
+            let plan = qc
+                .ctx
+                .state()
+                .create_logical_plan(&sql)
+                .await
+                .map_err(|e| user_error(e.into()))?;
+            let ptypes = plan
+                .get_parameter_types()
+                .map_err(|e| user_error(e.into()))?;
+            let n = ptypes.len().max(types.len());
+            prepared.param_types = (1..=n)
+                .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
+                .collect();
+            if kind == StatementKind::Query {
+                prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
+            }
+        } else if matches!(kind, StatementKind::Show | StatementKind::Explain) {
+            prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("result", DataType::Utf8, true),
+            ])));
+        }
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(dt) => into_pg_type(dt),
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result {
+            Some(s) => arrow_schema_to_pg_fields(s, format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let stmt = &portal.statement.statement;
+        let params = if portal.parameters.is_empty() {
+            None
+        } else {
+            let inferred: Vec<Option<&DataType>> =
+                stmt.param_types.iter().map(|t| t.as_ref()).collect();
+            let values: ParamValues =
+                arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
+            Some(values)
+        };
+        let mut settings = settings_of(client);
+        let result = self
+            .executor
+            .execute(&stmt.sql, params, &mut settings)
+            .await;
+        store_settings(client, settings);
+        match result {
+            Ok(outcome) => into_response(outcome, &portal.result_column_format),
+            Err(e) => Err(user_error(e)),
+        }
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        stmt: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let param_types = self.parser.get_parameter_types(&stmt.statement)?;
+        let param_types = stmt
+            .parameter_types
+            .iter()
+            .cloned()
+            .chain(std::iter::repeat(None))
+            .zip(param_types)
+            .map(|(given, inferred)| match given {
+                Some(t) if t != Type::UNKNOWN => t,
+                _ => inferred,
+            })
+            .collect();
+        let fields = self.parser.get_result_schema(&stmt.statement, None)?;
+        Ok(DescribeStatementResponse::new(param_types, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let fields = self.parser.get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+}

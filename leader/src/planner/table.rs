@@ -1,0 +1,94 @@
+//! The table provider for a Blueshift table at one pinned catalog version. Its scan is a
+//! [`SliceScanExec`] with one partition per slice and the pushed-down filters kept for
+//! row-group pruning (DataFusion still applies them exactly above the scan).
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use blueshift_common::scan::SliceScanExec;
+use blueshift_common::types::{DistStyle, TableDef};
+use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+#[derive(Debug)]
+pub struct BlueshiftTable {
+    def: TableDef,
+    slices: u32,
+    schema: SchemaRef,
+}
+
+impl BlueshiftTable {
+    pub fn new(def: TableDef, slices: u32) -> Self {
+        let schema = def.arrow_schema();
+        Self {
+            def,
+            slices,
+            schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for BlueshiftTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut slices = self.def.segments_by_slice(self.slices);
+        if self.def.dist == DistStyle::All {
+            // Every node holds a full copy; a scan of the table alone reads one copy.
+            let copy = slices
+                .iter()
+                .find(|s| !s.is_empty())
+                .cloned()
+                .unwrap_or_default();
+            for s in slices.iter_mut() {
+                s.clear();
+            }
+            if let Some(first) = slices.first_mut() {
+                *first = copy;
+            }
+        }
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(expr) => {
+                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                Some(state.create_physical_expr(expr, &df_schema)?)
+            }
+            None => None,
+        };
+        // A limit may only be pushed when no filter remains above the scan.
+        let limit = if filters.is_empty() { limit } else { None };
+        Ok(Arc::new(SliceScanExec::try_new(
+            self.def.name.clone(),
+            self.schema.clone(),
+            projection.cloned(),
+            slices,
+            predicate,
+            limit,
+        )?))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}

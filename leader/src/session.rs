@@ -1,0 +1,560 @@
+//! Executing one statement for a client session: the dispatch from statement kind to the
+//! code that runs it (DDL and COPY here, queries through DataFusion and the distributed
+//! planner), independent of the wire protocol that carried it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use blueshift_common::error::sqlstate;
+use blueshift_common::types::ColumnDef;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::StreamExt;
+
+use crate::LeaderState;
+use crate::catalog::Command;
+use crate::error::{Error, Result};
+use crate::load::coerce::coerce_batch;
+use crate::load::router::Router;
+use crate::load::source::{ReadSpec, list_files, read_files};
+use crate::planner::{QueryContext, explain_lines, query_context};
+use crate::scheduler::SchedulerHandle;
+use crate::sql::copy::parse_copy;
+use crate::sql::ddl::{parse_create_table, parse_drop_table};
+use crate::sql::{StatementKind, classify, keyword, words};
+
+/// What a statement produced.
+pub enum Outcome {
+    Rows {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
+    /// A command tag such as `CREATE TABLE` or `COPY 42`.
+    Command { tag: String, rows: Option<u64> },
+}
+
+fn command(tag: &str) -> Outcome {
+    Outcome::Command {
+        tag: tag.to_string(),
+        rows: None,
+    }
+}
+
+pub struct Executor {
+    pub leader: Arc<LeaderState>,
+}
+
+impl Executor {
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        settings: &mut HashMap<String, String>,
+    ) -> Result<Outcome> {
+        match classify(sql)? {
+            StatementKind::CreateTable => self.create_table(sql).await,
+            StatementKind::DropTable => self.drop_table(sql),
+            StatementKind::Copy => self.copy(sql).await,
+            StatementKind::Insert => self.insert(sql, params).await,
+            StatementKind::Query => self.query(sql, params).await,
+            StatementKind::Explain => self.explain(sql).await,
+            StatementKind::Set => set(sql, settings),
+            StatementKind::Show => show(sql, settings),
+            StatementKind::Transaction => {
+                let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
+                Ok(command(match k.as_str() {
+                    "BEGIN" | "START" => "BEGIN",
+                    "ROLLBACK" | "ABORT" => "ROLLBACK",
+                    _ => "COMMIT",
+                }))
+            }
+            StatementKind::Other => {
+                let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
+                match k.as_str() {
+                    "DISCARD" | "DEALLOCATE" => Ok(command(&k)),
+                    _ => Err(Error::sql(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!("{k} statements are not supported yet"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn scheduler(&self) -> Arc<SchedulerHandle> {
+        Arc::new(SchedulerHandle(self.leader.scheduler.clone()))
+    }
+
+    /// Plans a query into a distributed physical plan.
+    pub async fn plan_query(
+        &self,
+        qc: &QueryContext,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut df = qc.ctx.sql(sql).await?;
+        if let Some(p) = params {
+            df = df.with_param_values(p)?;
+        }
+        self.plan_dataframe(qc, df).await
+    }
+
+    async fn plan_dataframe(
+        &self,
+        qc: &QueryContext,
+        df: DataFrame,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = df.create_physical_plan().await?;
+        Ok(qc.distribute(plan, self.scheduler())?)
+    }
+
+    async fn query(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
+        let qc = query_context(&self.leader)?;
+        let plan = self.plan_query(&qc, sql, params).await?;
+        let schema = plan.schema();
+        let stream = execute_stream(plan, qc.ctx.task_ctx())?;
+        Ok(Outcome::Rows { schema, stream })
+    }
+
+    async fn explain(&self, sql: &str) -> Result<Outcome> {
+        let ws = words(sql)?;
+        let mut skip = 1;
+        while let Some(k) = ws.get(skip).and_then(keyword) {
+            match k.as_str() {
+                "VERBOSE" => skip += 1,
+                "ANALYZE" => {
+                    return Err(Error::sql(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "EXPLAIN ANALYZE is not supported yet",
+                    ));
+                }
+                _ => break,
+            }
+        }
+        let inner = crate::sql::untokenize_words(&ws[skip..]);
+        let qc = query_context(&self.leader)?;
+        let plan = match classify(&inner)? {
+            StatementKind::Query => self.plan_query(&qc, &inner, None).await?,
+            StatementKind::Insert => {
+                let (_, input) = self.insert_input(&qc, &inner, None).await?;
+                input
+            }
+            _ => {
+                return Err(Error::sql(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "EXPLAIN supports SELECT and INSERT statements",
+                ));
+            }
+        };
+        let lines = explain_lines(&plan);
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("QUERY PLAN", arrow::datatypes::DataType::Utf8, false),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(lines))],
+        )?;
+        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(vec![Ok(batch)]),
+        );
+        Ok(Outcome::Rows {
+            schema,
+            stream: Box::pin(stream),
+        })
+    }
+
+    async fn create_table(&self, sql: &str) -> Result<Outcome> {
+        let mut ct = parse_create_table(sql)?;
+        let leader = &self.leader;
+        if ct.if_not_exists
+            && leader
+                .catalog
+                .snapshot()
+                .table_by_name("public", &ct.name)
+                .is_some()
+        {
+            return Ok(command("CREATE TABLE"));
+        }
+        let Some(query) = ct.query.take() else {
+            leader.catalog.execute(|s| {
+                if s.table_by_name("public", &ct.name).is_some() {
+                    return Err(Error::sql(
+                        sqlstate::DUPLICATE_TABLE,
+                        format!("relation \"{}\" already exists", ct.name),
+                    ));
+                }
+                Ok(Command::CreateTable(ct.clone().into_def(s.next_table_id)))
+            })?;
+            return Ok(command("CREATE TABLE"));
+        };
+        // CREATE TABLE ... AS SELECT: plan the query, create the table from its schema,
+        // load its rows; the table only becomes visible with its rows.
+        let qc = query_context(leader)?;
+        let plan = self.plan_query(&qc, &query.to_string(), None).await?;
+        let schema = plan.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                blueshift_common::types::ColumnType::from_arrow(f.data_type())
+                    .map(|ty| ColumnDef {
+                        name: f.name().to_ascii_lowercase(),
+                        ty,
+                        nullable: true,
+                    })
+                    .ok_or_else(|| {
+                        Error::sql(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            format!(
+                                "column \"{}\" has type {} which a table cannot store yet",
+                                f.name(),
+                                f.data_type()
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ct = ct.with_columns(columns)?;
+        let name = ct.name.clone();
+        let snapshot = leader.catalog.snapshot();
+        if snapshot.table_by_name("public", &name).is_some() {
+            return Err(Error::sql(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        // The table is created first (so segments have an id to belong to) and dropped again
+        // if the load fails.
+        let state = leader
+            .catalog
+            .execute(|s| Ok(Command::CreateTable(ct.clone().into_def(s.next_table_id))))?;
+        let def = state
+            .table_by_name("public", &name)
+            .cloned()
+            .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "created table vanished"))?;
+        let result = self
+            .load_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
+            .await;
+        match result {
+            Ok(rows) => Ok(Outcome::Command {
+                tag: "SELECT".into(),
+                rows: Some(rows),
+            }),
+            Err(e) => {
+                let _ = leader
+                    .catalog
+                    .execute(|_| Ok(Command::DropTable { id: def.id }));
+                Err(e)
+            }
+        }
+    }
+
+    fn drop_table(&self, sql: &str) -> Result<Outcome> {
+        let (names, if_exists) = parse_drop_table(sql)?;
+        for name in names {
+            let found = self
+                .leader
+                .catalog
+                .snapshot()
+                .table_by_name("public", &name)
+                .map(|t| t.id);
+            match found {
+                Some(id) => {
+                    self.leader
+                        .catalog
+                        .execute(|_| Ok(Command::DropTable { id }))?;
+                }
+                None if if_exists => {}
+                None => {
+                    return Err(Error::sql(
+                        sqlstate::UNDEFINED_TABLE,
+                        format!("table \"{name}\" does not exist"),
+                    ));
+                }
+            }
+        }
+        Ok(command("DROP TABLE"))
+    }
+
+    async fn copy(&self, sql: &str) -> Result<Outcome> {
+        let stmt = parse_copy(sql)?;
+        let snapshot = self.leader.catalog.snapshot();
+        let table = snapshot
+            .table_by_name("public", &stmt.table)
+            .cloned()
+            .ok_or_else(|| {
+                Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{}\" does not exist", stmt.table),
+                )
+            })?;
+        let columns = match &stmt.columns {
+            Some(cols) => Some(
+                cols.iter()
+                    .map(|c| {
+                        table.column_index(c).ok_or_else(|| {
+                            Error::sql(
+                                sqlstate::UNDEFINED_COLUMN,
+                                format!(
+                                    "column \"{c}\" of relation \"{}\" does not exist",
+                                    table.name
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let files = list_files(&stmt.source)?;
+        let map = self.leader.membership.slice_map(snapshot.slices)?;
+        let spec = ReadSpec {
+            table: table.clone(),
+            columns,
+            options: stmt.options.clone(),
+            query_id: uuid::Uuid::new_v4().simple().to_string(),
+            errors: self.leader.load_errors.clone(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let reader = tokio::task::spawn_blocking(move || read_files(spec, files, tx));
+        let mut router = Router::new(
+            table.clone(),
+            snapshot.slices,
+            map,
+            self.leader.scheduler.clone(),
+        );
+        while let Some(batch) = rx.recv().await {
+            router.push(batch?).await?;
+        }
+        reader
+            .await
+            .map_err(|e| Error::sql(sqlstate::INTERNAL_ERROR, format!("reader failed: {e}")))?;
+        let rows = router.rows();
+        let segments = router.finish().await?;
+        self.commit(&table, segments)?;
+        tracing::info!(table = %table.name, rows, "COPY committed");
+        Ok(Outcome::Command {
+            tag: "COPY".into(),
+            rows: Some(rows),
+        })
+    }
+
+    fn commit(
+        &self,
+        table: &blueshift_common::types::TableDef,
+        segments: Vec<blueshift_common::types::Segment>,
+    ) -> Result<()> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        self.leader.catalog.execute(|s| {
+            if !s.tables.contains_key(&table.id) {
+                return Err(Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!(
+                        "table \"{}\" was dropped while rows were being loaded",
+                        table.name
+                    ),
+                ));
+            }
+            Ok(Command::CommitSegments {
+                table_id: table.id,
+                segments,
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Loads batches whose columns are in the table's order (e.g. generated data).
+    pub async fn load_batches(
+        &self,
+        table: &blueshift_common::types::TableDef,
+        batches: Box<
+            dyn Iterator<
+                    Item = std::result::Result<arrow::array::RecordBatch, arrow::error::ArrowError>,
+                > + Send,
+        >,
+    ) -> Result<u64> {
+        let schema = table.arrow_schema();
+        let stream = futures::stream::iter(batches.map(|b| b.map_err(Into::into)));
+        self.load_stream(
+            table,
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+            ),
+        )
+        .await
+    }
+
+    /// Routes the rows of a stream (already of the table's column order) into the table.
+    async fn load_stream(
+        &self,
+        table: &blueshift_common::types::TableDef,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        let snapshot = self.leader.catalog.snapshot();
+        let map = self.leader.membership.slice_map(snapshot.slices)?;
+        let mut router = Router::new(
+            table.clone(),
+            snapshot.slices,
+            map,
+            self.leader.scheduler.clone(),
+        );
+        let mapping: Vec<Option<usize>> = (0..table.columns.len()).map(Some).collect();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let batch = coerce_batch(&batch, table, &mapping, false)
+                .map_err(|mut bad| bad.remove(0).into_error("inserted row"))?;
+            router.push(batch).await?;
+        }
+        let rows = router.rows();
+        let segments = router.finish().await?;
+        self.commit(table, segments)?;
+        Ok(rows)
+    }
+
+    async fn insert_input(
+        &self,
+        qc: &QueryContext,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
+        let mut df = qc.ctx.sql(sql).await?;
+        if let Some(p) = params {
+            df = df.with_param_values(p)?;
+        }
+        let (state, plan) = df.into_parts();
+        let LogicalPlan::Dml(DmlStatement {
+            table_name,
+            op: WriteOp::Insert(_),
+            input,
+            ..
+        }) = plan
+        else {
+            return Err(Error::sql(
+                sqlstate::SYNTAX_ERROR,
+                "expected INSERT INTO ... VALUES / SELECT",
+            ));
+        };
+        let name = table_name.table().to_string();
+        let def = qc
+            .catalog
+            .table_by_name("public", &name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
+            })?;
+        let df = DataFrame::new(state, Arc::unwrap_or_clone(input));
+        let plan = self.plan_dataframe(qc, df).await?;
+        Ok((def, plan))
+    }
+
+    async fn insert(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
+        let qc = query_context(&self.leader)?;
+        let (def, plan) = self.insert_input(&qc, sql, params).await?;
+        let rows = self
+            .load_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
+            .await?;
+        Ok(Outcome::Command {
+            tag: "INSERT 0".into(),
+            rows: Some(rows),
+        })
+    }
+}
+
+/// Settings every session reports, before any `SET`.
+pub fn default_setting(name: &str) -> Option<String> {
+    Some(match name {
+        "server_version" => blueshift_common::PG_SERVER_VERSION.to_string(),
+        "server_version_num" => "150004".into(),
+        "search_path" => "$user, public".into(),
+        "timezone" => "UTC".into(),
+        "datestyle" => "ISO, MDY".into(),
+        "client_encoding" | "server_encoding" => "UTF8".into(),
+        "standard_conforming_strings" | "integer_datetimes" => "on".into(),
+        "transaction_isolation" | "transaction isolation level" => "serializable".into(),
+        "statement_timeout" => "0".into(),
+        "max_identifier_length" => "127".into(),
+        "intervalstyle" => "postgres".into(),
+        _ => return None,
+    })
+}
+
+fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
+    let ws = words(sql)?;
+    let is_reset = ws.first().and_then(keyword).as_deref() == Some("RESET");
+    let mut i = 1;
+    if matches!(
+        ws.get(1).and_then(keyword).as_deref(),
+        Some("SESSION" | "LOCAL")
+    ) {
+        i += 1;
+    }
+    let name = ws
+        .get(i)
+        .map(|t| t.to_string().to_ascii_lowercase())
+        .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a setting name"))?;
+    if is_reset {
+        settings.remove(&name);
+        return Ok(command("RESET"));
+    }
+    let mut rest = &ws[(i + 1).min(ws.len())..];
+    if let Some(first) = rest.first()
+        && (first == &datafusion::sql::sqlparser::tokenizer::Token::Eq
+            || keyword(first).as_deref() == Some("TO"))
+    {
+        rest = &rest[1..];
+    }
+    let value = rest
+        .iter()
+        .map(|t| match t {
+            datafusion::sql::sqlparser::tokenizer::Token::SingleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    settings.insert(name, value);
+    Ok(command("SET"))
+}
+
+fn show(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
+    let ws = words(sql)?;
+    let name = ws[1..]
+        .iter()
+        .map(|t| t.to_string().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let value = settings
+        .get(&name)
+        .cloned()
+        .or_else(|| default_setting(&name))
+        .ok_or_else(|| {
+            Error::sql(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            )
+        })?;
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::StringArray::from(vec![value]))],
+    )?;
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        schema.clone(),
+        futures::stream::iter(vec![Ok(batch)]),
+    );
+    Ok(Outcome::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
+}

@@ -1,0 +1,231 @@
+//! Redshift's system views, built from the leader's state at the pinned catalog version:
+//!
+//! * `stv_slices (node, slice, address, state)`: which node serves each slice.
+//! * `stv_tbl_perm (slice, id, name, rows, segments)`: rows of every table on every slice.
+//! * `svv_table_info (table_id, schema, "table", diststyle, sortkey1, sortkey_num, tbl_rows,
+//!   size, skew_rows)`: one row per table; `size` in 1 MB blocks as Redshift reports it,
+//!   `skew_rows` the ratio of the fullest slice to the emptiest.
+//! * `stl_load_errors (query, starttime, filename, line_number, colname, raw_field_value,
+//!   err_code, err_reason)`: rows that `COPY ... MAXERROR n` rejected (most recent 10 000).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::MemTable;
+
+use crate::LeaderState;
+use crate::catalog::CatalogState;
+use crate::cluster::SliceMap;
+use crate::error::Result;
+use blueshift_common::types::DistStyle;
+
+pub fn register(
+    schema: &MemorySchemaProvider,
+    leader: &LeaderState,
+    catalog: &CatalogState,
+    slices: &SliceMap,
+) -> Result<()> {
+    schema.register_table("stv_slices".into(), stv_slices(leader, slices)?)?;
+    schema.register_table("stv_tbl_perm".into(), stv_tbl_perm(catalog)?)?;
+    schema.register_table("svv_table_info".into(), svv_table_info(catalog)?)?;
+    schema.register_table("stl_load_errors".into(), stl_load_errors(leader)?)?;
+    Ok(())
+}
+
+fn table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>> {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+fn stv_slices(leader: &LeaderState, slices: &SliceMap) -> Result<Arc<MemTable>> {
+    let nodes = leader.membership.nodes();
+    let mut node = Vec::new();
+    let mut slice = Vec::new();
+    let mut address = Vec::new();
+    let mut state = Vec::new();
+    for (i, (id, addr)) in slices.owners.iter().enumerate() {
+        let up = nodes.iter().any(|n| n.id == *id && n.is_up());
+        node.push(*id as i32);
+        slice.push(i as i32);
+        address.push(addr.clone());
+        state.push(if up { "up" } else { "down" }.to_string());
+    }
+    table(
+        vec![
+            Field::new("node", DataType::Int32, false),
+            Field::new("slice", DataType::Int32, false),
+            Field::new("address", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+        ],
+        vec![
+            Arc::new(Int32Array::from(node)),
+            Arc::new(Int32Array::from(slice)),
+            Arc::new(StringArray::from(address)),
+            Arc::new(StringArray::from(state)),
+        ],
+    )
+}
+
+fn stv_tbl_perm(catalog: &CatalogState) -> Result<Arc<MemTable>> {
+    let mut slice = Vec::new();
+    let mut id = Vec::new();
+    let mut name = Vec::new();
+    let mut rows = Vec::new();
+    let mut segments = Vec::new();
+    for t in catalog.tables.values() {
+        for s in 0..catalog.slices {
+            let segs = t.segments.get(&s);
+            slice.push(s as i32);
+            id.push(t.id as i64);
+            name.push(t.name.clone());
+            rows.push(
+                segs.map(|v| v.iter().map(|g| g.rows).sum::<u64>())
+                    .unwrap_or(0) as i64,
+            );
+            segments.push(segs.map(Vec::len).unwrap_or(0) as i64);
+        }
+    }
+    table(
+        vec![
+            Field::new("slice", DataType::Int32, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("segments", DataType::Int64, false),
+        ],
+        vec![
+            Arc::new(Int32Array::from(slice)),
+            Arc::new(Int64Array::from(id)),
+            Arc::new(StringArray::from(name)),
+            Arc::new(Int64Array::from(rows)),
+            Arc::new(Int64Array::from(segments)),
+        ],
+    )
+}
+
+fn svv_table_info(catalog: &CatalogState) -> Result<Arc<MemTable>> {
+    let mut table_id = Vec::new();
+    let mut schema = Vec::new();
+    let mut name = Vec::new();
+    let mut diststyle = Vec::new();
+    let mut sortkey1 = Vec::new();
+    let mut sortkey_num = Vec::new();
+    let mut tbl_rows = Vec::new();
+    let mut size = Vec::new();
+    let mut skew = Vec::new();
+    for t in catalog.tables.values() {
+        table_id.push(t.id as i64);
+        schema.push(t.schema.clone());
+        name.push(t.name.clone());
+        diststyle.push(match &t.dist {
+            DistStyle::Key { column } => format!(
+                "KEY({})",
+                t.columns
+                    .get(*column)
+                    .map(|c| c.name.as_str())
+                    .unwrap_or("?")
+            ),
+            other if t.dist_auto => format!("AUTO({})", other.name()),
+            other => other.name().to_string(),
+        });
+        sortkey1.push(
+            t.sort_key
+                .first()
+                .and_then(|i| t.columns.get(*i))
+                .map(|c| c.name.clone()),
+        );
+        sortkey_num.push(t.sort_key.len() as i32);
+        tbl_rows.push(t.total_rows() as i64);
+        size.push(t.total_bytes().div_ceil(1024 * 1024) as i64);
+        let per_slice: Vec<u64> = (0..catalog.slices)
+            .map(|s| {
+                t.segments
+                    .get(&s)
+                    .map(|v| v.iter().map(|g| g.rows).sum())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let max = per_slice.iter().copied().max().unwrap_or(0);
+        let min = per_slice.iter().copied().min().unwrap_or(0);
+        skew.push(if t.dist == DistStyle::All || max == 0 {
+            None
+        } else {
+            Some(max as f64 / (min.max(1)) as f64)
+        });
+    }
+    table(
+        vec![
+            Field::new("table_id", DataType::Int64, false),
+            Field::new("schema", DataType::Utf8, false),
+            Field::new("table", DataType::Utf8, false),
+            Field::new("diststyle", DataType::Utf8, false),
+            Field::new("sortkey1", DataType::Utf8, true),
+            Field::new("sortkey_num", DataType::Int32, false),
+            Field::new("tbl_rows", DataType::Int64, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("skew_rows", DataType::Float64, true),
+        ],
+        vec![
+            Arc::new(Int64Array::from(table_id)),
+            Arc::new(StringArray::from(schema)),
+            Arc::new(StringArray::from(name)),
+            Arc::new(StringArray::from(diststyle)),
+            Arc::new(StringArray::from(sortkey1)),
+            Arc::new(Int32Array::from(sortkey_num)),
+            Arc::new(Int64Array::from(tbl_rows)),
+            Arc::new(Int64Array::from(size)),
+            Arc::new(Float64Array::from(skew)),
+        ],
+    )
+}
+
+fn stl_load_errors(leader: &LeaderState) -> Result<Arc<MemTable>> {
+    let rows = leader.load_errors.rows();
+    let ts: Vec<i64> = rows
+        .iter()
+        .map(|r| r.starttime.timestamp_micros())
+        .collect();
+    table(
+        vec![
+            Field::new("query", DataType::Utf8, false),
+            Field::new(
+                "starttime",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("filename", DataType::Utf8, false),
+            Field::new("line_number", DataType::Int64, false),
+            Field::new("colname", DataType::Utf8, false),
+            Field::new("raw_field_value", DataType::Utf8, false),
+            Field::new("err_code", DataType::Utf8, false),
+            Field::new("err_reason", DataType::Utf8, false),
+        ],
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.query_id.as_str()),
+            )),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from(ts)),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.filename.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.line_number),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.colname.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.raw_field_value.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.err_code.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.err_reason.as_str()),
+            )),
+        ],
+    )
+}

@@ -1,0 +1,31 @@
+//! Blueshift's end-to-end suite: one test binary that starts real clusters (the `blueshift`
+//! binary: a leader and compute processes on loopback) and talks to them over the PostgreSQL
+//! protocol with tokio-postgres. Answers are checked against DuckDB run on the same input
+//! files in the same test run.
+//!
+//! Needs `target/debug/blueshift` (or `BLUESHIFT_BIN`) and the test venv (`.venv`, or
+//! `BLUESHIFT_PYTHON`) with `duckdb` and `tpchgen-cli`; `tests/run-all.sh` provides both.
+
+// Tests fail by panicking; an unwrap of an anyhow error prints its whole context chain.
+#![allow(clippy::unwrap_used)]
+
+// Shared clusters (TPC-H loaded; scratch) and small helpers.
+mod common;
+
+// TPC-H SF 0.01 loaded with COPY: table counts, Q1 and Q6 against DuckDB.
+mod tpch;
+
+// The sqllogictest files in tests/slt/ against the TPC-H cluster, and their pinned
+// answers against DuckDB.
+mod slt;
+
+// Bad input: malformed CSV, unknown table/column, missing file, type mismatch; each a
+// clear SQLSTATE, nothing partial committed, the session still usable.
+mod bad_input;
+
+// Data distribution: KEY / EVEN / ALL tables across slices and nodes, stv_slices and
+// stv_tbl_perm, a GROUP BY on a KEY table against DuckDB.
+mod distribution;
+
+// Durability: tables and rows survive a SIGTERM stop and a start on the same data dir.
+mod restart;

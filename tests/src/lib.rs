@@ -1,0 +1,41 @@
+//! Test support for Blueshift's end-to-end suite (`tests/e2e/`): real clusters driven by real
+//! clients, with DuckDB as the independent oracle for answers.
+//!
+//! ```text
+//!   e2e test ─┬─ Cluster::start ──▶ blueshift local (leader + N compute processes)
+//!             │                      ▲ tokio-postgres, simple query protocol (pg)
+//!             ├─ tpch_data ─────────▶ target/tpch-data/sf0.01/*.parquet (tpchgen-cli, once)
+//!             │     └─ load_tpch: CREATE TABLE + COPY ... FORMAT AS PARQUET
+//!             └─ DuckDb ────────────▶ .venv python + duckdb over the same files
+//!                   └─ compare: cell by cell, numbers within 1e-6 relative
+//! ```
+//!
+//! Modules:
+//! - [`cluster`]: [`Cluster`], which owns a `blueshift local` process group (ready file,
+//!   logs, SIGTERM stop, SIGKILL on drop).
+//! - [`pg`]: connect, run SQL, read text rows, capture errors with their SQLSTATE.
+//! - [`duckdb`]: [`DuckDb`], the oracle.
+//! - [`tpch`]: TPC-H SF 0.01 data, DDL, loader, Q1 and Q6.
+//! - [`compare`]: result-set comparison with readable diffs.
+//! - [`slt`]: the sqllogictest [`sqllogictest::AsyncDB`] over tokio-postgres.
+//! - [`paths`]: where the binary, the venv Python and the data cache are.
+//!
+//! Environment: `BLUESHIFT_BIN` (the binary, default `target/debug/blueshift`),
+//! `BLUESHIFT_PYTHON` (default `.venv/bin/python`), `BLUESHIFT_READY_TIMEOUT_SECS`
+//! (default 120).
+
+pub mod cluster;
+pub mod compare;
+pub mod duckdb;
+pub mod paths;
+pub mod pg;
+pub mod slt;
+pub mod tpch;
+
+pub use cluster::Cluster;
+pub use compare::{assert_rows_eq, compare_rows};
+pub use duckdb::DuckDb;
+pub use tpch::{TpchData, load_tpch, tpch_data, tpch_ddl};
+
+/// A result set as text: rows of cells, SQL NULL as `None`.
+pub type Rows = Vec<Vec<Option<String>>>;
