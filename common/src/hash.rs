@@ -196,8 +196,8 @@ mod tests {
         assert_eq!(slice_of_rows(&a, 4).unwrap(), slice_of_rows(&b, 4).unwrap());
     }
 
-    const PINNED_42: u64 = 0;
-    const PINNED_BLUESHIFT: u64 = 0;
+    const PINNED_42: u64 = 16_239_707_572_940_805_204;
+    const PINNED_BLUESHIFT: u64 = 11_168_382_914_813_548_213;
 
     #[test]
     fn version_1_is_stable() {

@@ -76,10 +76,23 @@ impl Executor {
                 let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
                 match k.as_str() {
                     "DISCARD" | "DEALLOCATE" => Ok(command(&k)),
-                    _ => Err(Error::sql(
+                    "DELETE" | "UPDATE" | "ALTER" | "VACUUM" | "ANALYZE" | "TRUNCATE" | "GRANT"
+                    | "REVOKE" | "CREATE" | "DROP" | "UNLOAD" | "MERGE" | "CALL" | "PREPARE"
+                    | "EXECUTE" | "LOCK" | "COMMENT" | "DECLARE" | "FETCH" | "CLOSE" | "LISTEN"
+                    | "NOTIFY" => Err(Error::sql(
                         sqlstate::FEATURE_NOT_SUPPORTED,
                         format!("{k} statements are not supported yet"),
                     )),
+                    _ => {
+                        let near = words(sql)?
+                            .first()
+                            .map(|t| t.to_string())
+                            .unwrap_or_default();
+                        Err(Error::sql(
+                            sqlstate::SYNTAX_ERROR,
+                            format!("syntax error at or near \"{near}\""),
+                        ))
+                    }
                 }
             }
         }
