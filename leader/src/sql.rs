@@ -131,6 +131,15 @@ pub fn space() -> Token {
     Token::Whitespace(Whitespace::Space)
 }
 
+/// Joins significant tokens back into SQL text with single spaces.
+pub fn untokenize_words(tokens: &[Token]) -> String {
+    tokens
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,13 +163,4 @@ mod tests {
             StatementKind::Explain
         );
     }
-}
-
-/// Joins significant tokens back into SQL text with single spaces.
-pub fn untokenize_words(tokens: &[Token]) -> String {
-    tokens
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
