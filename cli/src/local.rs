@@ -1,7 +1,8 @@
 //! `blueshift local`: a whole cluster on this machine. It starts the leader and N compute
 //! nodes as separate OS processes on loopback (the same binary, `leader` / `compute`
 //! subcommands), waits until every node has joined, prints how to connect, and stops them
-//! all on Ctrl-C / SIGTERM. Layout under `--data-dir`: `leader/` (catalog), `store/`
+//! all on Ctrl-C / SIGTERM. A compute node that dies is restarted; if the leader dies, the
+//! whole cluster stops. Layout under `--data-dir`: `leader/` (catalog), `store/`
 //! (segments, shared by all nodes), `compute-<i>/` (node identity).
 
 use std::path::{Path, PathBuf};
@@ -140,18 +141,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let ports = wait_for_file(&ports_file, &mut children, Duration::from_secs(60)).await?;
         let grpc_port = ports["grpc_port"].as_u64().context("bad ports file")?;
         for i in 0..args.nodes {
-            let child = Command::new(&exe)
-                .arg("compute")
-                .arg("--leader")
-                .arg(format!("http://127.0.0.1:{grpc_port}"))
-                .arg("--data-dir")
-                .arg(data_dir.join(format!("compute-{i}")))
-                .arg("--listen")
-                .arg("127.0.0.1:0")
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("cannot start compute node {i}"))?;
+            let child = spawn_compute(&exe, grpc_port, &data_dir, i)?;
             children.procs.push((format!("compute-{i}"), child));
         }
         // The demo load happens before the leader reports ready, so allow for it.
@@ -173,17 +163,20 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             "  (Arrow Flight SQL on port {} is not available yet.) Press Ctrl-C to stop.",
             args.flight_sql_port
         );
-        anyhow::Ok(())
+        anyhow::Ok(grpc_port)
     }
     .await;
-    if let Err(e) = result {
-        children.stop().await;
-        return Err(e);
-    }
+    let grpc_port = match result {
+        Ok(p) => p,
+        Err(e) => {
+            children.stop().await;
+            return Err(e);
+        }
+    };
 
     let exit = tokio::select! {
         _ = crate::shutdown_signal() => None,
-        name = watch(&mut children) => Some(name),
+        name = watch(&mut children, &exe, grpc_port, &data_dir) => Some(name),
     };
     children.stop().await;
     match exit {
@@ -195,14 +188,36 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Resolves with the name of the first child that exits.
-async fn watch(children: &mut Children) -> String {
+fn spawn_compute(exe: &Path, grpc_port: u64, data_dir: &Path, i: usize) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .arg("compute")
+        .arg("--leader")
+        .arg(format!("http://127.0.0.1:{grpc_port}"))
+        .arg("--data-dir")
+        .arg(data_dir.join(format!("compute-{i}")))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start compute node {i}"))
+}
+
+/// Restarts compute nodes that die (like a supervisor would); resolves when the leader exits.
+async fn watch(children: &mut Children, exe: &Path, grpc_port: u64, data_dir: &Path) -> String {
     loop {
-        for (name, c) in &mut children.procs {
-            if let Ok(Some(_)) = c.try_wait() {
-                return name.clone();
+        for (i, (name, c)) in children.procs.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                if i == 0 {
+                    return name.clone();
+                }
+                eprintln!("blueshift: {name} exited ({status}); restarting it");
+                match spawn_compute(exe, grpc_port, data_dir, i - 1) {
+                    Ok(child) => *c = child,
+                    Err(e) => eprintln!("blueshift: cannot restart {name}: {e:#}"),
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

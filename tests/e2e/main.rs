@@ -29,3 +29,6 @@ mod distribution;
 
 // Durability: tables and rows survive a SIGTERM stop and a start on the same data dir.
 mod restart;
+
+// Fault injection: a compute node killed with SIGKILL mid-session.
+mod node_failure;
