@@ -208,6 +208,7 @@ async fn watch(children: &mut Children, exe: &Path, grpc_port: u64, data_dir: &P
     loop {
         for (i, (name, c)) in children.procs.iter_mut().enumerate() {
             if let Ok(Some(status)) = c.try_wait() {
+                // procs[0] is the leader; procs[n + 1] is compute-n.
                 if i == 0 {
                     return name.clone();
                 }

@@ -73,7 +73,8 @@ impl Executor {
                 }))
             }
             StatementKind::Other => {
-                let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
+                let ws = words(sql)?;
+                let k = ws.first().and_then(keyword).unwrap_or_default();
                 match k.as_str() {
                     "DISCARD" | "DEALLOCATE" => Ok(command(&k)),
                     "DELETE" | "UPDATE" | "ALTER" | "VACUUM" | "ANALYZE" | "TRUNCATE" | "GRANT"
@@ -84,10 +85,7 @@ impl Executor {
                         format!("{k} statements are not supported yet"),
                     )),
                     _ => {
-                        let near = words(sql)?
-                            .first()
-                            .map(|t| t.to_string())
-                            .unwrap_or_default();
+                        let near = ws.first().map(|t| t.to_string()).unwrap_or_default();
                         Err(Error::sql(
                             sqlstate::SYNTAX_ERROR,
                             format!("syntax error at or near \"{near}\""),
