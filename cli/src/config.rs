@@ -35,6 +35,10 @@ pub struct LeaderArgs {
     /// Report ready only once this many compute nodes have joined.
     #[arg(long, env = "BLUESHIFT_EXPECT_NODES")]
     pub expect_nodes: Option<usize>,
+    /// Memory one query may use on each compute node, e.g. `2GB` (0: no limit)
+    /// [default: 4GB]. Sessions change it with `SET query_memory_limit`.
+    #[arg(long, env = "BLUESHIFT_QUERY_MEMORY_LIMIT")]
+    pub query_memory_limit: Option<String>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -89,6 +93,7 @@ struct LeaderFile {
     slices: Option<u32>,
     store_url: Option<String>,
     expect_nodes: Option<usize>,
+    query_memory_limit: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -130,8 +135,14 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     if slices == 0 {
         anyhow::bail!("slices must be at least 1");
     }
+    let query_memory_limit = match args.query_memory_limit.or(file.query_memory_limit) {
+        Some(v) => blueshift_leader::limits::parse_bytes(&v)
+            .map_err(|e| anyhow::anyhow!("query_memory_limit: {}", e.user_message()))?,
+        None => blueshift_leader::limits::DEFAULT_QUERY_MEMORY_LIMIT,
+    };
     let config = LeaderConfig {
         data_dir,
+        query_memory_limit,
         slices,
         store_url: args.store_url.or(file.store_url),
         expect_nodes: args.expect_nodes.or(file.expect_nodes).unwrap_or(0),

@@ -1,6 +1,6 @@
 //! The datafusion-proto extension codec for Blueshift's own plan nodes, so plan fragments can
-//! be shipped from the leader to compute nodes. Today that is [`SliceScanExec`]; the exchange
-//! nodes will join it. Built-in DataFusion nodes use datafusion-proto's own encoding.
+//! be shipped from the leader to compute nodes: [`SliceScanExec`] and [`ExchangeReaderExec`].
+//! Built-in DataFusion nodes use datafusion-proto's own encoding.
 
 use std::sync::Arc;
 
@@ -8,7 +8,9 @@ use arrow::datatypes::Schema;
 use bytes::Bytes;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{ExecutionPlan, Partitioning, PlanProperties};
 use datafusion_proto::physical_plan::{
     AsExecutionPlan, DefaultPhysicalProtoConverter, PhysicalExtensionCodec,
     PhysicalPlanDecodeContext, PhysicalProtoConverterExtension,
@@ -16,8 +18,41 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf::{self, PhysicalPlanNode};
 use prost::Message;
 
+use crate::exchange::{ExchangeReaderExec, ReadMode};
 use crate::scan::SliceScanExec;
 use crate::types::Segment;
+
+/// One of our extension nodes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BlueshiftNode {
+    #[prost(oneof = "Node", tags = "1, 2")]
+    node: Option<Node>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Node {
+    #[prost(message, tag = "1")]
+    Scan(Box<SliceScanNode>),
+    #[prost(message, tag = "2")]
+    Reader(ExchangeReaderNode),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ExchangeReaderNode {
+    #[prost(string, tag = "1")]
+    query_id: String,
+    #[prost(uint32, tag = "2")]
+    stage_id: u32,
+    /// True for [`ReadMode::Gather`].
+    #[prost(bool, tag = "3")]
+    gather: bool,
+    #[prost(string, repeated, tag = "4")]
+    producers: Vec<String>,
+    #[prost(message, optional, tag = "5")]
+    schema: Option<protobuf::Schema>,
+    #[prost(uint32, tag = "6")]
+    partitions: u32,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct SliceScanNode {
@@ -72,8 +107,80 @@ impl PhysicalExtensionCodec for BlueshiftCodec {
                 "Blueshift extension node with unexpected inputs".into(),
             ));
         }
-        let node = SliceScanNode::decode(buf)
-            .map_err(|e| DataFusionError::Internal(format!("bad SliceScanExec bytes: {e}")))?;
+        let node = BlueshiftNode::decode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("bad Blueshift plan node: {e}")))?;
+        match node.node {
+            Some(Node::Scan(scan)) => self.decode_scan(*scan, ctx, proto_converter),
+            Some(Node::Reader(reader)) => decode_reader(reader),
+            None => Err(DataFusionError::Internal(
+                "empty Blueshift plan node".into(),
+            )),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        let msg = if let Some(scan) = node.downcast_ref::<SliceScanExec>() {
+            Node::Scan(Box::new(self.encode_scan(scan, proto_converter)?))
+        } else if let Some(reader) = node.downcast_ref::<ExchangeReaderExec>() {
+            Node::Reader(ExchangeReaderNode {
+                query_id: reader.query_id().to_string(),
+                stage_id: reader.stage_id(),
+                gather: reader.mode() == ReadMode::Gather,
+                producers: reader.producers().to_vec(),
+                schema: Some(reader.schema().as_ref().try_into()?),
+                partitions: reader.partition_count() as u32,
+            })
+        } else {
+            return Err(DataFusionError::Internal(format!(
+                "cannot ship plan node {} to compute nodes",
+                node.name()
+            )));
+        };
+        BlueshiftNode { node: Some(msg) }
+            .encode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("encoding {}: {e}", node.name())))
+    }
+}
+
+fn decode_reader(node: ExchangeReaderNode) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema_proto = node
+        .schema
+        .ok_or_else(|| DataFusionError::Internal("ExchangeReaderExec without schema".into()))?;
+    let schema = Arc::new(Schema::try_from(&schema_proto)?);
+    // Only the partition count matters where the plan is executed: nothing re-plans it.
+    let properties = Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(node.partitions.max(1) as usize),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ));
+    let mode = if node.gather {
+        ReadMode::Gather
+    } else {
+        ReadMode::Buckets
+    };
+    Ok(Arc::new(ExchangeReaderExec::new(
+        node.query_id,
+        node.stage_id,
+        mode,
+        node.producers,
+        schema,
+        properties,
+    )))
+}
+
+impl BlueshiftCodec {
+    fn decode_scan(
+        &self,
+        node: SliceScanNode,
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema_proto = node
             .schema
             .ok_or_else(|| DataFusionError::Internal("SliceScanExec without schema".into()))?;
@@ -113,18 +220,11 @@ impl PhysicalExtensionCodec for BlueshiftCodec {
         )?))
     }
 
-    fn try_encode(
+    fn encode_scan(
         &self,
-        node: Arc<dyn ExecutionPlan>,
-        buf: &mut Vec<u8>,
+        scan: &SliceScanExec,
         proto_converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<()> {
-        let Some(scan) = node.downcast_ref::<SliceScanExec>() else {
-            return Err(DataFusionError::Internal(format!(
-                "cannot ship plan node {} to compute nodes",
-                node.name()
-            )));
-        };
+    ) -> Result<SliceScanNode> {
         let predicate = match scan.predicate() {
             Some(p) => Some(proto_converter.physical_expr_to_proto(p, self)?),
             None => None,
@@ -155,8 +255,7 @@ impl PhysicalExtensionCodec for BlueshiftCodec {
             predicate,
             limit: scan.limit().map(|l| l as u64),
         };
-        msg.encode(buf)
-            .map_err(|e| DataFusionError::Internal(format!("encoding SliceScanExec: {e}")))
+        Ok(msg)
     }
 }
 

@@ -52,6 +52,50 @@ pub fn slice_of_rows(column: &ArrayRef, slices: u32) -> Result<Vec<u32>> {
     Ok(hashes.into_iter().map(|h| (h % n) as u32).collect())
 }
 
+/// The bucket (`0..buckets`) of every row for an exchange on `columns`. For one column it
+/// is exactly [`slice_of_rows`], so rows redistributed on a key meet the rows a `DISTKEY`
+/// on that key already placed; several columns are combined in order. Types that cannot be
+/// a distribution key are hashed through their Arrow row encoding.
+pub fn bucket_of_rows(columns: &[ArrayRef], buckets: u32) -> Result<Vec<u32>> {
+    let rows = columns.first().map(|c| c.len()).unwrap_or(0);
+    let mut acc: Option<Vec<u64>> = None;
+    for col in columns {
+        let h = match hash_column(col) {
+            Ok(h) => h,
+            Err(_) => hash_row_encoded(col)?,
+        };
+        acc = Some(match acc {
+            None => h,
+            Some(a) => a
+                .into_iter()
+                .zip(h)
+                .map(|(x, y)| mix(x.wrapping_mul(FNV_PRIME) ^ y))
+                .collect(),
+        });
+    }
+    let n = u64::from(buckets.max(1));
+    Ok(acc
+        .unwrap_or_else(|| vec![0; rows])
+        .into_iter()
+        .map(|h| (h % n) as u32)
+        .collect())
+}
+
+fn hash_row_encoded(col: &ArrayRef) -> Result<Vec<u64>> {
+    use arrow::row::{RowConverter, SortField};
+    let converter = RowConverter::new(vec![SortField::new(col.data_type().clone())])?;
+    let rows = converter.convert_columns(std::slice::from_ref(col))?;
+    Ok((0..col.len())
+        .map(|i| {
+            if col.is_null(i) {
+                NULL_HASH
+            } else {
+                hash_bytes(rows.row(i).as_ref())
+            }
+        })
+        .collect())
+}
+
 fn hash_column(col: &ArrayRef) -> Result<Vec<u64>> {
     macro_rules! ints {
         ($t:ty) => {{
@@ -207,6 +251,27 @@ mod tests {
         let strings: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "a"]));
         let s = slice_of_rows(&strings, 7).unwrap();
         assert_eq!(s[0], s[2]);
+    }
+
+    #[test]
+    fn exchange_buckets_of_one_column_are_slices() {
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(-7),
+            Some(1 << 40),
+        ]));
+        assert_eq!(
+            bucket_of_rows(std::slice::from_ref(&a), 4).unwrap(),
+            slice_of_rows(&a, 4).unwrap()
+        );
+        let b: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "z", "x"]));
+        let two = bucket_of_rows(&[a.clone(), b.clone()], 5).unwrap();
+        assert_eq!(two, bucket_of_rows(&[a, b], 5).unwrap());
+        assert!(two.iter().all(|s| *s < 5));
+        let t: ArrayRef = Arc::new(arrow::array::Time64NanosecondArray::from(vec![1, 2, 1]));
+        let h = bucket_of_rows(&[t], 3).unwrap();
+        assert_eq!(h[0], h[2]);
     }
 
     #[test]

@@ -6,16 +6,20 @@
 //! * [`types`]: catalog types (tables, columns, distribution, segments).
 //! * [`hash`]: the versioned slice hash that places `DISTSTYLE KEY` rows on slices.
 //! * [`scan`]: `SliceScanExec`, the table scan whose partition `i` reads slice `i` only.
+//! * [`exchange`]: `ExchangeReaderExec`, the consuming end of an exchange between stages.
 //! * [`codec`]: the datafusion-proto extension codec that ships our plan nodes.
 //! * [`functions`]: SQL functions both sides must know (e.g. `version()`).
 //! * [`store`]: opening the segment store and registering it with DataFusion.
+//! * [`runtime`]: the dedicated runtime query work runs on.
 //! * [`logging`]: tracing setup for the binaries.
 
 pub mod codec;
 pub mod error;
+pub mod exchange;
 pub mod functions;
 pub mod hash;
 pub mod logging;
+pub mod runtime;
 pub mod scan;
 pub mod store;
 pub mod types;

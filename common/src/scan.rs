@@ -11,12 +11,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::EmptyRecordBatchStream;
@@ -41,6 +44,14 @@ pub struct SliceScanExec {
     predicate: Option<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
+}
+
+/// Statistics the planner uses to choose join strategies: row counts from the catalog.
+fn slice_statistics(schema: &SchemaRef, segments: &[&Segment]) -> Statistics {
+    let rows: u64 = segments.iter().map(|s| s.rows).sum();
+    // Byte sizes are left unknown: Parquet sizes say little about the rows in memory, and
+    // DataFusion then decides broadcasts by row count.
+    Statistics::new_unknown(schema).with_num_rows(Precision::Inexact(rows as usize))
 }
 
 impl SliceScanExec {
@@ -72,6 +83,32 @@ impl SliceScanExec {
             limit,
             properties,
         })
+    }
+
+    /// Declares that the rows of slice `i` are exactly those whose slice hash of
+    /// `column` (an index into the table schema) is `i`: true for `DISTSTYLE KEY`. The planner
+    /// then leaves collocated joins and aggregations on the key where they are. Only the
+    /// leader plans with it; it is not shipped.
+    pub fn with_hash_distribution(mut self, column: usize) -> Self {
+        let n = self.slices.len();
+        if n <= 1 {
+            return self;
+        }
+        let position = match &self.projection {
+            Some(p) => p.iter().position(|c| *c == column),
+            None => Some(column),
+        };
+        let Some(position) = position else {
+            return self;
+        };
+        let Some(field) = self.projected_schema.fields().get(position) else {
+            return self;
+        };
+        let expr: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), position));
+        let mut properties = self.properties.as_ref().clone();
+        properties.partitioning = Partitioning::Hash(vec![expr], n);
+        self.properties = Arc::new(properties);
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -160,6 +197,22 @@ impl ExecutionPlan for SliceScanExec {
                 "SliceScanExec has no children".to_string(),
             ))
         }
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let segments: Vec<&Segment> = match partition {
+            Some(p) => self
+                .slices
+                .get(p)
+                .map(|s| s.iter().collect())
+                .unwrap_or_default(),
+            None => self.slices.iter().flatten().collect(),
+        };
+        let mut stats = slice_statistics(&self.projected_schema, &segments);
+        if let Some(limit) = self.limit {
+            stats.num_rows = stats.num_rows.map(|r| r.min(limit));
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(

@@ -1,13 +1,13 @@
-//! Running plan fragments: decode a fragment shipped by the leader and execute one of its
-//! partitions against the shared segment store. The engine holds one DataFusion session
-//! whose runtime knows the segment store and Blueshift's functions.
+//! The compute node's DataFusion engine: one session whose runtime knows the shared segment
+//! store and Blueshift's functions; plan fragments ([`crate::exchange`]) run in its context.
 
 use std::sync::{Arc, Mutex};
 
-use blueshift_common::codec::decode_plan;
 use blueshift_common::functions::register_functions;
 use blueshift_common::store::register_store;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
@@ -60,17 +60,25 @@ impl Engine {
             .ok_or(Error::NotRegistered)
     }
 
-    /// Decodes `plan` and starts partition `partition` of it.
-    pub fn execute(&self, plan: &[u8], partition: usize) -> Result<SendableRecordBatchStream> {
-        self.store()?;
-        let task_ctx = self.ctx.task_ctx();
-        let plan = decode_plan(plan, &task_ctx)?;
-        let partitions = plan.properties().output_partitioning().partition_count();
-        if partition >= partitions {
-            return Err(Error::BadRequest(format!(
-                "partition {partition} requested of a fragment with {partitions} partitions"
-            )));
+    /// The context one query's stages run in on this node: the engine's functions and
+    /// segment store, with the query's own memory pool (`memory_limit` bytes, 0 for none)
+    /// and operator spill files under `spill_dir`.
+    pub fn query_task_ctx(
+        &self,
+        memory_limit: u64,
+        spill_dir: &std::path::Path,
+    ) -> Result<Arc<TaskContext>> {
+        let base = self.ctx.runtime_env();
+        let mut builder = RuntimeEnvBuilder::new()
+            .with_object_store_registry(base.object_store_registry.clone())
+            .with_temp_file_path(spill_dir);
+        if memory_limit > 0 {
+            builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)));
         }
-        Ok(plan.execute(partition, task_ctx)?)
+        std::fs::create_dir_all(spill_dir)?;
+        let runtime = builder.build_arc()?;
+        Ok(Arc::new(
+            TaskContext::from(&self.ctx.state()).with_runtime(runtime),
+        ))
     }
 }

@@ -1,7 +1,11 @@
-//! The compute node's Arrow Flight service: `do_get` runs one partition of a plan fragment and
-//! streams its batches; `do_put` receives one slice's rows of a load and answers with the
-//! segments it wrote. Errors keep their SQLSTATE across the wire. Dropping a `do_get` stream
-//! (query cancelled or finished early) drops the fragment's execution with it.
+//! The compute node's Arrow Flight service:
+//! * `do_action("start_stage")` starts this node's partitions of a query stage and
+//!   `do_action("release_query")` stops and frees them ([`crate::exchange`]);
+//! * `do_get(ExchangeTicket)` streams one bucket of a stage's output to a reader (another
+//!   compute node or the leader);
+//! * `do_put` receives one slice's rows of a load and answers with the segments it wrote.
+//!
+//! Errors keep their SQLSTATE across the wire.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,25 +18,31 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use blueshift_proto::v1::{FragmentTicket, LoadRequest, LoadResult};
+use blueshift_proto::v1::{ExchangeTicket, LoadRequest, LoadResult, ReleaseQuery, StartStage};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
+use crate::exchange::Exchanges;
 use crate::exec::Engine;
 use crate::storage::SliceWriter;
 
 pub struct ComputeFlightService {
     engine: Arc<Engine>,
+    exchanges: Arc<Exchanges>,
 }
 
 impl ComputeFlightService {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub fn new(engine: Arc<Engine>, exchanges: Arc<Exchanges>) -> Self {
+        Self { engine, exchanges }
     }
 }
+
+/// The `do_action` types this service answers.
+pub const ACTION_START_STAGE: &str = "start_stage";
+pub const ACTION_RELEASE_QUERY: &str = "release_query";
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -93,18 +103,15 @@ impl FlightService for ComputeFlightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = FragmentTicket::decode(request.into_inner().ticket)
-            .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
+        let ticket = ExchangeTicket::decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("bad exchange ticket: {e}")))?;
         tracing::Span::current().record("query_id", ticket.query_id.as_str());
-        let stream = self
-            .engine
-            .execute(&ticket.plan, ticket.partition as usize)?;
-        let schema = stream.schema();
-        let batches = stream.map_err(|e| {
-            FlightError::Tonic(Box::new(blueshift_common::Error::DataFusion(e).to_status()))
-        });
+        let batches = self
+            .exchanges
+            .read(&ticket)?
+            .map_err(|e| FlightError::Tonic(Box::new(e.to_status())));
         let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
+            .with_dictionary_handling(arrow_flight::encode::DictionaryHandling::Resend)
             .build(batches)
             .map_err(flight_to_status);
         Ok(Response::new(Box::pin(flight)))
@@ -168,16 +175,50 @@ impl FlightService for ComputeFlightService {
 
     async fn do_action(
         &self,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(Status::unimplemented("do_action"))
+        let action = request.into_inner();
+        match action.r#type.as_str() {
+            ACTION_START_STAGE => {
+                let req = StartStage::decode(action.body)
+                    .map_err(|e| Status::invalid_argument(format!("bad StartStage: {e}")))?;
+                self.engine.store()?;
+                tracing::debug!(query_id = %req.query_id, stage = req.stage_id, partitions = ?req.partitions, "starting stage");
+                self.exchanges.start_stage(req, &self.engine)?;
+            }
+            ACTION_RELEASE_QUERY => {
+                let req = ReleaseQuery::decode(action.body)
+                    .map_err(|e| Status::invalid_argument(format!("bad ReleaseQuery: {e}")))?;
+                self.exchanges.release(&req.query_id);
+            }
+            other => {
+                return Err(Status::unimplemented(format!("unknown action {other:?}")));
+            }
+        }
+        Ok(Response::new(Box::pin(futures::stream::empty())))
     }
 
     async fn list_actions(
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        Err(Status::unimplemented("list_actions"))
+        let actions = [
+            (
+                ACTION_START_STAGE,
+                "start a query stage's producers (StartStage)",
+            ),
+            (
+                ACTION_RELEASE_QUERY,
+                "stop and free a query's stages (ReleaseQuery)",
+            ),
+        ]
+        .map(|(t, d)| {
+            Ok(ActionType {
+                r#type: t.to_string(),
+                description: d.to_string(),
+            })
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(actions))))
     }
 }
 

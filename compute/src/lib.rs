@@ -2,16 +2,21 @@
 //! leader over gRPC, heartbeats, and serves Arrow Flight for everything that moves rows:
 //!
 //! ```text
-//!   leader ──do_get(FragmentTicket)──▶ exec: decode fragment, run one partition ──▶ batches
+//!   leader ──do_action(StartStage)──▶ exchange: run this node's partitions of a stage,
+//!                                     bucket their rows (in memory, spilling to disk)
+//!   leader or node ──do_get(ExchangeTicket)──▶ exchange: stream one bucket ──▶ batches
+//!   leader ──do_action(ReleaseQuery)──▶ exchange: stop producers, free rows and spill files
 //!   leader ──do_put(LoadRequest + batches)──▶ storage: sort by SORTKEY, write segments
 //!                                             ──▶ LoadResult (segment list, not yet visible)
 //! ```
 //!
-//! Modules: [`flight`] (the Flight service), [`exec`] (running plan fragments),
+//! Modules: [`flight`] (the Flight service), [`exchange`] (stage producers and their
+//! buffers), [`exec`] (the DataFusion engine),
 //! [`storage`] (writing sorted Parquet segments), [`membership`] (register + heartbeat).
 //! It must not depend on the leader crate: the two talk only through `proto` types.
 
 pub mod error;
+pub mod exchange;
 pub mod exec;
 pub mod flight;
 pub mod membership;
@@ -50,8 +55,14 @@ pub async fn run(
     let flight_addr = format!("{}:{}", config.advertise_host, local.port());
     let node_name = membership::node_name(&config.data_dir)?;
     let engine = Arc::new(exec::Engine::new());
+    // Spill files of a previous run belong to queries that are gone.
+    let spill_dir = config.data_dir.join("spill");
+    if spill_dir.exists() {
+        let _ = std::fs::remove_dir_all(&spill_dir);
+    }
+    let exchanges = Arc::new(exchange::Exchanges::new(spill_dir));
 
-    let service = flight::ComputeFlightService::new(engine.clone());
+    let service = flight::ComputeFlightService::new(engine.clone(), exchanges);
     let server = tonic::transport::Server::builder()
         .add_service(
             FlightServiceServer::new(service)

@@ -5,20 +5,24 @@
 //!  psql / drivers ──▶ pgwire ──▶ session ──▶ sql (Redshift DDL, COPY) ──▶ catalog (commands)
 //!                                    │
 //!                                    └──▶ planner (DataFusion, target_partitions = slices)
-//!                                           └──▶ distribute: fragments ──▶ scheduler ──Flight──▶ compute
+//!                                           └──▶ distribute: stages ──▶ scheduler ──Flight──▶ compute
 //!  compute nodes ──gRPC──▶ cluster (register, heartbeat, slice map)
 //! ```
 //!
 //! Modules: [`pgwire`] (PostgreSQL protocol), [`session`] (statement dispatch), [`sql`]
 //! (parsing what DataFusion does not), [`catalog`] (the state machine and its log),
 //! [`cluster`] (membership), [`planner`] and [`scheduler`] (distributed execution),
-//! [`load`] (COPY / INSERT), [`system_tables`], [`demo`]. It must not depend on the
+//! [`interrupt`] (cancel requests, statement_timeout), [`limits`] (per-query memory),
+//! [`load`] (COPY / INSERT),
+//! [`system_tables`], [`demo`]. It must not depend on the
 //! compute crate: the two talk only through `proto` types over gRPC / Flight.
 
 pub mod catalog;
 pub mod cluster;
 pub mod demo;
 pub mod error;
+pub mod interrupt;
+pub mod limits;
 pub mod load;
 pub mod pgwire;
 pub mod planner;
@@ -42,7 +46,7 @@ pub use error::{Error, Result};
 use crate::catalog::Catalog;
 use crate::cluster::{ClusterService, Membership};
 use crate::load::SharedLoadErrors;
-use crate::scheduler::{Channels, Scheduler};
+use crate::scheduler::Scheduler;
 
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -60,6 +64,8 @@ pub struct LeaderConfig {
     pub loopback_only: bool,
     /// Load the TPC-H demo data set once ready.
     pub demo: bool,
+    /// Default per-query memory limit per compute node, bytes (0 = none); see [`limits`].
+    pub query_memory_limit: u64,
     /// Written (atomically) with the bound ports once the cluster is ready.
     pub ready_file: Option<PathBuf>,
 }
@@ -70,6 +76,8 @@ pub struct LeaderState {
     pub membership: Arc<Membership>,
     pub scheduler: Arc<Scheduler>,
     pub runtime: Arc<RuntimeEnv>,
+    /// The cluster's default per-query memory limit (bytes per node, 0 = none).
+    pub query_memory_limit: u64,
     pub load_errors: SharedLoadErrors,
     pub users: Vec<String>,
     pub database: String,
@@ -90,15 +98,23 @@ pub async fn run(
     };
     let catalog = Catalog::open(&config.data_dir.join("catalog"), config.slices)?;
     let membership = Arc::new(Membership::new(store_url.clone()));
+    {
+        // Exchange readers report unreachable nodes so the next query avoids them.
+        let membership = membership.clone();
+        blueshift_common::exchange::set_unreachable_hook(Box::new(move |addr| {
+            membership.suspect(addr)
+        }));
+    }
     let runtime = planner::leader_runtime(&store_url)?;
     let leader = Arc::new(LeaderState {
         catalog,
         membership: membership.clone(),
         scheduler: Arc::new(Scheduler {
-            channels: Channels::new(),
+            channels: blueshift_common::exchange::Channels::global(),
             membership: membership.clone(),
         }),
         runtime,
+        query_memory_limit: config.query_memory_limit,
         load_errors: Default::default(),
         users: config.users.clone(),
         database: config.database.clone(),

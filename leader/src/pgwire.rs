@@ -1,6 +1,7 @@
 //! The PostgreSQL wire protocol on the leader (port 5439): startup and login, the simple and
 //! extended query protocols, results as text or binary rows, errors as ErrorResponse with
-//! the SQLSTATE of the error. Statement execution itself lives in [`crate::session`].
+//! the SQLSTATE of the error, and cancel requests (each statement runs under an
+//! [`Interrupt`]). Statement execution itself lives in [`crate::session`].
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -10,18 +11,22 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ConnectionHandle, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
+    Type,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
@@ -30,6 +35,7 @@ use tokio::net::TcpListener;
 
 use crate::LeaderState;
 use crate::error::Error;
+use crate::interrupt::{Interrupt, STATEMENT_TIMEOUT, parse_timeout, rows_until};
 use crate::planner::query_context;
 use crate::session::{Executor, Outcome};
 use crate::sql::{StatementKind, classify, split_statements};
@@ -52,6 +58,7 @@ pub async fn serve(leader: Arc<LeaderState>, listener: TcpListener) {
                 leader: leader.clone(),
             },
             parser: Arc::new(Parser { leader }),
+            connections: Arc::new(ConnectionManager::new()),
         }),
     });
     loop {
@@ -86,11 +93,66 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.handler.clone()
     }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(self.handler.connections.clone()))
+    }
 }
+
+/// The session's cancel handle. Kept under our own type: pgwire races `do_query` against a
+/// handle stored as `Arc<ConnectionHandle>`, which would cover only planning, while our
+/// results stream after `do_query` returns ([`Interrupt`] covers both).
+struct SessionCancel(Arc<ConnectionHandle>);
 
 struct Handler {
     executor: Executor,
     parser: Arc<Parser>,
+    /// Live sessions by (pid, secret), for cancel requests.
+    connections: Arc<ConnectionManager>,
+}
+
+impl Handler {
+    /// What can stop the next statement of this session: a cancel request or its
+    /// `statement_timeout`.
+    async fn interrupt<C: ClientInfo>(
+        &self,
+        client: &C,
+        settings: &HashMap<String, String>,
+    ) -> Result<Interrupt, Error> {
+        let cancel = match client.session_extensions().get::<SessionCancel>() {
+            Some(handle) => {
+                let rx = handle.0.start_query().await;
+                Some(async move { rx.await.is_ok() }.boxed())
+            }
+            None => None,
+        };
+        let timeout = match settings.get(STATEMENT_TIMEOUT) {
+            Some(v) => parse_timeout(v)?,
+            None => None,
+        };
+        Ok(Interrupt::new(cancel, timeout))
+    }
+
+    /// Runs one statement, stopping it (and its result rows) when interrupted.
+    async fn run<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+        params: Option<ParamValues>,
+        settings: &mut HashMap<String, String>,
+    ) -> Result<Outcome, Error> {
+        let mut interrupt = self.interrupt(client, settings).await?;
+        let outcome = tokio::select! {
+            r = self.executor.execute(sql, params, settings) => r?,
+            e = interrupt.fired() => return Err(e.into()),
+        };
+        Ok(match outcome {
+            Outcome::Rows { schema, stream } => Outcome::Rows {
+                schema,
+                stream: rows_until(stream, interrupt),
+            },
+            other => other,
+        })
+    }
 }
 
 fn settings_of<C: ClientInfo>(client: &C) -> HashMap<String, String> {
@@ -161,6 +223,10 @@ impl StartupHandler for Handler {
         }
         let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
         client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+        // The guard unregisters the session when the connection (and its extensions) drop.
+        let (handle, guard) = self.connections.register(pid, SecretKey::I32(secret));
+        client.session_extensions().insert(SessionCancel(handle));
+        client.session_extensions().insert(guard);
         client
             .feed(PgWireBackendMessage::Authentication(Authentication::Ok))
             .await?;
@@ -263,7 +329,7 @@ impl SimpleQueryHandler for Handler {
         for stmt in statements {
             let span = tracing::info_span!("statement", sql = %truncate(&stmt));
             let _g = span.enter();
-            match self.executor.execute(&stmt, None, &mut settings).await {
+            match self.run(client, &stmt, None, &mut settings).await {
                 Ok(outcome) => responses.push(into_response(outcome, &Format::UnifiedText)?),
                 Err(e) => {
                     tracing::debug!(code = %e.sqlstate(), error = %e.user_message(), "statement failed");
@@ -393,10 +459,7 @@ impl ExtendedQueryHandler for Handler {
             Some(values)
         };
         let mut settings = settings_of(client);
-        let result = self
-            .executor
-            .execute(&stmt.sql, params, &mut settings)
-            .await;
+        let result = self.run(client, &stmt.sql, params, &mut settings).await;
         store_settings(client, settings);
         match result {
             Ok(outcome) => into_response(outcome, &portal.result_column_format),

@@ -1,12 +1,20 @@
 //! The query front end: a DataFusion session over one pinned catalog version, planned with
 //! `target_partitions = slices` so that the partitioned physical plan is the distributed plan,
-//! then cut into fragments ([`distribute`]) that run on compute nodes.
+//! then cut into stages ([`distribute`]) that run on compute nodes.
 //!
-//! * [`table`]: the table provider whose scan is a `SliceScanExec`.
+//! * [`table`]: the table provider whose scan is a `SliceScanExec` (hash-distributed for
+//!   `DISTKEY` tables, one partition for `DISTSTYLE ALL`).
+//! * [`join_modes`]: the optimizer rule that picks broadcast or partitioned hash joins for a
+//!   cluster (collocated joins stay put; outer/semi/anti joins are never broadcast).
 //! * [`distribute`]: cutting the plan at exchanges and gathers.
+//! * [`explain`]: rendering the distributed plan with Redshift's join labels.
 
 pub mod distribute;
+pub mod explain;
+pub mod join_modes;
 pub mod table;
+
+pub use explain::explain_lines;
 
 use std::sync::Arc;
 
@@ -15,15 +23,18 @@ use blueshift_common::store::register_store;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::error::Result as DfResult;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::LeaderState;
 use crate::catalog::CatalogState;
 use crate::cluster::SliceMap;
 use crate::error::Result;
-use crate::scheduler::{RemoteFragmentExec, SchedulerHandle};
+use crate::scheduler::SchedulerHandle;
 use crate::system_tables;
 
 pub const DEFAULT_CATALOG: &str = "dev";
@@ -56,8 +67,38 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", false)
-        .set_bool("datafusion.optimizer.prefer_existing_sort", false);
-    let ctx = SessionContext::new_with_config_rt(config, leader.runtime.clone());
+        .set_bool("datafusion.optimizer.prefer_existing_sort", false)
+        // Partitions are slices, not threads: a round-robin split only moves rows between
+        // nodes for nothing.
+        .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+        // Dynamic filters are shared in memory between a join and its probe side, and
+        // partitioned ones route by DataFusion's hash, not the slice hash.
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
+        .set_bool(
+            "datafusion.optimizer.enable_join_dynamic_filter_pushdown",
+            false,
+        )
+        .set_bool(
+            "datafusion.optimizer.enable_topk_dynamic_filter_pushdown",
+            false,
+        )
+        .set_bool(
+            "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
+            false,
+        )
+        // An uncorrelated scalar subquery planned as `ScalarSubqueryExec` shares its result
+        // with the filters above through process memory; as a join it ships like any other.
+        .set_bool(
+            "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
+            false,
+        );
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(leader.runtime.clone())
+        .with_default_features()
+        .with_physical_optimizer_rules(physical_rules())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
 
     let schema = Arc::new(MemorySchemaProvider::new());
@@ -84,61 +125,26 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     })
 }
 
+/// DataFusion's physical optimizer rules with ours after join selection.
+fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "join_selection")
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(join_modes::DistributedJoinModes));
+    rules
+}
+
 impl QueryContext {
-    /// Cuts a physical plan into the leader part and remote fragments.
+    /// Cuts a physical plan into the leader's part and stages on the compute nodes.
     pub fn distribute(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         scheduler: Arc<SchedulerHandle>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut d =
-            distribute::Distributor::new(self.query_id.clone(), self.slices.clone(), scheduler);
-        d.distribute(plan)
-    }
-}
-
-/// Renders a distributed plan for EXPLAIN: the leader's steps, then each fragment and
-/// where it runs.
-pub fn explain_lines(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
-    let mut lines = vec!["Leader (final steps, runs on the leader node):".to_string()];
-    for l in displayable(plan.as_ref()).indent(true).to_string().lines() {
-        lines.push(format!("  {l}"));
-    }
-    let mut fragments = Vec::new();
-    collect_fragments(plan, &mut fragments);
-    for f in fragments {
-        let parts = f.fragment().output_partitioning_count();
-        lines.push(format!(
-            "Fragment {} (runs on the compute nodes, one instance per slice, {parts} slices):",
-            f.fragment_id()
-        ));
-        for l in displayable(f.fragment().as_ref())
-            .indent(true)
-            .to_string()
-            .lines()
-        {
-            lines.push(format!("  {l}"));
-        }
-    }
-    lines
-}
-
-fn collect_fragments<'a>(plan: &'a Arc<dyn ExecutionPlan>, out: &mut Vec<&'a RemoteFragmentExec>) {
-    if let Some(r) = plan.downcast_ref::<RemoteFragmentExec>() {
-        out.push(r);
-        return;
-    }
-    for c in plan.children() {
-        collect_fragments(c, out);
-    }
-}
-
-trait PartitionCount {
-    fn output_partitioning_count(&self) -> usize;
-}
-
-impl PartitionCount for Arc<dyn ExecutionPlan> {
-    fn output_partitioning_count(&self) -> usize {
-        self.properties().output_partitioning().partition_count()
+        distribute::Distributor::new(self.query_id.clone(), self.slices.clone())
+            .distribute(plan, scheduler)
     }
 }

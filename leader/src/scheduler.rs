@@ -1,98 +1,42 @@
-//! Running plan fragments on compute nodes. [`RemoteFragmentExec`] stands in the leader's plan
-//! for a fragment that runs on the compute nodes: its partition `i` is partition `i` of the
-//! fragment, executed by the node that owns slice `i` and streamed back over Arrow Flight
-//! (`do_get`). Dropping the stream cancels the remote work. A node that cannot be reached
-//! fails the query with SQLSTATE 08006 and is marked down so the next query avoids it.
+//! Running a distributed plan. [`DistributedQueryExec`] is the root of every query plan the
+//! leader executes: when first polled it starts every stage of the query on the compute nodes
+//! at once (Flight `do_action("start_stage")`, so all fragments stream to each other from the
+//! start), then runs the leader's part of the plan, which reads the last stages through
+//! `ExchangeReaderExec`. When its stream ends or is dropped (finished, failed, cancelled) the
+//! query is released on every node it touched, which stops its producers and frees their
+//! rows and spill files. A node that cannot be reached fails the query with SQLSTATE 08006
+//! and is marked down so the next query avoids it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arrow_flight::Ticket;
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::Action;
 use blueshift_common::Error as CommonError;
 use blueshift_common::codec::encode_plan;
-use blueshift_proto::MAX_MESSAGE_BYTES;
-use blueshift_proto::v1::FragmentTicket;
-use bytes::Bytes;
+use blueshift_common::exchange::{Channels, remote_error};
+use blueshift_proto::v1::{ExchangeKind, ReleaseQuery, StartStage};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
 
-use crate::cluster::{Membership, SliceMap};
+use crate::cluster::Membership;
 
-/// Cached gRPC channels to compute nodes (tonic channels multiplex many calls).
-pub struct Channels {
-    channels: Mutex<HashMap<String, Channel>>,
-}
+/// Bytes of one stage's output a node buffers in memory before spilling to disk.
+pub const STAGE_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 
-impl Default for Channels {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Channels {
-    pub fn new() -> Self {
-        Self {
-            channels: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn flight_client(&self, addr: &str) -> Result<FlightServiceClient<Channel>, CommonError> {
-        let mut map = match self.channels.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let channel = match map.get(addr) {
-            Some(c) => c.clone(),
-            None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
-                    CommonError::sql(
-                        blueshift_common::error::sqlstate::CONNECTION_FAILURE,
-                        format!("bad compute node address {addr}: {e}"),
-                    )
-                })?;
-                let channel = endpoint
-                    .connect_timeout(std::time::Duration::from_secs(3))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                map.insert(addr.to_string(), channel.clone());
-                channel
-            }
-        };
-        Ok(FlightServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
-    }
-}
-
-/// Shared by every remote fragment of the leader.
+/// Shared by every query of the leader.
 pub struct Scheduler {
-    pub channels: Channels,
+    pub channels: &'static Channels,
     pub membership: Arc<Membership>,
 }
 
-#[derive(Debug)]
-pub struct RemoteFragmentExec {
-    fragment_id: usize,
-    fragment: Arc<dyn ExecutionPlan>,
-    plan_bytes: Bytes,
-    query_id: String,
-    slices: SliceMap,
-    scheduler: Arc<SchedulerHandle>,
-    properties: Arc<PlanProperties>,
-}
-
-/// `Debug` wrapper so the plan node can hold the scheduler.
+/// `Debug` wrapper so plan nodes can hold the scheduler.
 pub struct SchedulerHandle(pub Arc<Scheduler>);
 
 impl fmt::Debug for SchedulerHandle {
@@ -101,53 +45,86 @@ impl fmt::Debug for SchedulerHandle {
     }
 }
 
-impl RemoteFragmentExec {
-    pub fn try_new(
-        fragment_id: usize,
-        fragment: Arc<dyn ExecutionPlan>,
-        query_id: String,
-        slices: SliceMap,
-        scheduler: Arc<SchedulerHandle>,
-    ) -> Result<Self> {
-        let plan_bytes = encode_plan(fragment.clone())?;
-        let properties = fragment.properties().clone();
-        Ok(Self {
-            fragment_id,
-            fragment,
-            plan_bytes,
-            query_id,
-            slices,
-            scheduler,
-            properties,
-        })
-    }
+/// One stage of a distributed plan: a plan whose partitions run on compute nodes and whose
+/// output is kept, in buckets, for the stage's readers.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub id: u32,
+    /// For `Hash` / `RoundRobin` the root is the `RepartitionExec` whose input the
+    /// producers run; for `Gather` the producers run the plan itself.
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub kind: ExchangeKind,
+    /// Flight address of the node that runs each partition.
+    pub placement: Vec<String>,
+    /// Each bucket has one reader, so rows can be freed as they are read.
+    pub consume_once: bool,
+}
 
-    pub fn fragment(&self) -> &Arc<dyn ExecutionPlan> {
-        &self.fragment
-    }
-
-    pub fn fragment_id(&self) -> usize {
-        self.fragment_id
+impl Stage {
+    /// The partitions of `plan` the producers run.
+    pub fn producer_plan(&self) -> &Arc<dyn ExecutionPlan> {
+        match self.kind {
+            ExchangeKind::Gather => &self.plan,
+            _ => self
+                .plan
+                .children()
+                .into_iter()
+                .next()
+                .unwrap_or(&self.plan),
+        }
     }
 }
 
-impl DisplayAs for RemoteFragmentExec {
+#[derive(Debug)]
+pub struct DistributedQueryExec {
+    query_id: String,
+    /// The leader's part of the plan (one partition).
+    root: Arc<dyn ExecutionPlan>,
+    stages: Vec<Stage>,
+    scheduler: Arc<SchedulerHandle>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DistributedQueryExec {
+    pub fn new(
+        query_id: String,
+        root: Arc<dyn ExecutionPlan>,
+        stages: Vec<Stage>,
+        scheduler: Arc<SchedulerHandle>,
+    ) -> Self {
+        let properties = root.properties().clone();
+        Self {
+            query_id,
+            root,
+            stages,
+            scheduler,
+            properties,
+        }
+    }
+
+    pub fn root(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.root
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+}
+
+impl DisplayAs for DistributedQueryExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let n = self.properties.output_partitioning().partition_count();
-        let nodes: std::collections::BTreeSet<u64> =
-            self.slices.owners.iter().map(|(id, _)| *id).collect();
         write!(
             f,
-            "RemoteFragmentExec: fragment={}, partitions={n}, nodes={}",
-            self.fragment_id,
-            nodes.len()
+            "DistributedQueryExec: query={}, stages={}",
+            self.query_id,
+            self.stages.len()
         )
     }
 }
 
-impl ExecutionPlan for RemoteFragmentExec {
+impl ExecutionPlan for DistributedQueryExec {
     fn name(&self) -> &str {
-        "RemoteFragmentExec"
+        "DistributedQueryExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -173,7 +150,7 @@ impl ExecutionPlan for RemoteFragmentExec {
             Ok(self)
         } else {
             Err(DataFusionError::Internal(
-                "RemoteFragmentExec has no children".into(),
+                "DistributedQueryExec has no children".into(),
             ))
         }
     }
@@ -181,53 +158,162 @@ impl ExecutionPlan for RemoteFragmentExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let slices = self.slices.owners.len().max(1);
-        let addr = self
-            .slices
-            .addr(partition % slices)
-            .ok_or_else(|| DataFusionError::Internal("no owner for slice".into()))?
-            .to_string();
-        let ticket = FragmentTicket {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "DistributedQueryExec has one partition, asked for {partition}"
+            )));
+        }
+        let requests = start_requests(&self.query_id, &self.stages, crate::limits::current())?;
+        let nodes: Vec<String> = {
+            let mut n: Vec<String> = requests.iter().map(|(a, _)| a.clone()).collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        let guard = ReleaseGuard {
             query_id: self.query_id.clone(),
-            plan: self.plan_bytes.to_vec(),
-            partition: partition as u32,
+            nodes,
+            scheduler: self.scheduler.0.clone(),
         };
+        let root = self.root.clone();
         let scheduler = self.scheduler.0.clone();
-        let schema = self.fragment.schema();
-        let fut = async move {
-            let mut client = scheduler.channels.flight_client(&addr)?;
-            let response = client
-                .do_get(Ticket {
-                    ticket: ticket.encode_to_vec().into(),
-                })
-                .await
-                .map_err(|s| remote_error(&scheduler, &addr, &s))?;
-            let addr2 = addr.clone();
-            let stream = FlightRecordBatchStream::new_from_flight_data(
-                response
-                    .into_inner()
-                    .map_err(|s| FlightError::Tonic(Box::new(s))),
-            )
-            .map_err(move |e| match e {
-                FlightError::Tonic(s) => remote_error(&scheduler, &addr2, &s),
-                other => DataFusionError::External(Box::new(other)),
-            });
-            Ok::<_, DataFusionError>(stream)
-        };
-        let stream = futures::stream::once(fut).try_flatten();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // The query runs on the query runtime; this stream only forwards its batches, so
+        // the session's task stays free to notice a cancel request. Dropping the stream
+        // aborts the task, which drops the guard, which releases the query on the nodes.
+        let task = blueshift_common::runtime::query_runtime().spawn(async move {
+            let _guard = guard;
+            let run = async {
+                start_stages(&scheduler, requests).await?;
+                let mut stream = root.execute(0, context)?;
+                while let Some(batch) = stream.next().await {
+                    if tx.send(batch).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok::<_, DataFusionError>(())
+            };
+            if let Err(e) = run.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+            let _ = &abort;
+            item
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
+            self.root.schema(),
             stream.boxed(),
         )))
     }
 }
 
-fn remote_error(scheduler: &Scheduler, addr: &str, status: &tonic::Status) -> DataFusionError {
-    let err = CommonError::from_status(status, addr);
-    if err.sqlstate() == blueshift_common::error::sqlstate::CONNECTION_FAILURE {
-        scheduler.membership.suspect(addr);
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    err.into_datafusion()
+}
+
+/// One `StartStage` per (node, stage), with that node's partitions.
+fn start_requests(
+    query_id: &str,
+    stages: &[Stage],
+    query_memory_limit: u64,
+) -> Result<Vec<(String, StartStage)>> {
+    let mut out = Vec::new();
+    for stage in stages {
+        let plan = encode_plan(stage.plan.clone())?;
+        let mut by_node: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for (p, addr) in stage.placement.iter().enumerate() {
+            by_node.entry(addr.as_str()).or_default().push(p as u32);
+        }
+        for (addr, partitions) in by_node {
+            out.push((
+                addr.to_string(),
+                StartStage {
+                    query_id: query_id.to_string(),
+                    stage_id: stage.id,
+                    plan: plan.to_vec(),
+                    partitions,
+                    kind: stage.kind as i32,
+                    consume_once: stage.consume_once,
+                    memory_limit: STAGE_MEMORY_LIMIT,
+                    query_memory_limit,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+async fn start_stages(scheduler: &Scheduler, requests: Vec<(String, StartStage)>) -> Result<()> {
+    let calls = requests.into_iter().map(|(addr, req)| async move {
+        let mut client = scheduler
+            .channels
+            .flight_client(&addr)
+            .map_err(CommonError::into_datafusion)?;
+        let action = Action {
+            r#type: "start_stage".to_string(),
+            body: req.encode_to_vec().into(),
+        };
+        let mut results = client
+            .do_action(action)
+            .await
+            .map_err(|s| remote_error(&addr, &s))?
+            .into_inner();
+        while results
+            .message()
+            .await
+            .map_err(|s| remote_error(&addr, &s))?
+            .is_some()
+        {}
+        Ok::<_, DataFusionError>(())
+    });
+    futures::future::try_join_all(calls).await?;
+    Ok(())
+}
+
+/// Releases a query on every node that ran part of it, when dropped.
+struct ReleaseGuard {
+    query_id: String,
+    nodes: Vec<String>,
+    scheduler: Arc<Scheduler>,
+}
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let query_id = std::mem::take(&mut self.query_id);
+        let nodes = std::mem::take(&mut self.nodes);
+        let scheduler = self.scheduler.clone();
+        handle.spawn(async move {
+            for addr in nodes {
+                let Ok(mut client) = scheduler.channels.flight_client(&addr) else {
+                    continue;
+                };
+                let action = Action {
+                    r#type: "release_query".to_string(),
+                    body: ReleaseQuery {
+                        query_id: query_id.clone(),
+                    }
+                    .encode_to_vec()
+                    .into(),
+                };
+                if let Err(e) = client.do_action(action).await {
+                    tracing::debug!(%addr, %query_id, error = %e, "release_query failed");
+                }
+            }
+        });
+    }
 }

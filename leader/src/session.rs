@@ -55,6 +55,21 @@ impl Executor {
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome> {
+        let memory_limit = match settings.get(crate::limits::SETTING) {
+            Some(v) => crate::limits::parse_bytes(v)?,
+            None => self.leader.query_memory_limit,
+        };
+        crate::limits::QUERY_MEMORY_LIMIT
+            .scope(memory_limit, self.dispatch(sql, params, settings))
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        settings: &mut HashMap<String, String>,
+    ) -> Result<Outcome> {
         match classify(sql)? {
             StatementKind::CreateTable => self.create_table(sql).await,
             StatementKind::DropTable => self.drop_table(sql),
@@ -532,6 +547,12 @@ fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    if name == crate::interrupt::STATEMENT_TIMEOUT {
+        crate::interrupt::parse_timeout(&value)?;
+    }
+    if name == crate::limits::SETTING {
+        crate::limits::parse_bytes(&value)?;
+    }
     settings.insert(name, value);
     Ok(command("SET"))
 }

@@ -3,8 +3,10 @@
 //!
 //! * [`v1::cluster_server`] / [`v1::cluster_client`]: node registration and heartbeats
 //!   (served by the leader).
-//! * [`v1::FragmentTicket`]: the Arrow Flight `do_get` ticket that runs one partition of a
-//!   plan fragment on a compute node.
+//! * [`v1::StartStage`] / [`v1::ReleaseQuery`]: Arrow Flight `do_action` bodies that start
+//!   a query stage's producers on a compute node and free them when the query ends.
+//! * [`v1::ExchangeTicket`]: the Arrow Flight `do_get` ticket that reads one bucket of a
+//!   stage's output (between compute nodes, and from compute nodes to the leader).
 //! * [`v1::LoadRequest`] / [`v1::LoadResult`]: the Arrow Flight `do_put` descriptor and result
 //!   for writing one slice's rows as sorted Parquet segments.
 

@@ -15,6 +15,10 @@ mod common;
 // TPC-H SF 0.01 loaded with COPY: table counts, Q1 and Q6 against DuckDB.
 mod tpch;
 
+// All 22 TPC-H queries against DuckDB: on the shared cluster, and on clusters of shapes
+// 1x1, 3x1, 1x4 and 2x4 (nodes x slices per node); every failure is reported at the end.
+mod tpch_queries;
+
 // The sqllogictest files in tests/slt/ against the TPC-H cluster, and their pinned
 // answers against DuckDB.
 mod slt;
@@ -32,3 +36,7 @@ mod restart;
 
 // Fault injection: a compute node killed with SIGKILL mid-session.
 mod node_failure;
+
+// The MPP planner: EXPLAIN join labels (collocated, ALL, broadcast, redistributed) and
+// their answers against DuckDB; errors raised inside stages.
+mod mpp;

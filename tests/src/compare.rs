@@ -8,7 +8,8 @@
 //!   6: `0.049985` equals DuckDB's double `0.04998529583637086`, since they differ by less
 //!   than `1e-6`). Decimals printed with the same scale get no such slack.
 //!
-//! On a mismatch the error lists the differing rows side by side.
+//! On a mismatch the error lists the differing rows side by side. [`compare_rows_ordered_by`]
+//! also accepts rows that tie on a query's ORDER BY columns in a different order.
 
 use std::cmp::Ordering;
 
@@ -69,6 +70,69 @@ pub fn compare_rows(actual: &Rows, expected: &Rows) -> Result<(), String> {
         }
     }
     Err(out)
+}
+
+/// Compares two results of a query whose ORDER BY is `order_by` (0-based output column
+/// positions): like [`compare_rows`], except that rows equal in every `order_by` column (ties)
+/// may come in any order. Row `i` of both must agree on the sort columns, and each run of
+/// tied rows must hold the same rows. On mismatch returns [`compare_rows`]'s diff.
+///
+/// Ties straddling a `LIMIT` are not accepted: both engines must cut at the same rows.
+pub fn compare_rows_ordered_by(
+    actual: &Rows,
+    expected: &Rows,
+    order_by: &[usize],
+) -> Result<(), String> {
+    let strict = compare_rows(actual, expected);
+    if strict.is_ok() || actual.len() != expected.len() {
+        return strict;
+    }
+    let key_equal = |a: &[Option<String>], b: &[Option<String>]| {
+        order_by.iter().all(|&c| match (a.get(c), b.get(c)) {
+            (Some(x), Some(y)) => cells_equal(x.as_deref(), y.as_deref()),
+            _ => false,
+        })
+    };
+    if !actual.iter().zip(expected).all(|(a, e)| key_equal(a, e)) {
+        return strict;
+    }
+    let mut start = 0;
+    while start < expected.len() {
+        let mut end = start + 1;
+        while end < expected.len() && key_equal(&expected[end], &expected[start]) {
+            end += 1;
+        }
+        let mut a = actual[start..end].to_vec();
+        let mut e = expected[start..end].to_vec();
+        a.sort_by(|x, y| canonical_row_order(x, y));
+        e.sort_by(|x, y| canonical_row_order(x, y));
+        if compare_rows(&a, &e).is_err() {
+            return strict;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// An ordering of rows that sorts numbers by value (NULL first), so that two engines' tied
+/// rows line up even when they print numbers differently.
+fn canonical_row_order(a: &[Option<String>], b: &[Option<String>]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let ord = match (x.as_deref(), y.as_deref()) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(x), Some(y)) => match (as_number(x), as_number(y)) {
+                (Some(_), Some(_)) if values_equal(x, y) => Ordering::Equal,
+                (Some(p), Some(q)) => p.total_cmp(&q),
+                _ => x.cmp(y),
+            },
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Panics with a diff (prefixed by `what`) unless the result sets are equal.
@@ -271,6 +335,40 @@ mod tests {
         assert!(diff.contains("columns 1 differ"), "{diff}");
         assert!(diff.contains("missing row 2"), "{diff}");
         assert!(compare_rows(&a, &a).is_ok());
+    }
+
+    #[test]
+    fn ties_may_come_in_any_order() {
+        // Sorted by column 1 descending; rows 1 and 2 tie.
+        let e = rows(&[
+            &[Some("a"), Some("3")],
+            &[Some("b"), Some("2.0")],
+            &[Some("c"), Some("2")],
+            &[Some("d"), Some("1")],
+        ]);
+        let a = rows(&[
+            &[Some("a"), Some("3")],
+            &[Some("c"), Some("2")],
+            &[Some("b"), Some("2")],
+            &[Some("d"), Some("1")],
+        ]);
+        assert!(compare_rows(&a, &e).is_err());
+        assert!(compare_rows_ordered_by(&a, &e, &[1]).is_ok());
+        // Not a tie on the sort key: the order matters.
+        let swapped = rows(&[
+            &[Some("a"), Some("3")],
+            &[Some("d"), Some("1")],
+            &[Some("b"), Some("2")],
+            &[Some("c"), Some("2")],
+        ]);
+        assert!(compare_rows_ordered_by(&swapped, &e, &[1]).is_err());
+        // A tie run must hold the same rows.
+        let mut other = a.clone();
+        other[2][0] = Some("x".to_owned());
+        let diff = compare_rows_ordered_by(&other, &e, &[1]).unwrap_err();
+        assert!(diff.contains("row 1:"), "{diff}");
+        // No sort key: every row is one tie run.
+        assert!(compare_rows_ordered_by(&swapped, &e, &[]).is_ok());
     }
 
     #[test]

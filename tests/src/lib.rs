@@ -16,6 +16,8 @@
 //! - [`pg`]: connect, run SQL, read text rows, capture errors with their SQLSTATE.
 //! - [`duckdb`]: [`DuckDb`], the oracle.
 //! - [`tpch`]: TPC-H SF 0.01 data, DDL, loader, Q1 and Q6.
+//! - [`tpch_queries`]: the text of all 22 TPC-H queries (validation parameters) and their
+//!   ORDER BY columns.
 //! - [`compare`]: result-set comparison with readable diffs.
 //! - [`slt`]: the sqllogictest [`sqllogictest::AsyncDB`] over tokio-postgres.
 //! - [`paths`]: where the binary, the venv Python and the data cache are.
@@ -31,11 +33,13 @@ pub mod paths;
 pub mod pg;
 pub mod slt;
 pub mod tpch;
+pub mod tpch_queries;
 
 pub use cluster::Cluster;
-pub use compare::{assert_rows_eq, compare_rows};
+pub use compare::{assert_rows_eq, compare_rows, compare_rows_ordered_by};
 pub use duckdb::DuckDb;
 pub use tpch::{TpchData, load_tpch, tpch_data, tpch_ddl};
+pub use tpch_queries::TPCH_QUERIES;
 
 /// A result set as text: rows of cells, SQL NULL as `None`.
 pub type Rows = Vec<Vec<Option<String>>>;

@@ -1,76 +1,221 @@
-//! Cutting a partitioned physical plan into fragments. A subtree ships to the compute nodes
-//! when every node in it keeps partition `i` a function of its inputs' partition `i` (so
-//! partition `i` can run where slice `i` lives) and all its leaves are slice scans. The
-//! cut therefore falls at every exchange (`RepartitionExec`), gather
-//! (`CoalescePartitionsExec`, `SortPreservingMergeExec`) and single-partition requirement;
-//! what stays above runs on the leader: the final aggregation, merge, and limit.
+//! Cutting a partitioned physical plan into stages. DataFusion plans the query with one
+//! partition per slice; partition `i` of anything above a slice scan runs on the node that
+//! owns slice `i`. The plan is cut:
+//!
+//! * at every `RepartitionExec` over compute-node data: an exchange between compute nodes.
+//!   The producers run the repartition's input and route rows by the slice hash (the same
+//!   function that placed `DISTKEY` rows, so a redistributed side meets a collocated one);
+//! * below every operator that needs all of a child's partitions in one place (a merge, a
+//!   final aggregate, the build side of a broadcast join, ...): a gather. Each reader gets
+//!   every producer partition's whole output, so a broadcast is a gather read once per node.
+//!   A single-partition child without exchanges below (a `DISTSTYLE ALL` table) is not cut:
+//!   every node reads its own copy (`DS_DIST_ALL_NONE`);
+//! * at the top: what is still bound to compute-node data is gathered to the leader.
+//!
+//! What stays above the last cut runs on the leader. The result is one
+//! [`DistributedQueryExec`] holding the leader's part and the stages.
 
 use std::sync::Arc;
 
+use blueshift_common::exchange::{ExchangeReaderExec, ReadMode};
 use blueshift_common::scan::SliceScanExec;
-use datafusion::error::Result;
-use datafusion::physical_plan::{Distribution, ExecutionPlan, ExecutionPlanProperties};
+use blueshift_proto::v1::ExchangeKind;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::joins::NestedLoopJoinExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{
+    Distribution, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+};
 
+use super::join_modes::emits_unmatched_build_rows;
 use crate::cluster::SliceMap;
-use crate::scheduler::{RemoteFragmentExec, SchedulerHandle};
+use crate::scheduler::{DistributedQueryExec, SchedulerHandle, Stage};
 
 pub struct Distributor {
-    pub query_id: String,
-    pub slices: SliceMap,
-    pub scheduler: Arc<SchedulerHandle>,
-    next_fragment: usize,
+    query_id: String,
+    slices: SliceMap,
+    stages: Vec<Stage>,
 }
 
 impl Distributor {
-    pub fn new(query_id: String, slices: SliceMap, scheduler: Arc<SchedulerHandle>) -> Self {
+    pub fn new(query_id: String, slices: SliceMap) -> Self {
         Self {
             query_id,
             slices,
-            scheduler,
-            next_fragment: 1,
+            stages: Vec::new(),
         }
     }
 
-    pub fn distribute(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-        if shippable(&plan) {
-            let id = self.next_fragment;
-            self.next_fragment += 1;
-            return Ok(Arc::new(RemoteFragmentExec::try_new(
-                id,
-                plan,
-                self.query_id.clone(),
-                self.slices.clone(),
-                self.scheduler.clone(),
-            )?));
+    /// Cuts `plan` and wraps the leader's part and the stages into one executable root.
+    pub fn distribute(
+        mut self,
+        plan: Arc<dyn ExecutionPlan>,
+        scheduler: Arc<SchedulerHandle>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (mut root, located) = self.cut(plan)?;
+        if located {
+            root = self.gather(root)?;
+        }
+        if root.output_partitioning().partition_count() > 1 {
+            root = Arc::new(CoalescePartitionsExec::new(root));
+        }
+        // Gathers read by the leader's part have exactly one reader.
+        let mut leader_reads = Vec::new();
+        collect_readers(&root, &mut leader_reads);
+        for stage in &mut self.stages {
+            if leader_reads.contains(&stage.id) {
+                stage.consume_once = true;
+            }
+        }
+        Ok(Arc::new(DistributedQueryExec::new(
+            self.query_id,
+            root,
+            self.stages,
+            scheduler,
+        )))
+    }
+
+    /// Returns the rewritten plan and whether it is bound to compute-node data (a slice scan
+    /// or a redistributed exchange), i.e. must run inside a stage.
+    fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
+        if plan.is::<SliceScanExec>() {
+            return Ok((plan, true));
         }
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
         if children.is_empty() {
-            return Ok(plan);
+            return Ok((plan, false));
         }
-        let new_children = children
-            .into_iter()
-            .map(|c| self.distribute(c))
-            .collect::<Result<Vec<_>>>()?;
-        datafusion::physical_plan::execution_plan::replace_children_if_necessary(plan, new_children)
-    }
-}
+        let mut new_children = Vec::with_capacity(children.len());
+        let mut located = Vec::with_capacity(children.len());
+        for c in children {
+            let (nc, loc) = self.cut(c)?;
+            new_children.push(nc);
+            located.push(loc);
+        }
 
-/// True when the whole subtree can run partition-by-partition on the compute nodes.
-fn shippable(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let children = plan.children();
-    if children.is_empty() {
-        return plan.is::<SliceScanExec>();
-    }
-    let n = plan.output_partitioning().partition_count();
-    let partition_local = children
-        .iter()
-        .all(|c| c.output_partitioning().partition_count() == n)
-        && plan
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            let plan = replace_children_if_necessary(plan.clone(), new_children)?;
+            if !located[0] {
+                return Ok((plan, false));
+            }
+            if repartition.preserve_order() {
+                return Err(DataFusionError::NotImplemented(
+                    "an order-preserving exchange between compute nodes".into(),
+                ));
+            }
+            let kind = match repartition.partitioning() {
+                Partitioning::Hash(_, _) => ExchangeKind::Hash,
+                Partitioning::RoundRobinBatch(_) => ExchangeKind::RoundRobin,
+                other => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "exchange with partitioning {other}"
+                    )));
+                }
+            };
+            let producers = plan
+                .children()
+                .first()
+                .map(|c| c.output_partitioning().partition_count())
+                .unwrap_or(1);
+            let properties = plan.properties().clone();
+            let schema = plan.schema();
+            let (id, placement) = self.add_stage(plan, kind, producers);
+            let reader = ExchangeReaderExec::new(
+                self.query_id.clone(),
+                id,
+                ReadMode::Buckets,
+                placement,
+                schema,
+                properties,
+            );
+            return Ok((Arc::new(reader), true));
+        }
+
+        let out_partitions = plan.output_partitioning().partition_count();
+        let single: Vec<bool> = plan
             .input_distribution_requirements()
             .into_per_child()
             .iter()
-            .all(|d| !matches!(d, Distribution::SinglePartition));
-    partition_local
-        && !plan.is::<datafusion::physical_plan::repartition::RepartitionExec>()
-        && children.into_iter().all(shippable)
+            .map(|d| matches!(d, Distribution::SinglePartition))
+            .collect();
+        let union = plan.is::<UnionExec>();
+        // A nested-loop join that emits unmatched build rows must see every probe row in
+        // one process: it runs where all its inputs are gathered.
+        let gather_all = plan
+            .downcast_ref::<NestedLoopJoinExec>()
+            .is_some_and(|j| emits_unmatched_build_rows(*j.join_type()));
+        for i in 0..new_children.len() {
+            if !located[i] {
+                continue;
+            }
+            let child = &new_children[i];
+            let child_partitions = child.output_partitioning().partition_count();
+            let needs_all = gather_all
+                || single.get(i).copied().unwrap_or(false)
+                || (!union && child_partitions != out_partitions);
+            if needs_all && (gather_all || child_partitions > 1 || has_exchange(child)) {
+                new_children[i] = self.gather(child.clone())?;
+                located[i] = false;
+            }
+        }
+        let plan = replace_children_if_necessary(plan, new_children)?;
+        Ok((plan, located.iter().any(|l| *l)))
+    }
+
+    /// Makes `plan` a gather stage and returns its reader.
+    fn gather(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let partitions = plan.output_partitioning().partition_count();
+        let properties = plan.properties().clone();
+        let schema = plan.schema();
+        let (id, placement) = self.add_stage(plan, ExchangeKind::Gather, partitions);
+        Ok(Arc::new(ExchangeReaderExec::new(
+            self.query_id.clone(),
+            id,
+            ReadMode::Gather,
+            placement,
+            schema,
+            properties,
+        )))
+    }
+
+    fn add_stage(
+        &mut self,
+        plan: Arc<dyn ExecutionPlan>,
+        kind: ExchangeKind,
+        partitions: usize,
+    ) -> (u32, Vec<String>) {
+        let id = self.stages.len() as u32 + 1;
+        let slices = self.slices.owners.len().max(1);
+        let placement: Vec<String> = (0..partitions)
+            .map(|p| self.slices.addr(p % slices).unwrap_or_default().to_string())
+            .collect();
+        self.stages.push(Stage {
+            id,
+            plan,
+            kind,
+            placement: placement.clone(),
+            consume_once: kind != ExchangeKind::Gather,
+        });
+        (id, placement)
+    }
+}
+
+/// True when `plan` reads a redistributed exchange (whose buckets are read once).
+fn has_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if let Some(r) = plan.downcast_ref::<ExchangeReaderExec>() {
+        return r.mode() == ReadMode::Buckets;
+    }
+    plan.children().into_iter().any(has_exchange)
+}
+
+fn collect_readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<u32>) {
+    if let Some(r) = plan.downcast_ref::<ExchangeReaderExec>() {
+        out.push(r.stage_id());
+    }
+    for c in plan.children() {
+        collect_readers(c, out);
+    }
 }

@@ -53,18 +53,14 @@ impl TableProvider for BlueshiftTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut slices = self.def.segments_by_slice(self.slices);
         if self.def.dist == DistStyle::All {
-            // Every node holds a full copy; a scan of the table alone reads one copy.
+            // Every node holds a full copy: the scan is one partition reading one copy, so a
+            // join against it needs no rows moved (DS_DIST_ALL_NONE).
             let copy = slices
                 .iter()
                 .find(|s| !s.is_empty())
                 .cloned()
                 .unwrap_or_default();
-            for s in slices.iter_mut() {
-                s.clear();
-            }
-            if let Some(first) = slices.first_mut() {
-                *first = copy;
-            }
+            slices = vec![copy];
         }
         let predicate = match conjunction(filters.iter().cloned()) {
             Some(expr) => {
@@ -75,14 +71,19 @@ impl TableProvider for BlueshiftTable {
         };
         // A limit may only be pushed when no filter remains above the scan.
         let limit = if filters.is_empty() { limit } else { None };
-        Ok(Arc::new(SliceScanExec::try_new(
+        let scan = SliceScanExec::try_new(
             self.def.name.clone(),
             self.schema.clone(),
             projection.cloned(),
             slices,
             predicate,
             limit,
-        )?))
+        )?;
+        let scan = match &self.def.dist {
+            DistStyle::Key { column } => scan.with_hash_distribution(*column),
+            _ => scan,
+        };
+        Ok(Arc::new(scan))
     }
 
     fn supports_filters_pushdown(

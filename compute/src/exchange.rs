@@ -1,0 +1,603 @@
+//! The producing end of exchanges: a per-node registry of the query stages running here.
+//!
+//! The leader starts every stage of a query at once (`StartStage`); for each local partition a
+//! producer task runs the stage's plan and appends its batches to buckets (by slice hash,
+//! round-robin, or all into one). Readers on any node fetch a bucket with `do_get`
+//! ([`Exchanges::read`]) and stream it while the producer is still writing: the query is
+//! pipelined. A producer never waits for a slow reader; once a stage's buffered rows pass its
+//! memory limit, further batches are written to Arrow IPC files under the node's spill
+//! directory and read back from there. Everything of a query (tasks, buffers, spill files) is
+//! dropped when the leader releases it, or after [`ABANDONED_AFTER`] if the leader never does.
+//!
+//! This module must not plan or re-plan: it runs exactly the plan it was given.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use blueshift_common::codec::decode_plan;
+use blueshift_common::error::sqlstate;
+use blueshift_common::hash::bucket_of_rows;
+use blueshift_proto::v1::{ExchangeKind, ExchangeTicket, StartStage};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::watch;
+
+use crate::exec::Engine;
+use crate::{Error, Result};
+
+/// A query the leader neither finished nor released within this time is dropped.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// How long a reader waits for a stage whose `StartStage` has not arrived.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Released query ids remembered so a late reader fails at once instead of waiting.
+const REMEMBER_RELEASED: usize = 4096;
+
+pub struct Exchanges {
+    spill_dir: PathBuf,
+    inner: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    queries: HashMap<String, QueryStages>,
+    released: HashSet<String>,
+}
+
+struct QueryStages {
+    slots: HashMap<(u32, u32), Arc<Slot>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+    started: Instant,
+    /// The query's context on this node (its memory pool is shared by all its stages).
+    ctx: Option<Arc<TaskContext>>,
+}
+
+impl QueryStages {
+    fn new() -> Self {
+        Self {
+            slots: HashMap::new(),
+            tasks: Vec::new(),
+            started: Instant::now(),
+            ctx: None,
+        }
+    }
+}
+
+/// The output of one producer partition.
+struct Slot {
+    state: Mutex<SlotState>,
+    /// Bumped on every change; readers wait on it.
+    version: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    started: bool,
+    consume_once: bool,
+    buckets: Vec<Vec<Option<Chunk>>>,
+    finished: bool,
+    error: Option<tonic::Status>,
+    released: bool,
+    mem_bytes: usize,
+    memory_limit: usize,
+}
+
+#[derive(Clone)]
+enum Chunk {
+    Mem(RecordBatch),
+    Disk(PathBuf),
+}
+
+impl Slot {
+    fn new() -> Arc<Self> {
+        let (version, _) = watch::channel(0);
+        Arc::new(Self {
+            state: Mutex::new(SlotState::default()),
+            version,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn fail(&self, status: tonic::Status) {
+        let mut s = self.lock();
+        if s.error.is_none() {
+            s.error = Some(status);
+        }
+        drop(s);
+        self.bump();
+    }
+}
+
+/// How a producer assigns rows to buckets.
+enum Router {
+    Hash(Vec<Arc<dyn PhysicalExpr>>, u32),
+    RoundRobin(u32, usize),
+    Single,
+}
+
+impl Router {
+    fn buckets(&self) -> usize {
+        match self {
+            Router::Hash(_, n) | Router::RoundRobin(n, _) => *n as usize,
+            Router::Single => 1,
+        }
+    }
+
+    fn split(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        match self {
+            Router::Single => Ok(vec![(0, batch)]),
+            Router::RoundRobin(n, next) => {
+                let b = *next % (*n).max(1) as usize;
+                *next = next.wrapping_add(1);
+                Ok(vec![(b, batch)])
+            }
+            Router::Hash(exprs, n) => {
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(&batch)?.into_array(batch.num_rows()))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let targets = bucket_of_rows(&columns, *n)?;
+                let mut rows: Vec<Vec<u32>> = vec![Vec::new(); *n as usize];
+                for (row, bucket) in targets.iter().enumerate() {
+                    rows[*bucket as usize].push(row as u32);
+                }
+                let mut out = Vec::new();
+                for (bucket, idx) in rows.into_iter().enumerate() {
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let part = if idx.len() == batch.num_rows() {
+                        batch.clone()
+                    } else {
+                        take_record_batch(&batch, &UInt32Array::from(idx))
+                            .map_err(DataFusionError::from)?
+                    };
+                    out.push((bucket, part));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl Exchanges {
+    pub fn new(spill_dir: PathBuf) -> Self {
+        Self {
+            spill_dir,
+            inner: Mutex::new(Registry::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn slot(&self, query_id: &str, stage: u32, partition: u32) -> Result<Arc<Slot>> {
+        let mut reg = self.lock();
+        if reg.released.contains(query_id) {
+            return Err(blueshift_common::Error::sql(
+                sqlstate::QUERY_CANCELED,
+                format!("query {query_id} has ended"),
+            )
+            .into());
+        }
+        let q = reg
+            .queries
+            .entry(query_id.to_string())
+            .or_insert_with(QueryStages::new);
+        Ok(q.slots
+            .entry((stage, partition))
+            .or_insert_with(Slot::new)
+            .clone())
+    }
+
+    fn query_spill_dir(&self, query_id: &str) -> PathBuf {
+        // Query ids come from the leader as hex; keep anything else out of the path.
+        let safe: String = query_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        self.spill_dir.join(format!("q-{safe}"))
+    }
+
+    /// Starts this node's partitions of a stage. The plan is decoded once, so partitions
+    /// share what DataFusion shares inside one plan (e.g. a broadcast join's build side).
+    pub fn start_stage(self: &Arc<Self>, req: StartStage, engine: &Engine) -> Result<()> {
+        self.sweep_abandoned();
+        let spill_dir = self.query_spill_dir(&req.query_id);
+        let ctx = self.query_ctx(&req, engine, &spill_dir)?;
+        let plan = decode_plan(&req.plan, &ctx)?;
+        let kind = ExchangeKind::try_from(req.kind)
+            .map_err(|_| Error::BadRequest(format!("unknown exchange kind {}", req.kind)))?;
+        let (input, router) = match kind {
+            ExchangeKind::Gather => (plan, Router::Single),
+            ExchangeKind::Hash | ExchangeKind::RoundRobin => {
+                let Some(repartition) = plan.downcast_ref::<RepartitionExec>() else {
+                    return Err(Error::BadRequest(format!(
+                        "stage {} of a repartition exchange has root {}",
+                        req.stage_id,
+                        plan.name()
+                    )));
+                };
+                let input = repartition.input().clone();
+                match repartition.partitioning() {
+                    Partitioning::Hash(exprs, n) => (input, Router::Hash(exprs.clone(), *n as u32)),
+                    Partitioning::RoundRobinBatch(n) => (input, Router::RoundRobin(*n as u32, 0)),
+                    other => {
+                        return Err(Error::BadRequest(format!(
+                            "unsupported exchange partitioning {other}"
+                        )));
+                    }
+                }
+            }
+        };
+        let available = input.properties().output_partitioning().partition_count();
+        let per_slot = (req.memory_limit as usize / req.partitions.len().max(1)).max(1 << 20);
+        let buckets = router.buckets();
+        for &p in &req.partitions {
+            if p as usize >= available {
+                return Err(Error::BadRequest(format!(
+                    "partition {p} requested of a stage with {available} partitions"
+                )));
+            }
+            let slot = self.slot(&req.query_id, req.stage_id, p)?;
+            {
+                let mut s = slot.lock();
+                if s.started {
+                    return Err(Error::BadRequest(format!(
+                        "stage {} partition {p} of query {} started twice",
+                        req.stage_id, req.query_id
+                    )));
+                }
+                s.started = true;
+                s.consume_once = req.consume_once;
+                s.buckets = vec![Vec::new(); buckets];
+                s.memory_limit = per_slot;
+            }
+            slot.bump();
+            let router = match &router {
+                Router::Hash(e, n) => Router::Hash(e.clone(), *n),
+                // Producers start at different buckets so small inputs still spread.
+                Router::RoundRobin(n, _) => Router::RoundRobin(*n, p as usize),
+                Router::Single => Router::Single,
+            };
+            let prefix = spill_dir.join(format!("s{}-p{p}", req.stage_id));
+            let (input, ctx, slot) = (input.clone(), ctx.clone(), slot.clone());
+            let dir = spill_dir.clone();
+            let task = blueshift_common::runtime::query_runtime().spawn(async move {
+                match input.execute(p as usize, ctx) {
+                    Ok(stream) => produce(slot, stream, router, dir, prefix).await,
+                    Err(e) => slot.fail(blueshift_common::Error::DataFusion(e).to_status()),
+                }
+            });
+            let mut reg = self.lock();
+            match reg.queries.get_mut(&req.query_id) {
+                Some(q) => q.tasks.push(task.abort_handle()),
+                // Released while we were starting: stop at once.
+                None => task.abort(),
+            }
+        }
+        Ok(())
+    }
+
+    /// The query's task context on this node, created by its first stage.
+    fn query_ctx(
+        &self,
+        req: &StartStage,
+        engine: &Engine,
+        spill_dir: &Path,
+    ) -> Result<Arc<TaskContext>> {
+        if let Some(ctx) = self
+            .lock()
+            .queries
+            .get(&req.query_id)
+            .and_then(|q| q.ctx.clone())
+        {
+            return Ok(ctx);
+        }
+        let ctx = engine.query_task_ctx(req.query_memory_limit, &spill_dir.join("operators"))?;
+        let mut reg = self.lock();
+        if reg.released.contains(&req.query_id) {
+            return Err(blueshift_common::Error::sql(
+                sqlstate::QUERY_CANCELED,
+                format!("query {} has ended", req.query_id),
+            )
+            .into());
+        }
+        let q = reg
+            .queries
+            .entry(req.query_id.clone())
+            .or_insert_with(QueryStages::new);
+        Ok(q.ctx.get_or_insert(ctx).clone())
+    }
+
+    /// Stops every producer of a query and frees its rows and spill files.
+    pub fn release(&self, query_id: &str) {
+        let stages = {
+            let mut reg = self.lock();
+            if reg.released.len() >= REMEMBER_RELEASED {
+                reg.released.clear();
+            }
+            reg.released.insert(query_id.to_string());
+            reg.queries.remove(query_id)
+        };
+        if let Some(q) = stages {
+            release_stages(q);
+        }
+        let dir = self.query_spill_dir(query_id);
+        if dir.exists() {
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+        }
+    }
+
+    fn sweep_abandoned(&self) {
+        let abandoned: Vec<String> = {
+            let reg = self.lock();
+            reg.queries
+                .iter()
+                .filter(|(_, q)| q.started.elapsed() > ABANDONED_AFTER)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in abandoned {
+            tracing::warn!(query_id = %id, "dropping an abandoned query's stages");
+            self.release(&id);
+        }
+    }
+
+    /// Number of queries with state on this node (for tests and metrics).
+    pub fn active_queries(&self) -> usize {
+        self.lock().queries.len()
+    }
+
+    /// Streams one bucket of one producer partition.
+    pub fn read(&self, t: &ExchangeTicket) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let slot = self.slot(&t.query_id, t.stage_id, t.producer_partition)?;
+        let bucket = t.bucket as usize;
+        let rx = slot.version.subscribe();
+        let state = ReadState {
+            slot,
+            rx,
+            bucket,
+            next: 0,
+            pending: VecDeque::new(),
+            waited: Instant::now(),
+        };
+        Ok(futures::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.next_batch().await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(state))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed())
+    }
+}
+
+fn release_stages(q: QueryStages) {
+    for task in q.tasks {
+        task.abort();
+    }
+    for slot in q.slots.values() {
+        let mut s = slot.lock();
+        s.released = true;
+        s.buckets.clear();
+        s.mem_bytes = 0;
+        drop(s);
+        slot.bump();
+    }
+}
+
+struct ReadState {
+    slot: Arc<Slot>,
+    rx: watch::Receiver<u64>,
+    bucket: usize,
+    next: usize,
+    /// Batches read back from a spill file, not yet returned.
+    pending: VecDeque<RecordBatch>,
+    waited: Instant,
+}
+
+impl ReadState {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Ok(Some(b));
+            }
+            self.rx.borrow_and_update();
+            let chunk = {
+                let mut s = self.slot.lock();
+                if s.released {
+                    return Err(blueshift_common::Error::sql(
+                        sqlstate::QUERY_CANCELED,
+                        "query ended while its rows were being read",
+                    )
+                    .into());
+                }
+                if s.started {
+                    if self.bucket >= s.buckets.len() {
+                        return Err(Error::BadRequest(format!(
+                            "bucket {} of a stage with {} buckets",
+                            self.bucket,
+                            s.buckets.len()
+                        )));
+                    }
+                    let consume = s.consume_once;
+                    let entries = &mut s.buckets[self.bucket];
+                    if self.next < entries.len() {
+                        let chunk = if consume {
+                            entries[self.next].take()
+                        } else {
+                            entries[self.next].clone()
+                        };
+                        self.next += 1;
+                        if consume && let Some(Chunk::Mem(b)) = &chunk {
+                            s.mem_bytes = s.mem_bytes.saturating_sub(b.get_array_memory_size());
+                        }
+                        match chunk {
+                            Some(c) => Some((c, consume)),
+                            None => {
+                                return Err(Error::BadRequest(
+                                    "exchange bucket was already read".into(),
+                                ));
+                            }
+                        }
+                    } else if let Some(e) = &s.error {
+                        return Err(Error::Common(blueshift_common::Error::from_status(
+                            e, "producer",
+                        )));
+                    } else if s.finished {
+                        return Ok(None);
+                    } else {
+                        None
+                    }
+                } else if self.waited.elapsed() > START_TIMEOUT {
+                    return Err(blueshift_common::Error::sql(
+                        sqlstate::INTERNAL_ERROR,
+                        "an exchange stage was never started on this node",
+                    )
+                    .into());
+                } else {
+                    None
+                }
+            };
+            match chunk {
+                Some((Chunk::Mem(b), _)) => return Ok(Some(b)),
+                Some((Chunk::Disk(path), consume)) => {
+                    let batches = tokio::task::spawn_blocking(move || read_spill(&path, consume))
+                        .await
+                        .map_err(|e| Error::Transport(format!("spill reader: {e}")))??;
+                    self.pending.extend(batches);
+                }
+                None => {
+                    // Wake on any change; poll periodically for the start timeout.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.rx.changed()).await;
+                }
+            }
+        }
+    }
+}
+
+async fn produce(
+    slot: Arc<Slot>,
+    mut stream: SendableRecordBatchStream,
+    mut router: Router,
+    spill_dir: PathBuf,
+    prefix: PathBuf,
+) {
+    let mut spilled = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                slot.fail(blueshift_common::Error::DataFusion(e).to_status());
+                return;
+            }
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let parts = match router.split(batch) {
+            Ok(p) => p,
+            Err(e) => {
+                slot.fail(e.to_status());
+                return;
+            }
+        };
+        for (bucket, part) in parts {
+            let size = part.get_array_memory_size();
+            let over = {
+                let s = slot.lock();
+                if s.released {
+                    return;
+                }
+                s.mem_bytes + size > s.memory_limit
+            };
+            let chunk = if over {
+                spilled += 1;
+                let path = PathBuf::from(format!("{}-b{bucket}-{spilled}.arrow", prefix.display()));
+                let dir = spill_dir.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    write_spill(&dir, &path, &part).map(|_| path)
+                })
+                .await;
+                match written {
+                    Ok(Ok(path)) => Chunk::Disk(path),
+                    Ok(Err(e)) => {
+                        slot.fail(e.to_status());
+                        return;
+                    }
+                    Err(e) => {
+                        slot.fail(Error::Transport(format!("spill writer: {e}")).to_status());
+                        return;
+                    }
+                }
+            } else {
+                Chunk::Mem(part)
+            };
+            let mut s = slot.lock();
+            if s.released {
+                return;
+            }
+            if matches!(chunk, Chunk::Mem(_)) {
+                s.mem_bytes += size;
+            }
+            if let Some(entries) = s.buckets.get_mut(bucket) {
+                entries.push(Some(chunk));
+            }
+            drop(s);
+            slot.bump();
+        }
+    }
+    slot.lock().finished = true;
+    slot.bump();
+}
+
+fn write_spill(dir: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::File::create(path)?;
+    let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())
+        .map_err(DataFusionError::from)?;
+    writer.write(batch).map_err(DataFusionError::from)?;
+    writer.finish().map_err(DataFusionError::from)?;
+    Ok(())
+}
+
+fn read_spill(path: &Path, consume: bool) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path)?;
+    let reader =
+        FileReader::try_new(std::io::BufReader::new(file), None).map_err(DataFusionError::from)?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(DataFusionError::from)?;
+    if consume {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(batches)
+}

@@ -1,0 +1,339 @@
+//! The MPP planner on a 2-node x 2-slice cluster of its own with TPC-H SF 0.01:
+//!
+//! - `EXPLAIN` of TPC-H Q3 labels the lineitem-orders join `DS_DIST_NONE` (both `DISTKEY`
+//!   on the order key); with lineitem copied into a `DISTSTYLE EVEN` table the same join
+//!   redistributes rows, and both answers equal DuckDB's.
+//! - A join with a `DISTSTYLE ALL` table reads it locally (`DS_DIST_ALL_NONE`); a small
+//!   EVEN table is broadcast (`DS_BCAST_INNER`); joins on non-key columns redistribute.
+//! - An error raised inside a stage on a compute node reaches the client with its SQLSTATE,
+//!   and the session keeps working.
+
+use blueshift_tests::{Cluster, DuckDb, TpchData, assert_rows_eq, load_tpch, pg, tpch_data};
+use tokio::sync::OnceCell;
+
+struct MppCluster {
+    cluster: Cluster,
+    data: TpchData,
+}
+
+static MPP: OnceCell<Result<MppCluster, String>> = OnceCell::const_new();
+
+async fn mpp_cluster() -> &'static MppCluster {
+    let started = MPP
+        .get_or_init(|| async {
+            async {
+                let data = tpch_data()?;
+                let cluster = Cluster::start(2, 2).await?;
+                let client = cluster.client().await?;
+                if let Err(e) = load_tpch(&client, &data).await {
+                    anyhow::bail!("{e:#}\n{}", cluster.logs());
+                }
+                pg::execute(
+                    &client,
+                    "create table lineitem_even diststyle even as select * from lineitem",
+                )
+                .await?;
+                Ok(MppCluster { cluster, data })
+            }
+            .await
+            .map_err(|e: anyhow::Error| format!("{e:#}"))
+        })
+        .await;
+    match started {
+        Ok(c) => c,
+        Err(e) => panic!("the MPP test cluster failed: {e}"),
+    }
+}
+
+/// TPC-H Q3 (shipping priority), validation parameters, over `lineitem_table`.
+fn q3(lineitem_table: &str) -> String {
+    format!(
+        "select l_orderkey, sum(l_extendedprice * (1 - l_discount)) as revenue, \
+                o_orderdate, o_shippriority \
+         from customer, orders, {lineitem_table} \
+         where c_mktsegment = 'BUILDING' and c_custkey = o_custkey \
+           and l_orderkey = o_orderkey \
+           and o_orderdate < date '1995-03-15' and l_shipdate > date '1995-03-15' \
+         group by l_orderkey, o_orderdate, o_shippriority \
+         order by revenue desc, o_orderdate, l_orderkey \
+         limit 10"
+    )
+}
+
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    pg::query(client, &format!("explain {sql}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.into_iter().next().flatten().unwrap_or_default())
+        .collect()
+}
+
+/// The plan lines of the hash join whose keys mention both `a` and `b`.
+fn join_lines<'a>(plan: &'a [String], a: &str, b: &str) -> Vec<&'a str> {
+    plan.iter()
+        .map(String::as_str)
+        .filter(|l| l.contains("Join") && l.contains(a) && l.contains(b))
+        .collect()
+}
+
+#[tokio::test]
+async fn q3_join_on_the_distkey_is_collocated() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    let plan = explain(&client, &q3("lineitem")).await;
+    let joins = join_lines(&plan, "l_orderkey", "o_orderkey");
+    assert_eq!(
+        joins.len(),
+        1,
+        "one lineitem-orders join in:\n{}",
+        plan.join("\n")
+    );
+    assert!(
+        joins[0].contains("DS_DIST_NONE"),
+        "collocated join expected:\n{}",
+        plan.join("\n")
+    );
+
+    let expected = DuckDb::new()
+        .unwrap()
+        .with_tpch_views(&mpp.data)
+        .query(&q3("lineitem"))
+        .unwrap();
+    let actual = pg::query(&client, &q3("lineitem")).await.unwrap();
+    assert_rows_eq("TPC-H Q3", &actual, &expected);
+}
+
+#[tokio::test]
+async fn q3_on_an_even_lineitem_redistributes() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    let plan = explain(&client, &q3("lineitem_even")).await;
+    let joins = join_lines(&plan, "l_orderkey", "o_orderkey");
+    assert_eq!(
+        joins.len(),
+        1,
+        "one lineitem-orders join in:\n{}",
+        plan.join("\n")
+    );
+    assert!(
+        [
+            "DS_DIST_INNER",
+            "DS_DIST_OUTER",
+            "DS_DIST_BOTH",
+            "DS_BCAST_INNER"
+        ]
+        .iter()
+        .any(|l| joins[0].contains(l)),
+        "an EVEN lineitem must move rows for the join:\n{}",
+        plan.join("\n")
+    );
+    assert!(
+        plan.iter().any(|l| l.contains("redistributes its rows")),
+        "a redistribution stage:\n{}",
+        plan.join("\n")
+    );
+
+    let expected = DuckDb::new()
+        .unwrap()
+        .with_tpch_views(&mpp.data)
+        .query(&q3("lineitem"))
+        .unwrap();
+    let actual = pg::query(&client, &q3("lineitem_even")).await.unwrap();
+    assert_rows_eq("TPC-H Q3 over an EVEN lineitem", &actual, &expected);
+}
+
+#[tokio::test]
+async fn all_tables_are_joined_locally_and_small_tables_broadcast() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+    let duck = DuckDb::new().unwrap().with_tpch_views(&mpp.data);
+
+    let all = "select n_name, count(*) as customers from customer, nation \
+               where c_nationkey = n_nationkey group by n_name order by n_name";
+    let plan = explain(&client, all).await;
+    let joins = join_lines(&plan, "c_nationkey", "n_nationkey");
+    assert!(
+        joins.len() == 1 && joins[0].contains("DS_DIST_ALL_NONE"),
+        "nation is DISTSTYLE ALL:\n{}",
+        plan.join("\n")
+    );
+    assert_rows_eq(
+        "join with an ALL table",
+        &pg::query(&client, all).await.unwrap(),
+        &duck.query(all).unwrap(),
+    );
+
+    let bcast = "select s_name, count(*) as lines from lineitem, supplier \
+                 where l_suppkey = s_suppkey and s_acctbal > 9000 \
+                 group by s_name order by lines desc, s_name limit 20";
+    let plan = explain(&client, bcast).await;
+    let joins = join_lines(&plan, "l_suppkey", "s_suppkey");
+    assert!(
+        joins.len() == 1 && joins[0].contains("DS_BCAST_INNER"),
+        "a small EVEN table is broadcast:\n{}",
+        plan.join("\n")
+    );
+    assert_rows_eq(
+        "broadcast join",
+        &pg::query(&client, bcast).await.unwrap(),
+        &duck.query(bcast).unwrap(),
+    );
+
+    // Neither side is distributed on the join columns and neither is small.
+    let both = "select count(*), sum(l.l_quantity) from lineitem_even l, lineitem m \
+                where l.l_partkey = m.l_partkey and l.l_suppkey = m.l_suppkey \
+                  and l.l_linenumber = 1";
+    let plan = explain(&client, both).await;
+    assert!(
+        plan.iter().any(|l| l.contains("DS_DIST_BOTH")
+            || l.contains("DS_DIST_INNER")
+            || l.contains("DS_DIST_OUTER")
+            || l.contains("DS_BCAST_INNER")),
+        "a join on non-key columns moves rows:\n{}",
+        plan.join("\n")
+    );
+    let duck_both = both.replace("lineitem_even", "lineitem");
+    assert_rows_eq(
+        "self-join on non-key columns",
+        &pg::query(&client, both).await.unwrap(),
+        &duck.query(&duck_both).unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn an_error_in_a_stage_keeps_its_sqlstate() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    let err = pg::expect_db_error(
+        &client,
+        "select o_orderkey, sum(l_quantity / (l_linenumber - l_linenumber)) \
+         from orders, lineitem_even where o_orderkey = l_orderkey group by o_orderkey",
+    )
+    .await
+    .unwrap();
+    pg::assert_sqlstate(&err, &["22012"], "division by zero inside a stage");
+
+    let n = pg::query_i64(&client, "select count(*) from lineitem_even")
+        .await
+        .unwrap();
+    assert_eq!(n, 60_175, "the session still works");
+    let panics = mpp.cluster.panics_in_log();
+    assert!(panics.is_empty(), "a process panicked: {panics:#?}");
+}
+
+/// A query that runs for about a minute at SF 0.01: a nested-loop join of lineitem,
+/// lineitem and nation (9e10 combinations).
+const LONG_QUERY: &str = "select count(*) from lineitem a, lineitem_even b, nation c \
+                          where a.l_partkey + b.l_suppkey + c.n_nationkey < 0";
+
+#[tokio::test]
+async fn a_cancel_request_stops_a_long_query() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+    let token = client.cancel_token();
+
+    let running = tokio::spawn(async move {
+        let result = client.simple_query(LONG_QUERY).await;
+        (client, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !running.is_finished(),
+        "the long query finished before the cancel"
+    );
+    let cancelled_at = std::time::Instant::now();
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (client, result) = tokio::time::timeout(std::time::Duration::from_secs(30), running)
+        .await
+        .expect("the cancelled query returns")
+        .unwrap();
+    let waited = cancelled_at.elapsed();
+    let err = result.expect_err("a cancelled query fails");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "57014", "{db:?}");
+    assert_eq!(db.message(), "canceling statement due to user request");
+    // A liveness bound, not a speed goal: the query must not run on to its end.
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "cancel took {waited:?}"
+    );
+    eprintln!("cancel answered after {waited:?}");
+
+    let n = pg::query_i64(&client, "select count(*) from orders")
+        .await
+        .unwrap();
+    assert_eq!(n, 15_000, "the same session works after the cancel");
+}
+
+#[tokio::test]
+async fn statement_timeout_stops_a_long_query() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    pg::execute(&client, "set statement_timeout = 300")
+        .await
+        .unwrap();
+    let err = pg::expect_db_error(&client, LONG_QUERY).await.unwrap();
+    pg::assert_sqlstate(&err, &["57014"], "statement_timeout");
+    assert_eq!(
+        err.message(),
+        "canceling statement due to statement timeout"
+    );
+
+    let bad = pg::expect_db_error(&client, "set statement_timeout = 'soon'")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&bad, &["22023"], "a bad statement_timeout");
+
+    pg::execute(&client, "set statement_timeout = 0")
+        .await
+        .unwrap();
+    let n = pg::query_i64(&client, "select count(*) from customer")
+        .await
+        .unwrap();
+    assert_eq!(n, 1_500, "queries run again without the timeout");
+}
+
+#[tokio::test]
+async fn a_join_over_the_memory_limit_fails_with_53200() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    let bad = pg::expect_db_error(&client, "set query_memory_limit = 'plenty'")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&bad, &["22023"], "a bad query_memory_limit");
+
+    pg::execute(&client, "set query_memory_limit = '256kB'")
+        .await
+        .unwrap();
+    // Every lineitem row with its comment as the build side: several MB per node.
+    let join = "select count(*) from lineitem a, lineitem_even b \
+                where a.l_comment = b.l_comment and a.l_orderkey = b.l_orderkey";
+    let err = pg::expect_db_error(&client, join).await.unwrap();
+    pg::assert_sqlstate(&err, &["53200"], "a build side over the memory limit");
+
+    pg::execute(&client, "reset query_memory_limit")
+        .await
+        .unwrap();
+    let expected = DuckDb::new()
+        .unwrap()
+        .with_tpch_views(&mpp.data)
+        .query(&join.replace("lineitem_even", "lineitem"))
+        .unwrap();
+    let actual = pg::query(&client, join).await.unwrap();
+    assert_rows_eq("the same join without the limit", &actual, &expected);
+    let panics = mpp.cluster.panics_in_log();
+    assert!(panics.is_empty(), "a process panicked: {panics:#?}");
+}
