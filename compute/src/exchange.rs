@@ -601,3 +601,143 @@ fn read_spill(path: &Path, consume: bool) -> Result<Vec<RecordBatch>> {
     }
     Ok(batches)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use blueshift_common::codec::encode_plan;
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_expr::expressions::col;
+
+    fn batches(n: usize, rows: i64) -> (Arc<Schema>, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batches = (0..n as i64)
+            .map(|b| {
+                let values: Int64Array = (b * rows..(b + 1) * rows).collect();
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+            })
+            .collect();
+        (schema, batches)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "blueshift-exchange-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn spill_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "arrow"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    async fn read_all(exchanges: &Exchanges, query: &str, stage: u32, bucket: u32) -> Vec<i64> {
+        let mut stream = exchanges
+            .read(&ExchangeTicket {
+                query_id: query.into(),
+                stage_id: stage,
+                producer_partition: 0,
+                bucket,
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.unwrap();
+            out.extend(batch.column(0).as_primitive::<Int64Type>().values().iter());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stage_past_its_memory_limit_spills_and_reads_back_in_order() {
+        let dir = temp_dir("spill");
+        let exchanges = Arc::new(Exchanges::new(dir.clone()));
+        let engine = Engine::new();
+        // 40 batches of 8192 i64 (2.6 MB) against a limit of 1 MiB.
+        let (schema, input) = batches(40, 8192);
+        let plan = MemorySourceConfig::try_new_exec(&[input], schema, None).unwrap();
+        let req = StartStage {
+            query_id: "q1".into(),
+            stage_id: 1,
+            plan: encode_plan(plan).unwrap().to_vec(),
+            partitions: vec![0],
+            kind: ExchangeKind::Gather as i32,
+            consume_once: true,
+            memory_limit: 1,
+            query_memory_limit: 0,
+        };
+        exchanges.start_stage(req, &engine).unwrap();
+        let query_dir = exchanges.query_spill_dir("q1");
+        let mut spilled = 0;
+        for _ in 0..100 {
+            spilled = spill_files(&query_dir);
+            if spilled >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(spilled >= 20, "only {spilled} spill files");
+
+        let values = read_all(&exchanges, "q1", 1, 0).await;
+        assert_eq!(values, (0..40 * 8192).collect::<Vec<i64>>());
+        assert_eq!(spill_files(&query_dir), 0, "read spill files are deleted");
+
+        exchanges.release("q1");
+        assert_eq!(exchanges.active_queries(), 0);
+        let late = exchanges.read(&ExchangeTicket {
+            query_id: "q1".into(),
+            stage_id: 1,
+            producer_partition: 0,
+            bucket: 0,
+        });
+        assert!(late.is_err(), "a released query cannot be read");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hash_buckets_follow_the_slice_hash() {
+        let dir = temp_dir("hash");
+        let exchanges = Arc::new(Exchanges::new(dir.clone()));
+        let engine = Engine::new();
+        let (schema, input) = batches(3, 1000);
+        let scan = MemorySourceConfig::try_new_exec(&[input], schema.clone(), None).unwrap();
+        let repartition = RepartitionExec::try_new(
+            scan,
+            Partitioning::Hash(vec![col("v", &schema).unwrap()], 4),
+        )
+        .unwrap();
+        let req = StartStage {
+            query_id: "q2".into(),
+            stage_id: 7,
+            plan: encode_plan(Arc::new(repartition)).unwrap().to_vec(),
+            partitions: vec![0],
+            kind: ExchangeKind::Hash as i32,
+            consume_once: true,
+            memory_limit: 64 << 20,
+            query_memory_limit: 0,
+        };
+        exchanges.start_stage(req, &engine).unwrap();
+        let mut all = Vec::new();
+        for bucket in 0..4u32 {
+            let values = read_all(&exchanges, "q2", 7, bucket).await;
+            let array: Arc<dyn Array> = Arc::new(Int64Array::from(values.clone()));
+            let slices = blueshift_common::hash::slice_of_rows(&array, 4).unwrap();
+            assert!(slices.iter().all(|s| *s == bucket), "bucket {bucket}");
+            all.extend(values);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..3000).collect::<Vec<i64>>());
+        exchanges.release("q2");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
