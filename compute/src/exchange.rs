@@ -11,7 +11,7 @@
 //!
 //! This module must not plan or re-plan: it runs exactly the plan it was given.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,12 +23,15 @@ use arrow::ipc::writer::FileWriter;
 use blueshift_common::codec::decode_plan;
 use blueshift_common::error::sqlstate;
 use blueshift_common::hash::bucket_of_rows;
-use blueshift_proto::v1::{ExchangeKind, ExchangeTicket, StartStage};
+use blueshift_proto::v1::{
+    ExchangeKind, ExchangeTicket, PartitionMetrics, QueryMetrics, StageMetrics, StartStage,
+};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
@@ -60,6 +63,8 @@ struct QueryStages {
     started: Instant,
     /// The query's context on this node (its memory pool is shared by all its stages).
     ctx: Option<Arc<TaskContext>>,
+    /// What each stage's producers run here, kept for its metrics.
+    plans: BTreeMap<u32, Arc<dyn ExecutionPlan>>,
 }
 
 impl QueryStages {
@@ -69,6 +74,7 @@ impl QueryStages {
             tasks: Vec::new(),
             started: Instant::now(),
             ctx: None,
+            plans: BTreeMap::new(),
         }
     }
 }
@@ -90,6 +96,17 @@ struct SlotState {
     released: bool,
     mem_bytes: usize,
     memory_limit: usize,
+    stats: ProducerStats,
+}
+
+/// What one producer did, for EXPLAIN ANALYZE.
+#[derive(Default, Clone)]
+struct ProducerStats {
+    rows: u64,
+    bytes: u64,
+    spilled_batches: u64,
+    started: Option<Instant>,
+    elapsed: Duration,
 }
 
 #[derive(Clone)]
@@ -255,6 +272,9 @@ impl Exchanges {
             }
         };
         let available = input.properties().output_partitioning().partition_count();
+        if let Some(q) = self.lock().queries.get_mut(&req.query_id) {
+            q.plans.insert(req.stage_id, input.clone());
+        }
         let per_slot = (req.memory_limit as usize / req.partitions.len().max(1)).max(1 << 20);
         let buckets = router.buckets();
         for &p in &req.partitions {
@@ -276,6 +296,7 @@ impl Exchanges {
                 s.consume_once = req.consume_once;
                 s.buckets = vec![Vec::new(); buckets];
                 s.memory_limit = per_slot;
+                s.stats.started = Some(Instant::now());
             }
             slot.bump();
             let router = match &router {
@@ -367,6 +388,44 @@ impl Exchanges {
         for id in abandoned {
             tracing::warn!(query_id = %id, "dropping an abandoned query's stages");
             self.release(&id);
+        }
+    }
+
+    /// What this node's stages of a query did so far.
+    pub fn metrics(&self, query_id: &str) -> QueryMetrics {
+        let reg = self.lock();
+        let Some(q) = reg.queries.get(query_id) else {
+            return QueryMetrics::default();
+        };
+        let mut stages: BTreeMap<u32, StageMetrics> = BTreeMap::new();
+        for ((stage, partition), slot) in &q.slots {
+            let stats = slot.lock().stats.clone();
+            let entry = stages.entry(*stage).or_insert_with(|| StageMetrics {
+                stage_id: *stage,
+                partitions: Vec::new(),
+                plan_with_metrics: q
+                    .plans
+                    .get(stage)
+                    .map(|p| {
+                        DisplayableExecutionPlan::with_metrics(p.as_ref())
+                            .indent(true)
+                            .to_string()
+                    })
+                    .unwrap_or_default(),
+            });
+            entry.partitions.push(PartitionMetrics {
+                partition: *partition,
+                rows: stats.rows,
+                bytes: stats.bytes,
+                micros: stats.elapsed.as_micros() as u64,
+                spilled_batches: stats.spilled_batches,
+            });
+        }
+        for stage in stages.values_mut() {
+            stage.partitions.sort_by_key(|p| p.partition);
+        }
+        QueryMetrics {
+            stages: stages.into_values().collect(),
         }
     }
 
@@ -532,6 +591,7 @@ async fn produce(
         };
         for (bucket, part) in parts {
             let size = part.get_array_memory_size();
+            let rows = part.num_rows();
             let over = {
                 let s = slot.lock();
                 if s.released {
@@ -567,7 +627,11 @@ async fn produce(
             }
             if matches!(chunk, Chunk::Mem(_)) {
                 s.mem_bytes += size;
+            } else {
+                s.stats.spilled_batches += 1;
             }
+            s.stats.rows += rows as u64;
+            s.stats.bytes += size as u64;
             if let Some(entries) = s.buckets.get_mut(bucket) {
                 entries.push(Some(chunk));
             }
@@ -575,7 +639,13 @@ async fn produce(
             slot.bump();
         }
     }
-    slot.lock().finished = true;
+    {
+        let mut s = slot.lock();
+        s.finished = true;
+        if let Some(start) = s.stats.started {
+            s.stats.elapsed = start.elapsed();
+        }
+    }
     slot.bump();
 }
 

@@ -1,6 +1,7 @@
 //! The compute node's Arrow Flight service:
 //! * `do_action("start_stage")` starts this node's partitions of a query stage and
 //!   `do_action("release_query")` stops and frees them ([`crate::exchange`]);
+//!   `do_action("query_metrics")` reports what they did (EXPLAIN ANALYZE);
 //! * `do_get(ExchangeTicket)` streams one bucket of a stage's output to a reader (another
 //!   compute node or the leader);
 //! * `do_put` receives one slice's rows of a load and answers with the segments it wrote.
@@ -18,7 +19,9 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use blueshift_proto::v1::{ExchangeTicket, LoadRequest, LoadResult, ReleaseQuery, StartStage};
+use blueshift_proto::v1::{
+    ExchangeTicket, LoadRequest, LoadResult, QueryMetricsRequest, ReleaseQuery, StartStage,
+};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -43,6 +46,7 @@ impl ComputeFlightService {
 /// The `do_action` types this service answers.
 pub const ACTION_START_STAGE: &str = "start_stage";
 pub const ACTION_RELEASE_QUERY: &str = "release_query";
+pub const ACTION_QUERY_METRICS: &str = "query_metrics";
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -185,6 +189,18 @@ impl FlightService for ComputeFlightService {
                 self.engine.store()?;
                 tracing::debug!(query_id = %req.query_id, stage = req.stage_id, partitions = ?req.partitions, "starting stage");
                 self.exchanges.start_stage(req, &self.engine)?;
+            }
+            ACTION_QUERY_METRICS => {
+                let req = QueryMetricsRequest::decode(action.body).map_err(|e| {
+                    Status::invalid_argument(format!("bad QueryMetricsRequest: {e}"))
+                })?;
+                let metrics = self.exchanges.metrics(&req.query_id);
+                let result = arrow_flight::Result {
+                    body: metrics.encode_to_vec().into(),
+                };
+                return Ok(Response::new(Box::pin(futures::stream::once(async move {
+                    Ok(result)
+                }))));
             }
             ACTION_RELEASE_QUERY => {
                 let req = ReleaseQuery::decode(action.body)

@@ -14,7 +14,7 @@ pub mod explain;
 pub mod join_modes;
 pub mod table;
 
-pub use explain::explain_lines;
+pub use explain::{analyze_lines, explain_lines};
 
 use std::sync::Arc;
 

@@ -15,7 +15,9 @@ use arrow_flight::Action;
 use blueshift_common::Error as CommonError;
 use blueshift_common::codec::encode_plan;
 use blueshift_common::exchange::{Channels, remote_error};
-use blueshift_proto::v1::{ExchangeKind, ReleaseQuery, StartStage};
+use blueshift_proto::v1::{
+    ExchangeKind, QueryMetrics, QueryMetricsRequest, ReleaseQuery, StartStage,
+};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -218,6 +220,92 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// What running a query for EXPLAIN ANALYZE measured.
+pub struct Analysis {
+    /// Rows the leader's part returned.
+    pub rows: u64,
+    pub elapsed: std::time::Duration,
+    /// Each node's report, by address.
+    pub nodes: Vec<(String, QueryMetrics)>,
+}
+
+impl DistributedQueryExec {
+    /// Runs the query to the end, discarding its rows, and collects what every stage did
+    /// on every node before releasing it.
+    pub async fn analyze(&self, context: Arc<TaskContext>) -> Result<Analysis> {
+        let requests = start_requests(&self.query_id, &self.stages, crate::limits::current())?;
+        let mut nodes: Vec<String> = requests.iter().map(|(a, _)| a.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let guard = ReleaseGuard {
+            query_id: self.query_id.clone(),
+            nodes: nodes.clone(),
+            scheduler: self.scheduler.0.clone(),
+        };
+        let root = self.root.clone();
+        let scheduler = self.scheduler.0.clone();
+        let query_id = self.query_id.clone();
+        let task = blueshift_common::runtime::query_runtime().spawn(async move {
+            let _guard = guard;
+            let started = std::time::Instant::now();
+            start_stages(&scheduler, requests).await?;
+            let mut stream = root.execute(0, context)?;
+            let mut rows = 0u64;
+            while let Some(batch) = stream.next().await {
+                rows += batch?.num_rows() as u64;
+            }
+            let elapsed = started.elapsed();
+            let mut reports = Vec::with_capacity(nodes.len());
+            for addr in nodes {
+                let metrics = query_metrics(&scheduler, &addr, &query_id).await?;
+                reports.push((addr, metrics));
+            }
+            Ok::<_, DataFusionError>(Analysis {
+                rows,
+                elapsed,
+                nodes: reports,
+            })
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        let result = task
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("EXPLAIN ANALYZE task: {e}")))?;
+        drop(abort);
+        result
+    }
+}
+
+async fn query_metrics(scheduler: &Scheduler, addr: &str, query_id: &str) -> Result<QueryMetrics> {
+    let mut client = scheduler
+        .channels
+        .flight_client(addr)
+        .map_err(CommonError::into_datafusion)?;
+    let action = Action {
+        r#type: "query_metrics".to_string(),
+        body: QueryMetricsRequest {
+            query_id: query_id.to_string(),
+        }
+        .encode_to_vec()
+        .into(),
+    };
+    let mut results = client
+        .do_action(action)
+        .await
+        .map_err(|s| remote_error(addr, &s))?
+        .into_inner();
+    let mut metrics = QueryMetrics::default();
+    while let Some(r) = results
+        .message()
+        .await
+        .map_err(|s| remote_error(addr, &s))?
+    {
+        metrics = QueryMetrics::decode(r.body).map_err(|e| {
+            DataFusionError::Execution(format!("bad QueryMetrics from {addr}: {e}"))
+        })?;
+    }
+    Ok(metrics)
 }
 
 /// One `StartStage` per (node, stage), with that node's partitions.

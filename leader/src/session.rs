@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::load::coerce::coerce_batch;
 use crate::load::router::Router;
 use crate::load::source::{ReadSpec, list_files, read_files};
-use crate::planner::{QueryContext, explain_lines, query_context};
+use crate::planner::{QueryContext, analyze_lines, explain_lines, query_context};
+use crate::scheduler::DistributedQueryExec;
 use crate::scheduler::SchedulerHandle;
 use crate::sql::copy::parse_copy;
 use crate::sql::ddl::{parse_create_table, parse_drop_table};
@@ -149,14 +150,13 @@ impl Executor {
     async fn explain(&self, sql: &str) -> Result<Outcome> {
         let ws = words(sql)?;
         let mut skip = 1;
+        let mut analyze = false;
         while let Some(k) = ws.get(skip).and_then(keyword) {
             match k.as_str() {
                 "VERBOSE" => skip += 1,
                 "ANALYZE" => {
-                    return Err(Error::sql(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        "EXPLAIN ANALYZE is not supported yet",
-                    ));
+                    analyze = true;
+                    skip += 1;
                 }
                 _ => break,
             }
@@ -176,7 +176,25 @@ impl Executor {
                 ));
             }
         };
-        let lines = explain_lines(&plan);
+        let lines = match (analyze, plan.downcast_ref::<DistributedQueryExec>()) {
+            (true, Some(query)) => {
+                if !matches!(classify(&inner)?, StatementKind::Query) {
+                    return Err(Error::sql(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "EXPLAIN ANALYZE supports SELECT statements",
+                    ));
+                }
+                let analysis = query.analyze(qc.ctx.task_ctx()).await?;
+                analyze_lines(query, &analysis)
+            }
+            (true, None) => {
+                return Err(Error::sql(
+                    sqlstate::INTERNAL_ERROR,
+                    "EXPLAIN ANALYZE of a plan that is not distributed",
+                ));
+            }
+            (false, _) => explain_lines(&plan),
+        };
         let schema = Arc::new(arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new("QUERY PLAN", arrow::datatypes::DataType::Utf8, false),
         ]));

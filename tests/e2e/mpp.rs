@@ -337,3 +337,45 @@ async fn a_join_over_the_memory_limit_fails_with_53200() {
     let panics = mpp.cluster.panics_in_log();
     assert!(panics.is_empty(), "a process panicked: {panics:#?}");
 }
+
+#[tokio::test]
+async fn explain_analyze_reports_rows_bytes_and_time_per_stage() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+
+    let plan = explain(&client, &format!("analyze {}", q3("lineitem_even"))).await;
+    let text = plan.join("\n");
+    assert!(
+        plan[0].starts_with("Leader (runs on the leader node): 10 rows in "),
+        "{text}"
+    );
+    let sent: Vec<&String> = plan.iter().filter(|l| l.contains("sent: rows=")).collect();
+    assert!(sent.len() >= 2, "a summary line per stage:\n{text}");
+    assert!(
+        sent.iter()
+            .all(|l| l.contains("max slice") && l.contains("producer time")),
+        "{text}"
+    );
+    assert!(
+        text.contains("output_rows="),
+        "operator metrics from the nodes:\n{text}"
+    );
+    assert!(
+        join_lines(&plan, "l_orderkey", "o_orderkey")
+            .iter()
+            .any(|l| l.contains("DS_")),
+        "labels are kept:\n{text}"
+    );
+    let err = pg::expect_db_error(
+        &client,
+        "explain analyze insert into lineitem_even select * from lineitem_even",
+    )
+    .await
+    .unwrap();
+    pg::assert_sqlstate(&err, &["0A000"], "EXPLAIN ANALYZE of an INSERT");
+    let n = pg::query_i64(&client, "select count(*) from lineitem_even")
+        .await
+        .unwrap();
+    assert_eq!(n, 60_175, "EXPLAIN ANALYZE of an INSERT wrote nothing");
+}

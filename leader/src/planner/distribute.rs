@@ -20,8 +20,10 @@ use std::sync::Arc;
 use blueshift_common::exchange::{ExchangeReaderExec, ReadMode};
 use blueshift_common::scan::SliceScanExec;
 use blueshift_proto::v1::ExchangeKind;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::joins::NestedLoopJoinExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -61,6 +63,13 @@ impl Distributor {
         }
         if root.output_partitioning().partition_count() > 1 {
             root = Arc::new(CoalescePartitionsExec::new(root));
+        }
+        // Every batch handed between operators counts against tokio's task budget, so a
+        // long CPU-bound stretch (a nested-loop join whose filter rejects everything) still
+        // yields regularly, and aborting the task (cancel, timeout, release) takes effect.
+        root = cooperative(root)?;
+        for stage in &mut self.stages {
+            stage.plan = cooperative(stage.plan.clone())?;
         }
         // Gathers read by the leader's part have exactly one reader.
         let mut leader_reads = Vec::new();
@@ -201,6 +210,30 @@ impl Distributor {
         });
         (id, placement)
     }
+}
+
+/// Puts a `CooperativeExec` on every edge between operators of `plan`.
+fn cooperative(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        if node.is::<CooperativeExec>() || node.children().is_empty() {
+            return Ok(Transformed::no(node));
+        }
+        let children: Vec<Arc<dyn ExecutionPlan>> = node
+            .children()
+            .into_iter()
+            .map(|c| {
+                if c.is::<CooperativeExec>() {
+                    c.clone()
+                } else {
+                    Arc::new(CooperativeExec::new(c.clone())) as Arc<dyn ExecutionPlan>
+                }
+            })
+            .collect();
+        Ok(Transformed::yes(replace_children_if_necessary(
+            node, children,
+        )?))
+    })
+    .map(|t| t.data)
 }
 
 /// True when `plan` reads a redistributed exchange (whose buckets are read once).

@@ -16,13 +16,15 @@ use std::sync::Arc;
 
 use blueshift_common::exchange::{ExchangeReaderExec, ReadMode};
 use blueshift_common::scan::SliceScanExec;
-use blueshift_proto::v1::ExchangeKind;
+use blueshift_proto::v1::{ExchangeKind, PartitionMetrics, StageMetrics};
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode, SortMergeJoinExec,
 };
 use datafusion::physical_plan::{ExecutionPlan, displayable};
 
-use crate::scheduler::{DistributedQueryExec, Stage};
+use crate::scheduler::{Analysis, DistributedQueryExec, Stage};
 
 /// The lines of `EXPLAIN` for a planned query.
 pub fn explain_lines(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
@@ -36,6 +38,64 @@ pub fn explain_lines(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
     for stage in query.stages().iter().rev() {
         lines.push(stage_header(stage));
         render(&stage.plan, 1, &mut lines);
+    }
+    lines
+}
+
+/// The lines of `EXPLAIN ANALYZE`: the plan as `EXPLAIN` prints it, with what each part did.
+/// For every stage: rows and bytes its producers sent, summed over slices and for the
+/// busiest slice (skew), producer time likewise, spilled batches, and each node's plan with
+/// DataFusion's operator metrics.
+pub fn analyze_lines(query: &DistributedQueryExec, analysis: &Analysis) -> Vec<String> {
+    let mut lines = vec![format!(
+        "Leader (runs on the leader node): {} rows in {:.3} ms",
+        analysis.rows,
+        analysis.elapsed.as_secs_f64() * 1e3
+    )];
+    for l in DisplayableExecutionPlan::with_metrics(query.root().as_ref())
+        .indent(true)
+        .to_string()
+        .lines()
+    {
+        lines.push(format!("  {l}"));
+    }
+    for stage in query.stages().iter().rev() {
+        lines.push(stage_header(stage));
+        let mut parts: Vec<&PartitionMetrics> = Vec::new();
+        let mut per_node: Vec<(&str, &StageMetrics)> = Vec::new();
+        for (addr, metrics) in &analysis.nodes {
+            for s in metrics.stages.iter().filter(|s| s.stage_id == stage.id) {
+                parts.extend(s.partitions.iter());
+                per_node.push((addr.as_str(), s));
+            }
+        }
+        let sum = |f: fn(&PartitionMetrics) -> u64| parts.iter().map(|p| f(p)).sum::<u64>();
+        let max = |f: fn(&PartitionMetrics) -> u64| parts.iter().map(|p| f(p)).max().unwrap_or(0);
+        lines.push(format!(
+            "  sent: rows={} (max slice {}), bytes={} (max slice {}); producer time: sum={:.3} ms, max slice={:.3} ms; spilled batches={}",
+            sum(|p| p.rows),
+            max(|p| p.rows),
+            sum(|p| p.bytes),
+            max(|p| p.bytes),
+            sum(|p| p.micros) as f64 / 1e3,
+            max(|p| p.micros) as f64 / 1e3,
+            sum(|p| p.spilled_batches),
+        ));
+        render(&stage.plan, 1, &mut lines);
+        for (addr, s) in per_node {
+            let partitions: Vec<String> = s
+                .partitions
+                .iter()
+                .map(|p| p.partition.to_string())
+                .collect();
+            lines.push(format!(
+                "  on node {addr} (partitions {}):",
+                partitions.join(", ")
+            ));
+            for l in s.plan_with_metrics.lines() {
+                lines.push(format!("    {l}"));
+            }
+        }
     }
     lines
 }
@@ -61,6 +121,12 @@ fn stage_header(stage: &Stage) -> String {
 }
 
 fn render(plan: &Arc<dyn ExecutionPlan>, depth: usize, out: &mut Vec<String>) {
+    // The yield points the distributor puts on every edge are not steps of the plan.
+    if plan.is::<CooperativeExec>()
+        && let Some(child) = plan.children().first()
+    {
+        return render(child, depth, out);
+    }
     let line = displayable(plan.as_ref()).one_line().to_string();
     let line = line.trim_end();
     match join_label(plan) {
