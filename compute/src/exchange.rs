@@ -32,8 +32,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::exec::Engine;
@@ -309,9 +309,25 @@ impl Exchanges {
             let (input, ctx, slot) = (input.clone(), ctx.clone(), slot.clone());
             let dir = spill_dir.clone();
             let task = blueshift_common::runtime::query_runtime().spawn(async move {
-                match input.execute(p as usize, ctx) {
-                    Ok(stream) => produce(slot, stream, router, dir, prefix).await,
-                    Err(e) => slot.fail(blueshift_common::Error::DataFusion(e).to_status()),
+                let run = async {
+                    match input.execute(p as usize, ctx) {
+                        Ok(stream) => produce(slot.clone(), stream, router, dir, prefix).await,
+                        Err(e) => slot.fail(blueshift_common::Error::DataFusion(e).to_status()),
+                    }
+                };
+                // Readers wait for the end of the output: a panic must end it with an error.
+                if std::panic::AssertUnwindSafe(run)
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    slot.fail(
+                        blueshift_common::Error::sql(
+                            sqlstate::INTERNAL_ERROR,
+                            "a stage producer panicked",
+                        )
+                        .to_status(),
+                    );
                 }
             });
             let mut reg = self.lock();

@@ -24,7 +24,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use prost::Message;
 
 use crate::cluster::Membership;
@@ -197,7 +197,15 @@ impl ExecutionPlan for DistributedQueryExec {
                 }
                 Ok::<_, DataFusionError>(())
             };
-            if let Err(e) = run.await {
+            // A panic must not look like the end of the rows: the client would take a
+            // truncated result for the answer.
+            let result = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => Err(DataFusionError::Internal(
+                    "the query's execution panicked".to_string(),
+                )),
+            };
+            if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }
         });
