@@ -379,3 +379,24 @@ async fn explain_analyze_reports_rows_bytes_and_time_per_stage() {
         .unwrap();
     assert_eq!(n, 60_175, "EXPLAIN ANALYZE of an INSERT wrote nothing");
 }
+
+#[tokio::test]
+async fn a_partitioned_join_with_a_values_list_meets_the_distkey() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+    // A left join keeps the VALUES side whole (it is never broadcast), so both sides are
+    // hash-partitioned: the VALUES rows must be routed by the slice hash that placed the
+    // lineitem rows, or matches are lost.
+    let sql = "select v.k, count(l_orderkey) as lines \
+               from (values (1), (2), (3), (7), (32), (33), (59874), (999999999)) as v(k) \
+               left join lineitem on l_orderkey = v.k \
+               group by v.k order by v.k";
+    let expected = DuckDb::new()
+        .unwrap()
+        .with_tpch_views(&mpp.data)
+        .query(sql)
+        .unwrap();
+    let actual = pg::query(&client, sql).await.unwrap();
+    assert_rows_eq("VALUES left join lineitem", &actual, &expected);
+}

@@ -57,7 +57,7 @@ impl Distributor {
         plan: Arc<dyn ExecutionPlan>,
         scheduler: Arc<SchedulerHandle>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (mut root, located) = self.cut(plan)?;
+        let (mut root, located, _) = self.cut(plan)?;
         if located {
             root = self.gather(root)?;
         }
@@ -87,60 +87,49 @@ impl Distributor {
         )))
     }
 
-    /// Returns the rewritten plan and whether it is bound to compute-node data (a slice scan
-    /// or a redistributed exchange), i.e. must run inside a stage.
-    fn cut(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, bool)> {
+    /// Returns the rewritten plan, whether it is bound to compute-node data (a slice scan
+    /// or a redistributed exchange), i.e. must run inside a stage, and whether it holds a
+    /// hash repartition left to DataFusion (over leader-side rows such as a VALUES list).
+    fn cut(
+        &mut self,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<(Arc<dyn ExecutionPlan>, bool, bool)> {
         if plan.is::<SliceScanExec>() {
-            return Ok((plan, true));
+            return Ok((plan, true, false));
         }
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
         if children.is_empty() {
-            return Ok((plan, false));
+            return Ok((plan, false, false));
         }
         let mut new_children = Vec::with_capacity(children.len());
         let mut located = Vec::with_capacity(children.len());
+        let mut local_hash = Vec::with_capacity(children.len());
         for c in children {
-            let (nc, loc) = self.cut(c)?;
+            let (nc, loc, lh) = self.cut(c)?;
             new_children.push(nc);
             located.push(loc);
+            local_hash.push(lh);
+        }
+        // DataFusion's repartition hash is not the slice hash: once rows meet compute-node
+        // data, a partitioning made by it would pair with a slice-hash partitioning wrongly.
+        // Such children become exchanges too (their rows are then routed by the slice hash).
+        if located.iter().any(|l| *l) {
+            for i in 0..new_children.len() {
+                if local_hash[i] {
+                    new_children[i] = self.cut_all_repartitions(new_children[i].clone())?;
+                    located[i] = true;
+                    local_hash[i] = false;
+                }
+            }
         }
 
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let plan = replace_children_if_necessary(plan.clone(), new_children)?;
             if !located[0] {
-                return Ok((plan, false));
+                let hashed = matches!(repartition.partitioning(), Partitioning::Hash(_, _));
+                return Ok((plan, false, hashed || local_hash[0]));
             }
-            if repartition.preserve_order() {
-                return Err(DataFusionError::NotImplemented(
-                    "an order-preserving exchange between compute nodes".into(),
-                ));
-            }
-            let kind = match repartition.partitioning() {
-                Partitioning::Hash(_, _) => ExchangeKind::Hash,
-                Partitioning::RoundRobinBatch(_) => ExchangeKind::RoundRobin,
-                other => {
-                    return Err(DataFusionError::NotImplemented(format!(
-                        "exchange with partitioning {other}"
-                    )));
-                }
-            };
-            let producers = plan
-                .children()
-                .first()
-                .map(|c| c.output_partitioning().partition_count())
-                .unwrap_or(1);
-            let properties = plan.properties().clone();
-            let schema = plan.schema();
-            let (id, placement) = self.add_stage(plan, kind, producers);
-            let reader = ExchangeReaderExec::new(
-                self.query_id.clone(),
-                id,
-                ReadMode::Buckets,
-                placement,
-                schema,
-                properties,
-            );
-            return Ok((Arc::new(reader), true));
+            return Ok((self.exchange(plan)?, true, false));
         }
 
         let out_partitions = plan.output_partitioning().partition_count();
@@ -171,7 +160,71 @@ impl Distributor {
             }
         }
         let plan = replace_children_if_necessary(plan, new_children)?;
-        Ok((plan, located.iter().any(|l| *l)))
+        Ok((
+            plan,
+            located.iter().any(|l| *l),
+            local_hash.iter().any(|l| *l),
+        ))
+    }
+
+    /// Turns every repartition in `plan` into an exchange, wherever its input runs.
+    fn cut_all_repartitions(
+        &mut self,
+        plan: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let children: Vec<Arc<dyn ExecutionPlan>> = plan
+            .children()
+            .into_iter()
+            .cloned()
+            .map(|c| self.cut_all_repartitions(c))
+            .collect::<Result<_>>()?;
+        let plan = if children.is_empty() {
+            plan
+        } else {
+            replace_children_if_necessary(plan, children)?
+        };
+        if plan.is::<RepartitionExec>() {
+            self.exchange(plan)
+        } else {
+            Ok(plan)
+        }
+    }
+
+    /// Makes `repartition` (a `RepartitionExec`) a redistribution stage and returns its
+    /// reader.
+    fn exchange(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(repartition) = plan.downcast_ref::<RepartitionExec>() else {
+            return Err(DataFusionError::Internal(format!(
+                "exchange of a {}",
+                plan.name()
+            )));
+        };
+        if repartition.preserve_order() {
+            return Err(DataFusionError::NotImplemented(
+                "an order-preserving exchange between compute nodes".into(),
+            ));
+        }
+        let kind = match repartition.partitioning() {
+            Partitioning::Hash(_, _) => ExchangeKind::Hash,
+            Partitioning::RoundRobinBatch(_) => ExchangeKind::RoundRobin,
+            other => {
+                return Err(DataFusionError::NotImplemented(format!(
+                    "exchange with partitioning {other}"
+                )));
+            }
+        };
+        let producers = repartition.input().output_partitioning().partition_count();
+        let properties = plan.properties().clone();
+        let schema = plan.schema();
+        let (id, placement) = self.add_stage(plan, kind, producers);
+        Ok(Arc::new(ExchangeReaderExec::new(
+            self.query_id.clone(),
+            id,
+            ReadMode::Buckets,
+            placement,
+            schema,
+            properties,
+        )))
     }
 
     /// Makes `plan` a gather stage and returns its reader.
