@@ -20,7 +20,7 @@ use crate::common::tpch_cluster;
 
 /// `(compute nodes, slices per node)` of the clusters in
 /// [`answers_are_the_same_on_every_cluster_shape`].
-const SHAPES: [(usize, usize); 4] = [(1, 1), (3, 1), (1, 4), (2, 4)];
+const SHAPES: [(usize, usize); 6] = [(1, 1), (2, 1), (3, 1), (1, 4), (2, 4), (3, 4)];
 
 /// Rows of `lineitem` at SF 0.01: guards against a partial load.
 const LINEITEM_ROWS: u64 = 60_175;
