@@ -8,7 +8,7 @@
 //! segment list it carries is the catalog version the query pinned.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Statistics;
@@ -22,6 +22,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::stream::EmptyRecordBatchStream;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -44,6 +45,9 @@ pub struct SliceScanExec {
     predicate: Option<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
+    /// The Parquet scans this node started, whose metrics (rows read, row groups and
+    /// pages pruned by statistics) are this node's.
+    started: Arc<Mutex<Vec<Arc<DataSourceExec>>>>,
 }
 
 /// Statistics the planner uses to choose join strategies: row counts from the catalog.
@@ -82,6 +86,7 @@ impl SliceScanExec {
             predicate,
             limit,
             properties,
+            started: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -244,6 +249,26 @@ impl ExecutionPlan for SliceScanExec {
             .with_projection_indices(self.projection.clone())?
             .with_limit(self.limit)
             .build();
-        DataSourceExec::from_data_source(config).execute(0, context)
+        let scan = DataSourceExec::from_data_source(config);
+        let stream = scan.execute(0, context)?;
+        match self.started.lock() {
+            Ok(mut started) => started.push(scan),
+            Err(poisoned) => poisoned.into_inner().push(scan),
+        }
+        Ok(stream)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        let started = match self.started.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut set = MetricsSet::new();
+        for scan in started.iter() {
+            for metric in scan.metrics().iter().flat_map(|m| m.iter()) {
+                set.push(metric.clone());
+            }
+        }
+        Some(set.aggregate_by_name())
     }
 }

@@ -40,3 +40,6 @@ mod node_failure;
 // The MPP planner: EXPLAIN join labels (collocated, ALL, broadcast, redistributed) and
 // their answers against DuckDB; errors raised inside stages.
 mod mpp;
+
+// Zone maps: a predicate on the sort key skips Parquet row groups (EXPLAIN ANALYZE metrics).
+mod pruning;
