@@ -123,6 +123,7 @@ impl Executor {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        crate::sql::guard::refuse_known_wrong_answers(sql)?;
         let mut df = qc.ctx.sql(sql).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
@@ -468,6 +469,7 @@ impl Executor {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
+        crate::sql::guard::refuse_known_wrong_answers(sql)?;
         let mut df = qc.ctx.sql(sql).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;

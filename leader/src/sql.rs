@@ -4,9 +4,11 @@
 //!
 //! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `DROP TABLE`.
 //! * [`copy`]: `COPY table FROM 'path' [options]`.
+//! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
 pub mod copy;
 pub mod ddl;
+pub mod guard;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};

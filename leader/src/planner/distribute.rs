@@ -25,7 +25,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
-use datafusion::physical_plan::joins::NestedLoopJoinExec;
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
@@ -140,11 +140,15 @@ impl Distributor {
             .map(|d| matches!(d, Distribution::SinglePartition))
             .collect();
         let union = plan.is::<UnionExec>();
-        // A nested-loop join that emits unmatched build rows must see every probe row in
-        // one process: it runs where all its inputs are gathered.
+        // A nested-loop join that emits unmatched build rows, and a null-aware anti join
+        // (NOT IN: one NULL anywhere on the probe side empties the result), must see every
+        // probe row in one process: they run where all their inputs are gathered.
         let gather_all = plan
             .downcast_ref::<NestedLoopJoinExec>()
-            .is_some_and(|j| emits_unmatched_build_rows(*j.join_type()));
+            .is_some_and(|j| emits_unmatched_build_rows(*j.join_type()))
+            || plan
+                .downcast_ref::<HashJoinExec>()
+                .is_some_and(|j| j.null_aware);
         for i in 0..new_children.len() {
             if !located[i] {
                 continue;

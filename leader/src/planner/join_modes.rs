@@ -35,7 +35,10 @@ impl PhysicalOptimizerRule for DistributedJoinModes {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
+            // A null-aware anti join (NOT IN) needs to know about the whole probe side in one
+            // place whatever its mode; the distributor keeps it in one process.
             if *join.partition_mode() != PartitionMode::CollectLeft
+                || join.null_aware
                 || !(collocated(join) || emits_unmatched_build_rows(*join.join_type()))
             {
                 return Ok(Transformed::no(node));
