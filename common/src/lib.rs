@@ -10,6 +10,7 @@
 //! * [`codec`]: the datafusion-proto extension codec that ships our plan nodes.
 //! * [`functions`]: SQL functions both sides must know (e.g. `version()`).
 //! * [`store`]: opening the segment store and registering it with DataFusion.
+//! * [`net`]: accepting connections with TCP_NODELAY.
 //! * [`runtime`]: the dedicated runtime query work runs on.
 //! * [`logging`]: tracing setup for the binaries.
 
@@ -19,6 +20,7 @@ pub mod exchange;
 pub mod functions;
 pub mod hash;
 pub mod logging;
+pub mod net;
 pub mod runtime;
 pub mod scan;
 pub mod store;

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use blueshift_proto::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use error::{Error, Result};
 
@@ -69,7 +68,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(blueshift_common::net::incoming_nodelay(listener), shutdown);
 
     let membership = tokio::spawn(membership::run(
         config.leader.clone(),

@@ -39,7 +39,6 @@ use blueshift_proto::MAX_MESSAGE_BYTES;
 use blueshift_proto::v1::cluster_server::ClusterServer;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use error::{Error, Result};
 
@@ -131,7 +130,7 @@ pub async fn run(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming(TcpListenerStream::new(grpc_listener));
+        .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
     let grpc_task = tokio::spawn(grpc);
     let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener));
     tracing::info!(%pg_addr, %grpc_addr, slices = leader.catalog.snapshot().slices, "leader listening");

@@ -64,6 +64,10 @@ pub async fn serve(leader: Arc<LeaderState>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((socket, _)) => {
+                // Small replies must not wait for the client's delayed ACK (Nagle).
+                if let Err(e) = socket.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client socket");
+                }
                 let h = handlers.clone();
                 tokio::spawn(async move {
                     if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
