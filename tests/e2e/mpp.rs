@@ -400,3 +400,86 @@ async fn a_partitioned_join_with_a_values_list_meets_the_distkey() {
     let actual = pg::query(&client, sql).await.unwrap();
     assert_rows_eq("VALUES left join lineitem", &actual, &expected);
 }
+
+/// Query directories (`spill/q-<query>`) left on the compute nodes under `root`.
+fn leftover_query_dirs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let in_spill = dir.file_name().is_some_and(|n| n == "spill");
+            if in_spill && entry.file_name().to_string_lossy().starts_with("q-") {
+                found.push(path);
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_cancelled_query_leaves_nothing_behind_on_the_nodes() {
+    let cluster = Cluster::start(2, 1).await.unwrap();
+    let logs = cluster.logs_on_panic();
+    let client = cluster.client().await.unwrap();
+    pg::execute(&client, "create table leftover_t (k bigint) diststyle even")
+        .await
+        .unwrap();
+    pg::execute(
+        &client,
+        "insert into leftover_t select value from generate_series(1, 3000)",
+    )
+    .await
+    .unwrap();
+
+    let token = client.cancel_token();
+    let running = tokio::spawn(async move {
+        let result = client
+            .simple_query(
+                "select count(*) from leftover_t a, leftover_t b, leftover_t c \
+                 where a.k + b.k + c.k < 0",
+            )
+            .await;
+        (client, result)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !running.is_finished(),
+        "the long query finished before the cancel"
+    );
+    assert!(
+        !leftover_query_dirs(cluster.root()).is_empty(),
+        "a running query has a directory on the nodes"
+    );
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (client, result) = tokio::time::timeout(std::time::Duration::from_secs(30), running)
+        .await
+        .expect("the cancelled query returns")
+        .unwrap();
+    assert!(result.is_err(), "the query was cancelled");
+
+    // The leader releases the query on every node right after the cancel.
+    let mut left = leftover_query_dirs(cluster.root());
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = leftover_query_dirs(cluster.root());
+    }
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let n = pg::query_i64(&client, "select count(*) from leftover_t")
+        .await
+        .unwrap();
+    assert_eq!(n, 3000);
+    drop(logs);
+    cluster.stop().await.unwrap();
+}
