@@ -185,6 +185,27 @@ async fn all_tables_are_joined_locally_and_small_tables_broadcast() {
         &duck.query(bcast).unwrap(),
     );
 
+    // A full join is never broadcast (each side's unmatched rows must be emitted once):
+    // lineitem_even is redistributed on the order key to meet orders where its DISTKEY put
+    // it, and orders does not move.
+    let inner = "select count(*), count(o_orderkey), count(l_orderkey) from lineitem_even \
+                 full join orders on l_orderkey = o_orderkey and o_orderstatus = 'F'";
+    let plan = explain(&client, inner).await;
+    let joins = join_lines(&plan, "l_orderkey", "o_orderkey");
+    assert!(
+        joins.len() == 1
+            && (joins[0].contains("DS_DIST_INNER") || joins[0].contains("DS_DIST_OUTER")),
+        "one side moves, orders stays:\n{}",
+        plan.join("\n")
+    );
+    assert_rows_eq(
+        "full join redistributing one side",
+        &pg::query(&client, inner).await.unwrap(),
+        &duck
+            .query(&inner.replace("lineitem_even", "lineitem"))
+            .unwrap(),
+    );
+
     // Neither side is distributed on the join columns and neither is small.
     let both = "select count(*), sum(l.l_quantity) from lineitem_even l, lineitem m \
                 where l.l_partkey = m.l_partkey and l.l_suppkey = m.l_suppkey \
