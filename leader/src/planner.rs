@@ -24,7 +24,8 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::ExecutionPlan;
@@ -94,7 +95,7 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         );
     let state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(leader.runtime.clone())
+        .with_runtime_env(statement_runtime(&leader.runtime)?)
         .with_default_features()
         .with_physical_optimizer_rules(physical_rules())
         .build();
@@ -123,6 +124,19 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         slices,
         query_id: uuid::Uuid::new_v4().simple().to_string(),
     })
+}
+
+/// The runtime one statement's leader-side operators run with: the leader's object stores,
+/// and a memory pool of the statement's `query_memory_limit` (final aggregations, merges and
+/// joins gathered to the leader spill or fail with 53200 like those on the nodes).
+fn statement_runtime(leader: &Arc<RuntimeEnv>) -> Result<Arc<RuntimeEnv>> {
+    let limit = crate::limits::current();
+    let mut builder =
+        RuntimeEnvBuilder::new().with_object_store_registry(leader.object_store_registry.clone());
+    if limit > 0 {
+        builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit as usize)));
+    }
+    Ok(builder.build_arc()?)
 }
 
 /// DataFusion's physical optimizer rules with ours after join selection.

@@ -345,6 +345,17 @@ async fn a_join_over_the_memory_limit_fails_with_53200() {
     let err = pg::expect_db_error(&client, join).await.unwrap();
     pg::assert_sqlstate(&err, &["53200"], "a build side over the memory limit");
 
+    // NOT IN runs on the leader (it needs the whole subquery in one place): the limit holds
+    // there too.
+    let not_in = "select count(*) from lineitem where l_comment not in \
+                  (select l_comment from lineitem_even where l_comment is not null)";
+    let err = pg::expect_db_error(&client, not_in).await.unwrap();
+    pg::assert_sqlstate(
+        &err,
+        &["53200"],
+        "a NOT IN on the leader over the memory limit",
+    );
+
     pg::execute(&client, "reset query_memory_limit")
         .await
         .unwrap();
