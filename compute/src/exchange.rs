@@ -54,7 +54,10 @@ pub struct Exchanges {
 #[derive(Default)]
 struct Registry {
     queries: HashMap<String, QueryStages>,
+    /// Recently released query ids (oldest first in `released_order`), so a late
+    /// `StartStage` or reader fails at once instead of recreating state.
     released: HashSet<String>,
+    released_order: VecDeque<String>,
 }
 
 struct QueryStages {
@@ -375,10 +378,14 @@ impl Exchanges {
     pub fn release(&self, query_id: &str) {
         let stages = {
             let mut reg = self.lock();
-            if reg.released.len() >= REMEMBER_RELEASED {
-                reg.released.clear();
+            if reg.released.insert(query_id.to_string()) {
+                reg.released_order.push_back(query_id.to_string());
             }
-            reg.released.insert(query_id.to_string());
+            while reg.released_order.len() > REMEMBER_RELEASED {
+                if let Some(old) = reg.released_order.pop_front() {
+                    reg.released.remove(&old);
+                }
+            }
             reg.queries.remove(query_id)
         };
         if let Some(q) = stages {
@@ -392,7 +399,9 @@ impl Exchanges {
         }
     }
 
-    fn sweep_abandoned(&self) {
+    /// Releases queries the leader never released within [`ABANDONED_AFTER`] (it died, or
+    /// its release was lost). Runs on every stage start and periodically.
+    pub fn sweep_abandoned(&self) {
         let abandoned: Vec<String> = {
             let reg = self.lock();
             reg.queries

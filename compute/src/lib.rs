@@ -60,8 +60,18 @@ pub async fn run(
         let _ = std::fs::remove_dir_all(&spill_dir);
     }
     let exchanges = Arc::new(exchange::Exchanges::new(spill_dir));
+    let sweeper = {
+        let exchanges = exchanges.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                exchanges.sweep_abandoned();
+            }
+        })
+    };
 
-    let service = flight::ComputeFlightService::new(engine.clone(), exchanges);
+    let service = flight::ComputeFlightService::new(engine.clone(), exchanges.clone());
     let server = tonic::transport::Server::builder()
         .add_service(
             FlightServiceServer::new(service)
@@ -79,5 +89,6 @@ pub async fn run(
     tracing::info!(%flight_addr, leader = %config.leader, "compute node serving Arrow Flight");
     let result = server.await;
     membership.abort();
+    sweeper.abort();
     result.map_err(|e| Error::Transport(e.to_string()))
 }

@@ -329,11 +329,18 @@ impl SimpleQueryHandler for Handler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut settings = settings_of(client);
+        let many = statements.len() > 1;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
             let span = tracing::info_span!("statement", sql = %truncate(&stmt));
             let _g = span.enter();
-            match self.run(client, &stmt, None, &mut settings).await {
+            let result = match self.run(client, &stmt, None, &mut settings).await {
+                // Several statements run one after another, as in PostgreSQL: a statement's
+                // rows are complete (and its errors known) before the next one starts.
+                Ok(Outcome::Rows { schema, stream }) if many => materialize(schema, stream).await,
+                other => other,
+            };
+            match result {
                 Ok(outcome) => responses.push(into_response(outcome, &Format::UnifiedText)?),
                 Err(e) => {
                     tracing::debug!(code = %e.sqlstate(), error = %e.user_message(), "statement failed");
@@ -345,6 +352,22 @@ impl SimpleQueryHandler for Handler {
         store_settings(client, settings);
         Ok(responses)
     }
+}
+
+/// Runs a statement's rows to the end, keeping them for the response.
+async fn materialize(
+    schema: SchemaRef,
+    stream: datafusion::execution::SendableRecordBatchStream,
+) -> Result<Outcome, Error> {
+    use futures::TryStreamExt;
+    let batches: Vec<arrow::array::RecordBatch> = stream.try_collect().await?;
+    let rows = futures::stream::iter(batches.into_iter().map(Ok));
+    Ok(Outcome::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows),
+        ),
+    })
 }
 
 fn truncate(s: &str) -> String {

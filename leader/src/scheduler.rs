@@ -29,6 +29,10 @@ use prost::Message;
 
 use crate::cluster::Membership;
 
+/// How long the leader waits for a node to confirm a query's release (the node's own
+/// abandoned-query sweep is the backstop).
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes of one stage's output a node buffers in memory before spilling to disk.
 pub const STAGE_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 
@@ -394,22 +398,33 @@ impl Drop for ReleaseGuard {
         let nodes = std::mem::take(&mut self.nodes);
         let scheduler = self.scheduler.clone();
         handle.spawn(async move {
-            for addr in nodes {
-                let Ok(mut client) = scheduler.channels.flight_client(&addr) else {
-                    continue;
-                };
-                let action = Action {
-                    r#type: "release_query".to_string(),
-                    body: ReleaseQuery {
-                        query_id: query_id.clone(),
+            // Every node at once, each bounded: one stuck node must not keep the others'
+            // producers running.
+            let releases = nodes.into_iter().map(|addr| {
+                let scheduler = scheduler.clone();
+                let query_id = query_id.clone();
+                async move {
+                    let Ok(mut client) = scheduler.channels.flight_client(&addr) else {
+                        return;
+                    };
+                    let action = Action {
+                        r#type: "release_query".to_string(),
+                        body: ReleaseQuery {
+                            query_id: query_id.clone(),
+                        }
+                        .encode_to_vec()
+                        .into(),
+                    };
+                    match tokio::time::timeout(RELEASE_TIMEOUT, client.do_action(action)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, %query_id, error = %e, "release_query failed")
+                        }
+                        Err(_) => tracing::warn!(%addr, %query_id, "release_query timed out"),
                     }
-                    .encode_to_vec()
-                    .into(),
-                };
-                if let Err(e) = client.do_action(action).await {
-                    tracing::debug!(%addr, %query_id, error = %e, "release_query failed");
                 }
-            }
+            });
+            futures::future::join_all(releases).await;
         });
     }
 }

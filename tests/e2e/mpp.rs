@@ -515,3 +515,55 @@ async fn a_cancelled_query_leaves_nothing_behind_on_the_nodes() {
     drop(logs);
     cluster.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_not_in_next_to_distributed_tables_runs_in_one_place() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+    let duck = DuckDb::new().unwrap().with_tpch_views(&mpp.data);
+    // The NOT IN (null-aware: lineitem_even's columns are nullable) must see the whole
+    // subquery in one process even when a UNION ALL or a join with distributed tables would
+    // otherwise pull it into a stage that runs per slice.
+    for sql in [
+        "select count(*), sum(k) from ( \
+           select o_orderkey as k from orders where o_orderkey not in \
+             (select l_orderkey from lineitem_even where l_linenumber > 6) \
+           union all select l_orderkey from lineitem_even) x",
+        "select count(*), sum(l_quantity) from lineitem_even, ( \
+           select o_orderkey from orders where o_orderkey not in \
+             (select l_orderkey from lineitem_even where l_linenumber > 6)) x \
+         where l_orderkey = x.o_orderkey",
+        "select count(*) from orders o left join lineitem_even l \
+           on l.l_orderkey = o.o_orderkey and l.l_quantity > o.o_totalprice / 1000",
+    ] {
+        let expected = duck
+            .query(&sql.replace("lineitem_even", "lineitem"))
+            .unwrap();
+        let actual = pg::query(&client, sql).await.unwrap();
+        assert_rows_eq(sql, &actual, &expected);
+    }
+}
+
+#[tokio::test]
+async fn statements_of_one_query_string_run_in_order_and_stop_at_an_error() {
+    let mpp = mpp_cluster().await;
+    let _logs = mpp.cluster.logs_on_panic();
+    let client = mpp.cluster.client().await.unwrap();
+    let err = pg::expect_db_error(
+        &client,
+        "select o_orderkey / (o_shippriority - o_shippriority) from orders; \
+         create table made_after_an_error (a integer)",
+    )
+    .await
+    .unwrap();
+    pg::assert_sqlstate(&err, &["22012"], "the first statement's error");
+    let missing = pg::expect_db_error(&client, "select * from made_after_an_error")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(
+        &missing,
+        &["42P01"],
+        "the statement after the error never ran",
+    );
+}

@@ -114,11 +114,34 @@ impl Distributor {
         // data, a partitioning made by it would pair with a slice-hash partitioning wrongly.
         // Such children become exchanges too (their rows are then routed by the slice hash).
         if located.iter().any(|l| *l) {
+            let requirements = plan.input_distribution_requirements().into_per_child();
             for i in 0..new_children.len() {
                 if local_hash[i] {
                     new_children[i] = self.cut_all_repartitions(new_children[i].clone())?;
                     located[i] = true;
                     local_hash[i] = false;
+                } else if !located[i]
+                    && new_children[i].output_partitioning().partition_count() > 1
+                    && needs_one_process(&new_children[i])
+                {
+                    // A join that must see all its probe rows in one process would run per
+                    // partition on several nodes inside this stage: run it once, as a
+                    // one-partition gather.
+                    if requirements.get(i).is_some_and(|d| {
+                        !matches!(
+                            d,
+                            Distribution::SinglePartition | Distribution::UnspecifiedDistribution
+                        )
+                    }) {
+                        return Err(DataFusionError::NotImplemented(
+                            "a NOT IN or outer nested-loop join whose result is hash-joined \
+                             with distributed tables"
+                                .into(),
+                        ));
+                    }
+                    let one: Arc<dyn ExecutionPlan> =
+                        Arc::new(CoalescePartitionsExec::new(new_children[i].clone()));
+                    new_children[i] = self.gather(one)?;
                 }
             }
         }
@@ -217,6 +240,22 @@ impl Distributor {
                 )));
             }
         };
+        // A join that must see all its probe rows in one process feeds the exchange from one
+        // producer.
+        let plan = if repartition.input().output_partitioning().partition_count() > 1
+            && needs_one_process(repartition.input())
+        {
+            let one: Arc<dyn ExecutionPlan> =
+                Arc::new(CoalescePartitionsExec::new(repartition.input().clone()));
+            replace_children_if_necessary(plan.clone(), vec![one])?
+        } else {
+            plan.clone()
+        };
+        let Some(repartition) = plan.downcast_ref::<RepartitionExec>() else {
+            return Err(DataFusionError::Internal(
+                "exchange lost its repartition".into(),
+            ));
+        };
         let producers = repartition.input().output_partitioning().partition_count();
         let properties = plan.properties().clone();
         let schema = plan.schema();
@@ -301,9 +340,25 @@ fn has_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.children().into_iter().any(has_exchange)
 }
 
+/// True when `plan` holds an operator that must see every probe row in one process: a
+/// null-aware anti join (NOT IN) or a nested-loop join that emits unmatched build rows.
+fn needs_one_process(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let here = plan
+        .downcast_ref::<NestedLoopJoinExec>()
+        .is_some_and(|j| emits_unmatched_build_rows(*j.join_type()))
+        || plan
+            .downcast_ref::<HashJoinExec>()
+            .is_some_and(|j| j.null_aware);
+    here || plan.children().into_iter().any(needs_one_process)
+}
+
 fn collect_readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<u32>) {
     if let Some(r) = plan.downcast_ref::<ExchangeReaderExec>() {
         out.push(r.stage_id());
+    }
+    // A recursive query runs its recursive term again and again: what it reads is kept.
+    if plan.name() == "RecursiveQueryExec" {
+        return;
     }
     for c in plan.children() {
         collect_readers(c, out);
