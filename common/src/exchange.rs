@@ -237,13 +237,7 @@ impl ExecutionPlan for ExchangeReaderExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "ExchangeReaderExec has no children".into(),
-            ))
-        }
+        crate::leaf::leaf_with_new_children(self, children)
     }
 
     fn execute(

@@ -4,6 +4,7 @@
 //!
 //! * [`error`]: the crate error, SQLSTATE codes, and their trip across gRPC / Flight.
 //! * [`types`]: catalog types (tables, columns, distribution, segments).
+//! * [`leaf`]: what our leaf plan nodes share.
 //! * [`hash`]: the versioned slice hash that places `DISTSTYLE KEY` rows on slices.
 //! * [`scan`]: `SliceScanExec`, the table scan whose partition `i` reads slice `i` only.
 //! * [`exchange`]: `ExchangeReaderExec`, the consuming end of an exchange between stages.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod exchange;
 pub mod functions;
 pub mod hash;
+pub mod leaf;
 pub mod logging;
 pub mod net;
 pub mod runtime;

@@ -195,13 +195,7 @@ impl ExecutionPlan for SliceScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "SliceScanExec has no children".to_string(),
-            ))
-        }
+        crate::leaf::leaf_with_new_children(self, children)
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {

@@ -98,19 +98,14 @@ pub fn rows_until(
 /// Parses a `statement_timeout` value as PostgreSQL does: a number of milliseconds, or a
 /// number with a unit (`ms`, `s`, `min`, `h`, `d`). Zero disables the timeout.
 pub fn parse_timeout(value: &str) -> Result<Option<Duration>, Error> {
-    let v = value.trim().trim_matches('\'').trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
     let bad = || {
         Error::sql(
             sqlstate::INVALID_PARAMETER_VALUE,
             format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
         )
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+    let (n, unit) = crate::limits::number_and_unit(value).ok_or_else(bad)?;
+    let ms = match unit.as_str() {
         "" | "ms" => n,
         "s" => n * 1e3,
         "min" => n * 60e3,

@@ -32,19 +32,14 @@ pub fn current() -> u64 {
 /// Parses a size: bytes, or a number with `kB`, `MB`, `GB` or `TB` (powers of 1024, as in
 /// PostgreSQL settings; case-insensitive, `B` optional).
 pub fn parse_bytes(value: &str) -> Result<u64, Error> {
-    let v = value.trim().trim_matches('\'').trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
     let bad = || {
         Error::sql(
             sqlstate::INVALID_PARAMETER_VALUE,
             format!("invalid value for parameter \"{SETTING}\": \"{value}\" (use e.g. '512MB')"),
         )
     };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().trim_end_matches('b') {
+    let (n, unit) = number_and_unit(value).ok_or_else(bad)?;
+    let scale: f64 = match unit.trim_end_matches('b') {
         "" => 1.0,
         "k" => 1024.0,
         "m" => 1024.0 * 1024.0,
@@ -57,6 +52,18 @@ pub fn parse_bytes(value: &str) -> Result<u64, Error> {
         return Err(bad());
     }
     Ok(bytes as u64)
+}
+
+/// Splits a setting value such as `'512 MB'` or `1.5s` into its number and its unit
+/// (lower-cased, possibly empty). `None` when it does not start with a number.
+pub fn number_and_unit(value: &str) -> Option<(f64, String)> {
+    let v = value.trim().trim_matches('\'').trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    Some((n, unit.trim().to_ascii_lowercase()))
 }
 
 #[cfg(test)]

@@ -152,13 +152,7 @@ impl ExecutionPlan for DistributedQueryExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "DistributedQueryExec has no children".into(),
-            ))
-        }
+        blueshift_common::leaf::leaf_with_new_children(self, children)
     }
 
     fn execute(
