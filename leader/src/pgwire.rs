@@ -427,6 +427,10 @@ impl QueryParser for Parser {
             if kind == StatementKind::Query {
                 prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
             }
+        } else if kind == StatementKind::Show
+            && let Some(cmd) = crate::sql::show::parse_show(&sql).map_err(user_error)?
+        {
+            prepared.result = Some(crate::sql::show::result_schema(cmd.objects.columns()));
         } else if matches!(kind, StatementKind::Show | StatementKind::Explain) {
             prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
                 arrow::datatypes::Field::new("result", DataType::Utf8, true),

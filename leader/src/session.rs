@@ -79,7 +79,7 @@ impl Executor {
             StatementKind::Query => self.query(sql, params).await,
             StatementKind::Explain => self.explain(sql).await,
             StatementKind::Set => set(sql, settings),
-            StatementKind::Show => show(sql, settings),
+            StatementKind::Show => self.show(sql, settings),
             StatementKind::Transaction => {
                 let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
                 Ok(command(match k.as_str() {
@@ -577,7 +577,175 @@ fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
     Ok(command("SET"))
 }
 
-fn show(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
+impl Executor {
+    /// `SHOW` of a setting, or one of Redshift's metadata listings.
+    fn show(&self, sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
+        match crate::sql::show::parse_show(sql)? {
+            Some(cmd) => self.show_objects(&cmd),
+            None => show_setting(sql, settings),
+        }
+    }
+
+    fn show_objects(&self, cmd: &crate::sql::show::ShowCommand) -> Result<Outcome> {
+        use crate::sql::show::{ShowObjects, like_matches};
+        let db = self.leader.database.clone();
+        let snapshot = self.leader.catalog.snapshot();
+        let text = |v: &str| Some(v.to_string());
+        // (name the LIKE pattern applies to, the row's cells)
+        let rows: Vec<(String, Vec<Cell>)> = match &cmd.objects {
+            ShowObjects::Databases => {
+                vec![(
+                    db.clone(),
+                    vec![
+                        Cell::Text(text(&db)),
+                        Cell::Text(text("blueshift")),
+                        Cell::Text(text("local")),
+                        Cell::Text(None),
+                        Cell::Text(None),
+                        Cell::Text(text("Serializable")),
+                    ],
+                )]
+            }
+            ShowObjects::Schemas { database } => {
+                if *database == db {
+                    vec![(
+                        crate::planner::DEFAULT_SCHEMA.to_string(),
+                        vec![
+                            Cell::Text(text(&db)),
+                            Cell::Text(text(crate::planner::DEFAULT_SCHEMA)),
+                            Cell::Text(text("blueshift")),
+                            Cell::Text(text("local")),
+                            Cell::Text(None),
+                            Cell::Text(None),
+                            Cell::Text(None),
+                        ],
+                    )]
+                } else {
+                    Vec::new()
+                }
+            }
+            ShowObjects::Tables { database, schema } => snapshot
+                .tables
+                .values()
+                .filter(|t| *database == db && t.schema == *schema)
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        vec![
+                            Cell::Text(text(&db)),
+                            Cell::Text(text(&t.schema)),
+                            Cell::Text(text(&t.name)),
+                            Cell::Text(text("TABLE")),
+                            Cell::Text(None),
+                            Cell::Text(None),
+                        ],
+                    )
+                })
+                .collect(),
+            ShowObjects::Columns {
+                database,
+                schema,
+                table,
+            } => snapshot
+                .table_by_name(schema, table)
+                .filter(|_| *database == db)
+                .map(|t| {
+                    t.columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            use blueshift_common::types::ColumnType as T;
+                            let (len, precision, scale) = match c.ty {
+                                T::Char { len } | T::Varchar { len } => {
+                                    (Some(len as i32), None, None)
+                                }
+                                T::Decimal { precision, scale } => {
+                                    (None, Some(i32::from(precision)), Some(i32::from(scale)))
+                                }
+                                T::SmallInt => (None, Some(16), Some(0)),
+                                T::Integer => (None, Some(32), Some(0)),
+                                T::BigInt => (None, Some(64), Some(0)),
+                                _ => (None, None, None),
+                            };
+                            (
+                                c.name.clone(),
+                                vec![
+                                    Cell::Text(text(&db)),
+                                    Cell::Text(text(&t.schema)),
+                                    Cell::Text(text(&t.name)),
+                                    Cell::Text(text(&c.name)),
+                                    Cell::Int(Some(i as i32 + 1)),
+                                    Cell::Text(None),
+                                    Cell::Text(text(if c.nullable { "YES" } else { "NO" })),
+                                    Cell::Text(Some(c.ty.sql_name())),
+                                    Cell::Int(len),
+                                    Cell::Int(precision),
+                                    Cell::Int(scale),
+                                    Cell::Text(None),
+                                ],
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let rows: Vec<Vec<Cell>> = rows
+            .into_iter()
+            .filter(|(name, _)| cmd.like.as_ref().is_none_or(|p| like_matches(p, name)))
+            .map(|(_, cells)| cells)
+            .take(cmd.limit.unwrap_or(usize::MAX))
+            .collect();
+        cells_outcome(cmd.objects.columns(), rows)
+    }
+}
+
+/// One value of a metadata listing.
+enum Cell {
+    Text(Option<String>),
+    Int(Option<i32>),
+}
+
+/// A listing with `columns` (name, integer?) and `rows`.
+fn cells_outcome(columns: &[(&str, bool)], rows: Vec<Vec<Cell>>) -> Result<Outcome> {
+    use arrow::array::{ArrayRef, Int32Array, StringArray};
+    let schema = crate::sql::show::result_schema(columns);
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let is_int: Vec<bool> = columns.iter().map(|(_, i)| *i).collect();
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| -> ArrayRef {
+            if is_int[i] {
+                Arc::new(Int32Array::from(
+                    rows.iter()
+                        .map(|r| match r.get(i) {
+                            Some(Cell::Int(v)) => *v,
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            } else {
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|r| match r.get(i) {
+                            Some(Cell::Text(v)) => v.clone(),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            }
+        })
+        .collect();
+    let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns)?;
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        schema.clone(),
+        futures::stream::iter(vec![Ok(batch)]),
+    );
+    Ok(Outcome::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
+}
+
+fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
     let ws = words(sql)?;
     let name = ws[1..]
         .iter()

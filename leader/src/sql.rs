@@ -4,11 +4,13 @@
 //!
 //! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `DROP TABLE`.
 //! * [`copy`]: `COPY table FROM 'path' [options]`.
+//! * [`show`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
 pub mod copy;
 pub mod ddl;
 pub mod guard;
+pub mod show;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};

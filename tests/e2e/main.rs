@@ -43,3 +43,6 @@ mod mpp;
 
 // Zone maps: a predicate on the sort key skips Parquet row groups (EXPLAIN ANALYZE metrics).
 mod pruning;
+
+// Redshift's SHOW DATABASES / SCHEMAS / TABLES / COLUMNS, simple and extended protocol.
+mod metadata;

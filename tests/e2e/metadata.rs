@@ -1,0 +1,91 @@
+//! Redshift's metadata commands (`SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`), through the
+//! simple protocol and through the extended protocol (where the described columns must
+//! match the rows).
+
+use blueshift_tests::pg;
+
+use crate::common::scratch_cluster;
+
+#[tokio::test]
+async fn show_lists_databases_schemas_tables_and_columns() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    let client = cluster.client().await.unwrap();
+    pg::execute(
+        &client,
+        "create table show_meta_t (a integer not null, b varchar(20), c decimal(10,2))",
+    )
+    .await
+    .unwrap();
+
+    let dbs = pg::query(&client, "show databases").await.unwrap();
+    assert_eq!(dbs[0][0].as_deref(), Some("dev"));
+    let schemas = pg::query(&client, "show schemas from database dev")
+        .await
+        .unwrap();
+    assert!(schemas.iter().any(|r| r[1].as_deref() == Some("public")));
+    let tables = pg::query(
+        &client,
+        "show tables from schema dev.public like 'show\\_meta%'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        vec![vec![
+            Some("dev".to_string()),
+            Some("public".to_string()),
+            Some("show_meta_t".to_string()),
+            Some("TABLE".to_string()),
+            None,
+            None
+        ]]
+    );
+    let columns = pg::query(&client, "show columns from table dev.public.show_meta_t")
+        .await
+        .unwrap();
+    let summary: Vec<(String, String, String, String)> = columns
+        .iter()
+        .map(|r| {
+            (
+                r[3].clone().unwrap(),
+                r[4].clone().unwrap(),
+                r[6].clone().unwrap(),
+                r[7].clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("a".into(), "1".into(), "NO".into(), "integer".into()),
+            (
+                "b".into(),
+                "2".into(),
+                "YES".into(),
+                "character varying(20)".into()
+            ),
+            ("c".into(), "3".into(), "YES".into(), "numeric(10,2)".into()),
+        ]
+    );
+
+    // Extended protocol: the statement is described before it runs.
+    let rows = client
+        .query(
+            "show columns from table dev.public.show_meta_t like 'c'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, Option<i32>>("numeric_precision"), Some(10));
+    assert_eq!(rows[0].get::<_, Option<i32>>("numeric_scale"), Some(2));
+
+    let err = pg::expect_db_error(&client, "show tables from schema public")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&err, &["42601"], "SHOW TABLES needs database.schema");
+    pg::execute(&client, "drop table show_meta_t")
+        .await
+        .unwrap();
+}
