@@ -17,10 +17,12 @@ use pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::{
@@ -28,6 +30,7 @@ use pgwire::api::{
     Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -37,7 +40,7 @@ use crate::LeaderState;
 use crate::error::Error;
 use crate::interrupt::{Interrupt, STATEMENT_TIMEOUT, parse_timeout, rows_until};
 use crate::planner::query_context;
-use crate::session::{Executor, Outcome};
+use crate::session::{CopyInLoad, Executor, Outcome};
 use crate::sql::{StatementKind, classify, split_statements};
 
 const SETTING_PREFIX: &str = "blueshift.setting.";
@@ -97,8 +100,105 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.handler.clone()
     }
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.handler.clone()
+    }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::new(DefaultCancelHandler::new(self.handler.connections.clone()))
+    }
+}
+
+/// The `COPY ... FROM STDIN` a session is in the middle of.
+struct CopyInState(std::sync::Mutex<Option<CopyInLoad>>);
+
+impl CopyInState {
+    fn take(&self) -> Option<CopyInLoad> {
+        match self.0.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    fn sender(&self) -> Option<tokio::sync::mpsc::Sender<bytes::Bytes>> {
+        match self.0.lock() {
+            Ok(g) => g.as_ref().map(|l| l.data.clone()),
+            Err(p) => p.into_inner().as_ref().map(|l| l.data.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Handler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let sender = client
+            .session_extensions()
+            .get::<CopyInState>()
+            .and_then(|s| s.sender());
+        // A closed channel means the load already failed; its error comes with CopyDone.
+        if let Some(sender) = sender {
+            let _ = sender.send(copy_data.data).await;
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let load = client
+            .session_extensions()
+            .get::<CopyInState>()
+            .and_then(|s| s.take())
+            .ok_or_else(|| {
+                user_error(Error::sql(
+                    blueshift_common::error::sqlstate::INTERNAL_ERROR,
+                    "CopyDone without a COPY in progress",
+                ))
+            })?;
+        // End of data: the parser sees EOF, the load commits.
+        drop(load.data);
+        let rows = load
+            .task
+            .await
+            .map_err(|e| {
+                user_error(Error::sql(
+                    blueshift_common::error::sqlstate::INTERNAL_ERROR,
+                    format!("COPY task failed: {e}"),
+                ))
+            })?
+            .map_err(user_error)?;
+        let tag = Tag::new("COPY").with_rows(rows as usize);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Abort before the data channel closes, so nothing is committed.
+        if let Some(load) = client
+            .session_extensions()
+            .get::<CopyInState>()
+            .and_then(|s| s.take())
+        {
+            load.task.abort();
+        }
+        user_error(Error::sql(
+            blueshift_common::error::sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
     }
 }
 
@@ -154,6 +254,16 @@ impl Handler {
                 schema,
                 stream: rows_until(stream, interrupt),
             },
+            Outcome::CopyIn { columns, load } => {
+                // The data arrives as CopyData messages, handled by the CopyHandler below.
+                client
+                    .session_extensions()
+                    .insert(CopyInState(std::sync::Mutex::new(load)));
+                Outcome::CopyIn {
+                    columns,
+                    load: None,
+                }
+            }
             other => other,
         })
     }
@@ -296,6 +406,11 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
                 _ => Response::Execution(t),
             })
         }
+        Outcome::CopyIn { columns, .. } => Ok(Response::CopyIn(CopyResponse::new(
+            0,
+            columns,
+            futures::stream::empty(),
+        ))),
         Outcome::Rows { schema, stream } => {
             let fields = Arc::new(arrow_schema_to_pg_fields(schema.as_ref(), format, None)?);
             let f2 = fields.clone();

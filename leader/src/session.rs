@@ -20,7 +20,7 @@ use crate::catalog::Command;
 use crate::error::{Error, Result};
 use crate::load::coerce::coerce_batch;
 use crate::load::router::Router;
-use crate::load::source::{ReadSpec, list_files, read_files};
+use crate::load::source::{ReadSpec, list_files, read_files, read_stdin};
 use crate::planner::{QueryContext, analyze_lines, explain_lines, query_context};
 use crate::scheduler::DistributedQueryExec;
 use crate::scheduler::SchedulerHandle;
@@ -36,6 +36,40 @@ pub enum Outcome {
     },
     /// A command tag such as `CREATE TABLE` or `COPY 42`.
     Command { tag: String, rows: Option<u64> },
+    /// `COPY ... FROM STDIN`: the client now sends `columns` columns of rows into `load`.
+    CopyIn {
+        columns: usize,
+        load: Option<CopyInLoad>,
+    },
+}
+
+/// A `COPY ... FROM STDIN` in progress: the client's data goes into `data`; `task` parses,
+/// routes and (once the data ends) commits it, answering the row count.
+pub struct CopyInLoad {
+    pub data: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    pub task: tokio::task::JoinHandle<Result<u64>>,
+}
+
+/// The client's COPY data as a blocking `Read` for the parser thread; EOF when the sender
+/// is dropped (CopyDone).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
 }
 
 fn command(tag: &str) -> Outcome {
@@ -356,8 +390,11 @@ impl Executor {
             ),
             None => None,
         };
-        let files = list_files(&stmt.source)?;
         let map = self.leader.membership.slice_map(snapshot.slices)?;
+        let width = columns
+            .as_ref()
+            .map(Vec::len)
+            .unwrap_or(table.columns.len());
         let spec = ReadSpec {
             table: table.clone(),
             columns,
@@ -365,14 +402,51 @@ impl Executor {
             query_id: uuid::Uuid::new_v4().simple().to_string(),
             errors: self.leader.load_errors.clone(),
         };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        if stmt.stdin {
+            let (data, data_rx) = tokio::sync::mpsc::channel(16);
+            let source = ChannelReader {
+                rx: data_rx,
+                current: bytes::Bytes::new(),
+            };
+            let reader =
+                tokio::task::spawn_blocking(move || read_stdin(spec, Box::new(source), tx));
+            let executor = Executor {
+                leader: self.leader.clone(),
+            };
+            let slices = snapshot.slices;
+            let task = tokio::spawn(async move {
+                executor
+                    .route_and_commit(table, slices, map, rx, reader)
+                    .await
+            });
+            return Ok(Outcome::CopyIn {
+                columns: width,
+                load: Some(CopyInLoad { data, task }),
+            });
+        }
+        let files = list_files(&stmt.source)?;
         let reader = tokio::task::spawn_blocking(move || read_files(spec, files, tx));
-        let mut router = Router::new(
-            table.clone(),
-            snapshot.slices,
-            map,
-            self.leader.scheduler.clone(),
-        );
+        let rows = self
+            .route_and_commit(table, snapshot.slices, map, rx, reader)
+            .await?;
+        Ok(Outcome::Command {
+            tag: "COPY".into(),
+            rows: Some(rows),
+        })
+    }
+
+    /// Routes a load's batches to the slices and commits them as one catalog command once
+    /// the reader has finished without error.
+    async fn route_and_commit(
+        &self,
+        table: blueshift_common::types::TableDef,
+        slices: u32,
+        map: crate::cluster::SliceMap,
+        mut rx: tokio::sync::mpsc::Receiver<Result<arrow::array::RecordBatch>>,
+        reader: tokio::task::JoinHandle<()>,
+    ) -> Result<u64> {
+        let mut router = Router::new(table.clone(), slices, map, self.leader.scheduler.clone());
         while let Some(batch) = rx.recv().await {
             router.push(batch?).await?;
         }
@@ -383,10 +457,7 @@ impl Executor {
         let segments = router.finish().await?;
         self.commit(&table, segments)?;
         tracing::info!(table = %table.name, rows, "COPY committed");
-        Ok(Outcome::Command {
-            tag: "COPY".into(),
-            rows: Some(rows),
-        })
+        Ok(rows)
     }
 
     fn commit(

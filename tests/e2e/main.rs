@@ -46,3 +46,6 @@ mod pruning;
 
 // Redshift's SHOW DATABASES / SCHEMAS / TABLES / COLUMNS, simple and extended protocol.
 mod metadata;
+
+// COPY ... FROM STDIN through the COPY sub-protocol (tokio-postgres copy_in).
+mod copy_stdin;

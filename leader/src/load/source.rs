@@ -176,6 +176,25 @@ fn read_delimited(
     } else {
         Box::new(BufReader::new(f))
     };
+    read_delimited_from(spec, file, reader, tx, rejected)
+}
+
+/// Reads the rows a client sends with `COPY ... FROM STDIN` (text or CSV); errors name
+/// `STDIN` and the line.
+pub fn read_stdin(spec: ReadSpec, reader: Box<dyn Read>, tx: mpsc::Sender<Result<RecordBatch>>) {
+    let mut rejected = 0u64;
+    if let Err(e) = read_delimited_from(&spec, Path::new("STDIN"), reader, &tx, &mut rejected) {
+        let _ = tx.blocking_send(Err(e));
+    }
+}
+
+fn read_delimited_from(
+    spec: &ReadSpec,
+    file: &Path,
+    reader: Box<dyn Read>,
+    tx: &mpsc::Sender<Result<RecordBatch>>,
+    rejected: &mut u64,
+) -> Result<()> {
     let o = &spec.options;
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)

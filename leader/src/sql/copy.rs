@@ -42,7 +42,10 @@ pub struct CopyOptions {
 pub struct CopyStatement {
     pub table: String,
     pub columns: Option<Vec<String>>,
+    /// File, directory or glob; empty for `FROM STDIN`.
     pub source: String,
+    /// `FROM STDIN`: the client sends the rows (PostgreSQL's COPY sub-protocol).
+    pub stdin: bool,
     pub options: CopyOptions,
 }
 
@@ -86,13 +89,12 @@ pub fn parse_copy(sql: &str) -> Result<CopyStatement> {
         columns = Some(cols);
     }
     p.expect_kw("FROM")?;
+    let mut stdin = false;
     let source = match p.next() {
         Some(Token::SingleQuotedString(s)) => s.clone(),
         Some(t) if keyword(t).as_deref() == Some("STDIN") => {
-            return Err(Error::sql(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "COPY FROM STDIN is not supported yet; use COPY FROM '/path/to/file'",
-            ));
+            stdin = true;
+            String::new()
         }
         other => {
             return Err(syntax(format!(
@@ -113,6 +115,19 @@ pub fn parse_copy(sql: &str) -> Result<CopyStatement> {
         max_error: 0,
     };
     let mut delimiter_set = false;
+    if stdin {
+        // PostgreSQL's text format, which psql's \copy and drivers send by default.
+        o.delimiter = b'\t';
+        delimiter_set = true;
+        // PostgreSQL's option list: `[WITH] (FORMAT csv, HEADER true, DELIMITER ',', ...)`.
+        if p.peek_kw("WITH") {
+            p.i += 1;
+        }
+        if p.peek() == Some(&Token::LParen) {
+            p.i += 1;
+            delimiter_set = parse_pg_options(&mut p, &mut o)?;
+        }
+    }
     while let Some(tok) = p.next() {
         let Some(kw) = keyword(tok) else {
             return Err(syntax(format!("unexpected {tok} in COPY options")));
@@ -197,6 +212,12 @@ pub fn parse_copy(sql: &str) -> Result<CopyStatement> {
     if o.format == Format::Csv && !delimiter_set {
         o.delimiter = b',';
     }
+    if stdin && o.format == Format::Parquet {
+        return Err(Error::sql(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "COPY FROM STDIN takes text or CSV rows, not Parquet",
+        ));
+    }
     if o.format == Format::Parquet && (delimiter_set || o.ignore_header > 0) {
         return Err(syntax(
             "DELIMITER and IGNOREHEADER do not apply to FORMAT AS PARQUET",
@@ -206,8 +227,93 @@ pub fn parse_copy(sql: &str) -> Result<CopyStatement> {
         table,
         columns,
         source,
+        stdin,
         options: o,
     })
+}
+
+/// PostgreSQL's parenthesized COPY options, after the `(`. Returns whether a delimiter was
+/// given (the text format keeps the tab, CSV switches to a comma otherwise).
+fn parse_pg_options(p: &mut Cursor, o: &mut CopyOptions) -> Result<bool> {
+    let mut delimiter_set = false;
+    let mut delimiter = o.delimiter;
+    loop {
+        let name = p
+            .next()
+            .and_then(keyword)
+            .ok_or_else(|| syntax("expected a COPY option name"))?;
+        match name.as_str() {
+            "FORMAT" => {
+                let f = p
+                    .next()
+                    .and_then(keyword)
+                    .ok_or_else(|| syntax("FORMAT needs csv or text"))?;
+                o.format = match f.as_str() {
+                    "CSV" => Format::Csv,
+                    "TEXT" => Format::Text,
+                    other => {
+                        return Err(Error::sql(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            format!("COPY FROM STDIN format {other} is not supported"),
+                        ));
+                    }
+                };
+            }
+            "HEADER" => {
+                let on = match p.peek().and_then(keyword).as_deref() {
+                    Some("TRUE" | "ON") => {
+                        p.i += 1;
+                        true
+                    }
+                    Some("FALSE" | "OFF") => {
+                        p.i += 1;
+                        false
+                    }
+                    _ => match p.peek() {
+                        Some(Token::Number(n, _)) => {
+                            let on = n != "0";
+                            p.i += 1;
+                            on
+                        }
+                        _ => true,
+                    },
+                };
+                o.ignore_header = u64::from(on);
+            }
+            "DELIMITER" => {
+                delimiter = p.single_char("DELIMITER")?;
+                delimiter_set = true;
+            }
+            "NULL" => o.null_as = p.string("NULL")?,
+            "QUOTE" => o.quote = p.single_char("QUOTE")?,
+            other => {
+                return Err(Error::sql(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("COPY option {other} is not supported yet"),
+                ));
+            }
+        }
+        match p.next() {
+            Some(Token::Comma) => {}
+            Some(Token::RParen) => break,
+            other => {
+                return Err(syntax(format!(
+                    "expected , or ) in COPY options, found {}",
+                    show(other)
+                )));
+            }
+        }
+    }
+    if o.format == Format::Csv {
+        o.delimiter = if delimiter_set { delimiter } else { b',' };
+        if o.null_as == "\\N" {
+            // CSV's NULL is the unquoted empty string.
+            o.null_as = String::new();
+        }
+    } else {
+        o.delimiter = delimiter;
+    }
+    Ok(true)
 }
 
 fn format_named(name: &str, p: &mut Cursor) -> Result<Format> {
