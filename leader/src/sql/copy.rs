@@ -408,6 +408,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_copy_from_stdin_with_postgres_options() {
+        let text = parse_copy("COPY t FROM STDIN").unwrap();
+        assert!(text.stdin);
+        assert_eq!(text.options.format, Format::Text);
+        assert_eq!(text.options.delimiter, b'\t');
+        assert_eq!(text.options.null_as, "\\N");
+
+        let csv = parse_copy("COPY t (a, b) FROM STDIN WITH (FORMAT csv, HEADER true)").unwrap();
+        assert_eq!(csv.options.format, Format::Csv);
+        assert_eq!(csv.options.delimiter, b',');
+        assert_eq!(csv.options.ignore_header, 1);
+        assert_eq!(csv.options.null_as, "");
+
+        let piped = parse_copy("copy t from stdin (format csv, delimiter '|', null 'NA')").unwrap();
+        assert_eq!(piped.options.delimiter, b'|');
+        assert_eq!(piped.options.null_as, "NA");
+
+        let err = parse_copy("COPY t FROM STDIN (FORMAT binary)").unwrap_err();
+        assert_eq!(err.sqlstate(), "0A000");
+        let err = parse_copy("COPY t FROM STDIN FORMAT AS PARQUET").unwrap_err();
+        assert_eq!(err.sqlstate(), "0A000");
+    }
+
+    #[test]
     fn parses_redshift_csv_options() {
         let c = parse_copy(
             "COPY public.t (a, b) FROM '/data/x.csv' FORMAT AS CSV IGNOREHEADER 1 DELIMITER ';' NULL AS 'NA' MAXERROR 5",
