@@ -476,13 +476,7 @@ async fn materialize(
 ) -> Result<Outcome, Error> {
     use futures::TryStreamExt;
     let batches: Vec<arrow::array::RecordBatch> = stream.try_collect().await?;
-    let rows = futures::stream::iter(batches.into_iter().map(Ok));
-    Ok(Outcome::Rows {
-        schema: schema.clone(),
-        stream: Box::pin(
-            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows),
-        ),
-    })
+    Ok(Outcome::batches(schema, batches))
 }
 
 fn truncate(s: &str) -> String {

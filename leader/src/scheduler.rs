@@ -66,21 +66,6 @@ pub struct Stage {
     pub consume_once: bool,
 }
 
-impl Stage {
-    /// The partitions of `plan` the producers run.
-    pub fn producer_plan(&self) -> &Arc<dyn ExecutionPlan> {
-        match self.kind {
-            ExchangeKind::Gather => &self.plan,
-            _ => self
-                .plan
-                .children()
-                .into_iter()
-                .next()
-                .unwrap_or(&self.plan),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct DistributedQueryExec {
     query_id: String,
@@ -165,18 +150,7 @@ impl ExecutionPlan for DistributedQueryExec {
                 "DistributedQueryExec has one partition, asked for {partition}"
             )));
         }
-        let requests = start_requests(&self.query_id, &self.stages, crate::limits::current())?;
-        let nodes: Vec<String> = {
-            let mut n: Vec<String> = requests.iter().map(|(a, _)| a.clone()).collect();
-            n.sort();
-            n.dedup();
-            n
-        };
-        let guard = ReleaseGuard {
-            query_id: self.query_id.clone(),
-            nodes,
-            scheduler: self.scheduler.0.clone(),
-        };
+        let (requests, guard) = self.prepare()?;
         let root = self.root.clone();
         let scheduler = self.scheduler.0.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -241,15 +215,8 @@ impl DistributedQueryExec {
     /// Runs the query to the end, discarding its rows, and collects what every stage did
     /// on every node before releasing it.
     pub async fn analyze(&self, context: Arc<TaskContext>) -> Result<Analysis> {
-        let requests = start_requests(&self.query_id, &self.stages, crate::limits::current())?;
-        let mut nodes: Vec<String> = requests.iter().map(|(a, _)| a.clone()).collect();
-        nodes.sort();
-        nodes.dedup();
-        let guard = ReleaseGuard {
-            query_id: self.query_id.clone(),
-            nodes: nodes.clone(),
-            scheduler: self.scheduler.0.clone(),
-        };
+        let (requests, guard) = self.prepare()?;
+        let nodes = guard.nodes.clone();
         let root = self.root.clone();
         let scheduler = self.scheduler.0.clone();
         let query_id = self.query_id.clone();
@@ -312,6 +279,23 @@ async fn query_metrics(scheduler: &Scheduler, addr: &str, query_id: &str) -> Res
         })?;
     }
     Ok(metrics)
+}
+
+impl DistributedQueryExec {
+    /// The `StartStage` requests of this query, and the guard that releases it on every node
+    /// they go to once dropped.
+    fn prepare(&self) -> Result<(Vec<(String, StartStage)>, ReleaseGuard)> {
+        let requests = start_requests(&self.query_id, &self.stages, crate::limits::current())?;
+        let mut nodes: Vec<String> = requests.iter().map(|(a, _)| a.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let guard = ReleaseGuard {
+            query_id: self.query_id.clone(),
+            nodes,
+            scheduler: self.scheduler.0.clone(),
+        };
+        Ok((requests, guard))
+    }
 }
 
 /// One `StartStage` per (node, stage), with that node's partitions.

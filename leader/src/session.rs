@@ -72,6 +72,20 @@ impl std::io::Read for ChannelReader {
     }
 }
 
+impl Outcome {
+    /// Rows already computed (EXPLAIN, SHOW, collected results).
+    pub fn batches(schema: SchemaRef, batches: Vec<arrow::array::RecordBatch>) -> Outcome {
+        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        );
+        Outcome::Rows {
+            schema,
+            stream: Box::pin(stream),
+        }
+    }
+}
+
 fn command(tag: &str) -> Outcome {
     Outcome::Command {
         tag: tag.to_string(),
@@ -237,14 +251,7 @@ impl Executor {
             schema.clone(),
             vec![Arc::new(arrow::array::StringArray::from(lines))],
         )?;
-        let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-            schema.clone(),
-            futures::stream::iter(vec![Ok(batch)]),
-        );
-        Ok(Outcome::Rows {
-            schema,
-            stream: Box::pin(stream),
-        })
+        Ok(Outcome::batches(schema, vec![batch]))
     }
 
     async fn create_table(&self, sql: &str) -> Result<Outcome> {
@@ -806,14 +813,7 @@ fn cells_outcome(columns: &[(&str, bool)], rows: Vec<Vec<Cell>>) -> Result<Outco
         })
         .collect();
     let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns)?;
-    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-        schema.clone(),
-        futures::stream::iter(vec![Ok(batch)]),
-    );
-    Ok(Outcome::Rows {
-        schema,
-        stream: Box::pin(stream),
-    })
+    Ok(Outcome::batches(schema, vec![batch]))
 }
 
 fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
@@ -840,12 +840,5 @@ fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome
         schema.clone(),
         vec![Arc::new(arrow::array::StringArray::from(vec![value]))],
     )?;
-    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-        schema.clone(),
-        futures::stream::iter(vec![Ok(batch)]),
-    );
-    Ok(Outcome::Rows {
-        schema,
-        stream: Box::pin(stream),
-    })
+    Ok(Outcome::batches(schema, vec![batch]))
 }
