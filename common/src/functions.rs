@@ -41,9 +41,45 @@ impl ScalarUDFImpl for VersionUdf {
     }
 }
 
+/// Fails when called on any row: the branch a scalar subquery takes when it returns more
+/// than one row (see the leader's `sql::compat`). Volatile, so that it is never folded at
+/// planning time; CASE evaluates it only on the rows that take the branch.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MoreThanOneRowUdf {
+    signature: Signature,
+}
+
+/// Name of [`MoreThanOneRowUdf`].
+pub const MORE_THAN_ONE_ROW: &str = "blueshift_subquery_more_than_one_row";
+
+impl ScalarUDFImpl for MoreThanOneRowUdf {
+    fn name(&self) -> &str {
+        MORE_THAN_ONE_ROW
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Null)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.number_rows > 0 {
+            return Err(crate::Error::sql(
+                crate::error::sqlstate::CARDINALITY_VIOLATION,
+                "more than one row returned by a subquery used as an expression",
+            )
+            .into_datafusion());
+        }
+        Ok(ColumnarValue::Scalar(ScalarValue::Null))
+    }
+}
+
 /// Registers Blueshift's functions, replacing DataFusion's of the same name.
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(VersionUdf {
         signature: Signature::exact(vec![], Volatility::Stable),
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(MoreThanOneRowUdf {
+        signature: Signature::exact(vec![], Volatility::Volatile),
     }));
 }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod interrupt;
 pub mod limits;
 pub mod load;
+pub mod pg_catalog;
 pub mod pgwire;
 pub mod planner;
 pub mod scheduler;
@@ -71,7 +72,9 @@ pub struct LeaderConfig {
 
 /// State shared by every session of the leader.
 pub struct LeaderState {
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
+    /// `pg_catalog` for client tools, over `catalog`.
+    pub pg_catalog: pg_catalog::PgCatalog,
     pub membership: Arc<Membership>,
     pub scheduler: Arc<Scheduler>,
     pub runtime: Arc<RuntimeEnv>,
@@ -95,7 +98,12 @@ pub async fn run(
         Some(u) => u.clone(),
         None => blueshift_common::store::file_url(&config.data_dir.join("store"))?,
     };
-    let catalog = Catalog::open(&config.data_dir.join("catalog"), config.slices)?;
+    let catalog = Arc::new(Catalog::open(
+        &config.data_dir.join("catalog"),
+        config.slices,
+    )?);
+    let users = config.users.clone();
+    let pg_catalog = pg_catalog::PgCatalog::new(catalog.clone(), Arc::new(move || users.clone()))?;
     let membership = Arc::new(Membership::new(store_url.clone()));
     {
         // Exchange readers report unreachable nodes so the next query avoids them.
@@ -107,6 +115,7 @@ pub async fn run(
     let runtime = planner::leader_runtime(&store_url)?;
     let leader = Arc::new(LeaderState {
         catalog,
+        pg_catalog,
         membership: membership.clone(),
         scheduler: Arc::new(Scheduler {
             channels: blueshift_common::exchange::Channels::global(),

@@ -47,6 +47,8 @@ pub struct QueryContext {
     pub catalog: Arc<CatalogState>,
     pub slices: SliceMap,
     pub query_id: String,
+    /// `pg_catalog` tables that are always empty (see [`crate::sql::compat`]).
+    pub empty_catalog_tables: Arc<std::collections::HashSet<String>>,
 }
 
 /// Shared DataFusion runtime of the leader (segment store registered once).
@@ -98,6 +100,7 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         .with_runtime_env(statement_runtime(&leader.runtime)?)
         .with_default_features()
         .with_physical_optimizer_rules(physical_rules())
+        .with_type_planner(crate::pg_catalog::type_planner())
         .build();
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
@@ -117,12 +120,14 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let cat = Arc::new(MemoryCatalogProvider::new());
     cat.register_schema(DEFAULT_SCHEMA, schema)?;
     ctx.register_catalog(DEFAULT_CATALOG, cat);
+    leader.pg_catalog.register(&ctx, &leader.database)?;
 
     Ok(QueryContext {
         ctx,
         catalog,
         slices,
         query_id: uuid::Uuid::new_v4().simple().to_string(),
+        empty_catalog_tables: leader.pg_catalog.empty_tables.clone(),
     })
 }
 
@@ -152,6 +157,14 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
 }
 
 impl QueryContext {
+    /// Plans one SQL statement (after the PostgreSQL compatibility rewrites).
+    pub async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let plan =
+            crate::sql::compat::logical_plan(&self.ctx.state(), sql, &self.empty_catalog_tables)
+                .await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
     /// Cuts a physical plan into the leader's part and stages on the compute nodes.
     pub fn distribute(
         &self,

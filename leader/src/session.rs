@@ -172,7 +172,7 @@ impl Executor {
         params: Option<ParamValues>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         crate::sql::guard::refuse_known_wrong_answers(sql)?;
-        let mut df = qc.ctx.sql(sql).await?;
+        let mut df = qc.dataframe(sql).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
         }
@@ -548,7 +548,7 @@ impl Executor {
         params: Option<ParamValues>,
     ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
         crate::sql::guard::refuse_known_wrong_answers(sql)?;
-        let mut df = qc.ctx.sql(sql).await?;
+        let mut df = qc.dataframe(sql).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
         }

@@ -5,11 +5,15 @@
 //! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `DROP TABLE`.
 //! * [`copy`]: `COPY table FROM 'path' [options]`.
 //! * [`show`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`.
+//! * [`compat`]: PostgreSQL syntax from client tools, rewritten for DataFusion.
+//! * [`scalar_subquery`]: correlated scalar subqueries in forms DataFusion decorrelates.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
+pub mod compat;
 pub mod copy;
 pub mod ddl;
 pub mod guard;
+pub mod scalar_subquery;
 pub mod show;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;

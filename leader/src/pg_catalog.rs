@@ -1,0 +1,317 @@
+//! PostgreSQL catalog emulation for client tools (psql `\d`, JDBC `DatabaseMetaData`,
+//! SQLAlchemy's inspector, BI tools): the `pg_catalog` schema and the catalog functions
+//! they call, over Blueshift's own catalog.
+//!
+//! The tables and most functions come from `datafusion-pg-catalog`; this module supplies
+//! what they read (our tables, our users), keeps object OIDs stable for the life of the
+//! leader (a client looks a table up by name in one statement and by OID in the next), and
+//! adds the functions that crate lacks. It must not rewrite queries (see
+//! [`crate::sql::compat`]) and must not answer for catalog objects Blueshift does not have:
+//! comments, defaults, indexes and constraints are truly absent here, so empty tables and
+//! NULL descriptions are the right answers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::SchemaProvider;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
+use datafusion_pg_catalog::pg_catalog::{
+    PgCatalogSchemaProvider, PgCatalogStaticTables, PgCatalogTable, array_bounds_udf, format_type,
+    has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+};
+use datafusion_pg_catalog::pg_catalog::{
+    create_current_schema_udf, create_current_schemas_udf, create_pg_backend_pid_udf,
+    create_pg_encoding_to_char_udf, create_pg_get_constraintdef,
+    create_pg_get_partition_ancestors_udf, create_pg_get_partkeydef_udf,
+    create_pg_get_statisticsobjdef_columns_udf, create_pg_get_userbyid_udf,
+    create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
+    create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
+    create_session_user_udf,
+};
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+
+/// The schemas every database has besides the user's.
+const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+
+/// The `pg_catalog` schema of the leader, built once so that OIDs stay put between
+/// statements.
+pub struct PgCatalog {
+    schema: Arc<dyn SchemaProvider>,
+    keywords: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+    /// `pg_catalog` tables that never have a row here (`pg_policy`, `pg_trigger`, ...).
+    pub empty_tables: Arc<HashSet<String>>,
+}
+
+impl PgCatalog {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        users: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    ) -> Result<Self> {
+        let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
+        let schema = PgCatalogSchemaProvider::try_new(
+            UserTables { catalog },
+            static_tables.clone(),
+            Roles {
+                users: Users(users),
+            },
+        )?;
+        let mut empty_tables = HashSet::new();
+        for name in schema.table_names() {
+            let empty = match schema.build_table_by_name(&name)? {
+                Some(PgCatalogTable::Static(t)) => t.data().iter().all(|b| b.num_rows() == 0),
+                Some(PgCatalogTable::Empty(_)) => true,
+                _ => false,
+            };
+            if empty {
+                empty_tables.insert(name);
+            }
+        }
+        Ok(PgCatalog {
+            schema: Arc::new(schema),
+            keywords: static_tables.pg_get_keywords.clone(),
+            empty_tables: Arc::new(empty_tables),
+        })
+    }
+
+    /// Adds `pg_catalog` and the catalog functions to a statement's session.
+    pub fn register(&self, ctx: &SessionContext, database: &str) -> Result<()> {
+        let cat = ctx.catalog(DEFAULT_CATALOG).ok_or_else(|| {
+            DataFusionError::Internal(format!("catalog {DEFAULT_CATALOG} is not registered"))
+        })?;
+        cat.register_schema("pg_catalog", self.schema.clone())?;
+        ctx.register_udtf("pg_get_keywords", self.keywords.clone());
+        for udf in [
+            create_current_schema_udf(),
+            create_current_schemas_udf(),
+            create_pg_get_userbyid_udf(),
+            has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+            has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+            has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+            has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+            has_privilege_udf::create_has_privilege_udf("has_column_privilege"),
+            create_pg_table_is_visible(),
+            format_type::create_format_type_udf(),
+            create_session_user_udf(),
+            pg_get_expr_udf::create_pg_get_expr_udf(),
+            create_pg_encoding_to_char_udf(),
+            create_pg_backend_pid_udf(),
+            create_pg_relation_size_udf(),
+            create_pg_total_relation_size_udf(),
+            create_pg_get_constraintdef(),
+            create_pg_get_statisticsobjdef_columns_udf(),
+            create_pg_get_partkeydef_udf(),
+            create_pg_relation_is_publishable_udf(),
+            create_pg_get_partition_ancestors_udf(),
+            create_pg_stat_get_numscans(),
+            quote_ident_udf::create_quote_ident_udf(),
+            quote_ident_udf::create_parse_ident_udf(),
+            array_bounds_udf::create_array_upper_udf(),
+            array_bounds_udf::create_array_lower_udf(),
+        ] {
+            ctx.register_udf(udf);
+        }
+        ctx.register_udf(current_database(database));
+        // No object has a comment (COMMENT is not supported), so every description is NULL.
+        for name in ["col_description", "obj_description", "shobj_description"] {
+            ctx.register_udf(ScalarUDF::new_from_impl(NoDescription::new(name)));
+        }
+        datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+        Ok(())
+    }
+}
+
+/// The type planner that lets `::regclass`, `::oid`, `::regtype` and friends parse.
+pub fn type_planner() -> Arc<dyn datafusion::logical_expr::planner::TypePlanner> {
+    Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner)
+}
+
+/// Our tables as `pg_class` / `pg_attribute` see them: the current catalog version's
+/// user tables, in schema `public` of the one database.
+#[derive(Clone)]
+struct UserTables {
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for UserTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserTables")
+    }
+}
+
+impl UserTables {
+    fn is_user_schema(catalog: &str, schema: &str) -> bool {
+        catalog == DEFAULT_CATALOG && schema == DEFAULT_SCHEMA
+    }
+}
+
+#[async_trait]
+impl CatalogInfo for UserTables {
+    async fn catalog_names(&self) -> DfResult<Vec<String>> {
+        Ok(vec![DEFAULT_CATALOG.to_string()])
+    }
+
+    async fn schema_names(&self, catalog: &str) -> DfResult<Option<Vec<String>>> {
+        if catalog != DEFAULT_CATALOG {
+            return Ok(None);
+        }
+        let mut names = vec![DEFAULT_SCHEMA.to_string()];
+        names.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
+        Ok(Some(names))
+    }
+
+    async fn table_names(&self, catalog: &str, schema: &str) -> DfResult<Option<Vec<String>>> {
+        if catalog != DEFAULT_CATALOG {
+            return Ok(None);
+        }
+        if SYSTEM_SCHEMAS.contains(&schema) {
+            return Ok(Some(vec![]));
+        }
+        if schema != DEFAULT_SCHEMA {
+            return Ok(None);
+        }
+        let state = self.catalog.snapshot();
+        Ok(Some(
+            state
+                .tables
+                .values()
+                .filter(|t| t.schema == schema)
+                .map(|t| t.name.clone())
+                .collect(),
+        ))
+    }
+
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> DfResult<Option<SchemaRef>> {
+        if !Self::is_user_schema(catalog, schema) {
+            return Ok(None);
+        }
+        Ok(self
+            .catalog
+            .snapshot()
+            .table_by_name(schema, table)
+            .map(|t| t.arrow_schema()))
+    }
+
+    async fn table_type(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> DfResult<Option<TableType>> {
+        if !Self::is_user_schema(catalog, schema) {
+            return Ok(None);
+        }
+        Ok(self
+            .catalog
+            .snapshot()
+            .table_by_name(schema, table)
+            .map(|_| TableType::Base))
+    }
+}
+
+#[derive(Clone)]
+struct Users(Arc<dyn Fn() -> Vec<String> + Send + Sync>);
+
+/// The users, as `pg_roles` / `pg_user` list them.
+#[derive(Clone)]
+struct Roles {
+    users: Users,
+}
+
+impl std::fmt::Debug for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Roles")
+    }
+}
+
+#[async_trait]
+impl PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        (self.users.0)()
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        Some(Role {
+            name: name.to_string(),
+            is_superuser: true,
+            can_login: true,
+            can_create_db: true,
+            can_create_role: true,
+            can_create_user: true,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: vec![],
+        })
+    }
+}
+
+/// `current_database()` / `current_catalog`: the database the client logged in to.
+fn current_database(name: &str) -> ScalarUDF {
+    let name = name.to_string();
+    datafusion::logical_expr::create_udf(
+        "current_database",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::scalar::ScalarValue::Utf8(Some(name.clone())),
+            ))
+        }),
+    )
+}
+
+/// `col_description(oid, int)`, `obj_description(oid [, catalog])`,
+/// `shobj_description(oid, catalog)`: always NULL, as no object has a comment.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoDescription {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoDescription {
+    fn new(name: &'static str) -> Self {
+        NoDescription {
+            name,
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoDescription {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let nulls: ArrayRef = Arc::new(StringArray::new_null(args.number_rows));
+        debug_assert_eq!(nulls.len(), args.number_rows);
+        Ok(ColumnarValue::Array(nulls))
+    }
+}

@@ -1,0 +1,332 @@
+//! PostgreSQL syntax that client tools send and DataFusion does not take as is, rewritten
+//! into equivalent SQL before planning: `OPERATOR(pg_catalog.~)`, `COLLATE
+//! pg_catalog.default`, `x = ANY('{a,b}')`, `'{1,2}'::int[]`, `'t'::regclass`,
+//! schema-qualified function names (`pg_catalog.format_type`), unqualified `pg_class`,
+//! `current_user` without parentheses, `SELECT n.oid, n.*`.
+//!
+//! Only rewrites that keep the meaning are used (from `datafusion-pg-catalog`'s rule set;
+//! its whole-query substitutions and its "correlated subquery becomes NULL" rule are left
+//! out). Where a rewrite would change an answer (a collation other than the default, an
+//! array literal with quoted elements) the statement is refused with 0A000 instead.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, CastKind, DataType as SqlType, Expr, GroupByExpr, Ident, JoinOperator, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, VisitMut,
+    Visitor, VisitorMut,
+};
+use datafusion_pg_catalog::sql::rules::{
+    AliasDuplicatedProjectionRewrite, CurrentUserVariableToSessionUserFunctionCall,
+    FixArrayLiteral, FixVersionColumnName, PrependUnqualifiedPgTableName,
+    ResolveUnqualifiedIdentifier, RewriteArrayAnyAllOperation, RewritePgCatalogOperator,
+    RewriteRegCastToSubquery, SqlStatementRewriteRule, StripCallableQualifier, StripCollate,
+};
+
+use crate::error::{Error, Result};
+use blueshift_common::error::sqlstate;
+
+/// Collations that are byte order here, so dropping the clause keeps the answer.
+const BYTE_ORDER_COLLATIONS: [&str; 4] = ["default", "c", "posix", "ucs_basic"];
+
+fn rules() -> &'static [Arc<dyn SqlStatementRewriteRule>] {
+    static RULES: std::sync::OnceLock<Vec<Arc<dyn SqlStatementRewriteRule>>> =
+        std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        vec![
+            Arc::new(AliasDuplicatedProjectionRewrite),
+            Arc::new(ResolveUnqualifiedIdentifier),
+            Arc::new(RewriteArrayAnyAllOperation),
+            Arc::new(PrependUnqualifiedPgTableName),
+            Arc::new(StripCallableQualifier),
+            Arc::new(FixArrayLiteral),
+            Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+            Arc::new(StripCollate),
+            Arc::new(RewritePgCatalogOperator),
+            Arc::new(RewriteRegCastToSubquery::new()),
+            Arc::new(FixVersionColumnName),
+        ]
+    })
+}
+
+/// Parses one statement, applies the compatibility rewrites, and plans it.
+pub async fn logical_plan(
+    state: &SessionState,
+    sql: &str,
+    empty_tables: &HashSet<String>,
+) -> Result<LogicalPlan> {
+    let statement =
+        match state.sql_to_statement(sql, &datafusion::common::config::Dialect::PostgreSQL)? {
+            DfStatement::Statement(s) => {
+                refuse_lossy(&s)?;
+                let mut s = *s;
+                let _ = VisitMut::visit(&mut s, &mut QuantifiedSubqueries);
+                for rule in rules() {
+                    s = rule.rewrite(s);
+                }
+                let _ = VisitMut::visit(&mut s, &mut UnevaluatedSubqueries { empty_tables });
+                crate::sql::scalar_subquery::rewrite(&mut s);
+                DfStatement::Statement(Box::new(s))
+            }
+            other => other,
+        };
+    Ok(state.statement_to_plan(statement).await?)
+}
+
+/// `x = ANY (subquery)` is `x IN (subquery)` and `x <> ALL (subquery)` is `x NOT IN
+/// (subquery)`, NULLs included. Written so, the array rewrite (`= ANY(array)` becomes
+/// `array_contains`) cannot take them for arrays.
+struct QuantifiedSubqueries;
+
+impl VisitorMut for QuantifiedSubqueries {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let (left, negated, subquery) = match e {
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } => match right.as_ref() {
+                Expr::Subquery(q) => (left.clone(), false, q.clone()),
+                _ => return ControlFlow::Continue(()),
+            },
+            Expr::AllOp {
+                left,
+                compare_op: BinaryOperator::NotEq,
+                right,
+            } => match right.as_ref() {
+                Expr::Subquery(q) => (left.clone(), true, q.clone()),
+                _ => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        *e = Expr::InSubquery {
+            expr: left,
+            subquery,
+            negated,
+        };
+        ControlFlow::Continue(())
+    }
+}
+
+/// A `SELECT` (without aggregates) over a catalog table that never has rows returns no
+/// rows whatever its select list and WHERE say, so neither is evaluated: psql's `\d` asks
+/// `pg_policy` with `array(select ... where oid = any(pol.polroles))`, which DataFusion
+/// cannot plan. The select list becomes NULLs under the same names and the WHERE `false`,
+/// which cannot change the (empty) answer.
+struct UnevaluatedSubqueries<'a> {
+    empty_tables: &'a HashSet<String>,
+}
+
+impl VisitorMut for UnevaluatedSubqueries<'_> {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if self.set_expr(q.body.as_mut()) {
+            // No rows to order (and the ORDER BY may name what the select list no longer has).
+            q.order_by = None;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl UnevaluatedSubqueries<'_> {
+    /// Empties what yields no rows; whether all of `body` does.
+    fn set_expr(&self, body: &mut SetExpr) -> bool {
+        match body {
+            SetExpr::Select(select) => self.select(select),
+            SetExpr::SetOperation { left, right, .. } => {
+                let l = self.set_expr(left);
+                let r = self.set_expr(right);
+                l && r
+            }
+            _ => false,
+        }
+    }
+
+    fn is_empty_table(&self, f: &TableFactor) -> bool {
+        let TableFactor::Table {
+            name, args: None, ..
+        } = f
+        else {
+            return false;
+        };
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect();
+        match parts.as_slice() {
+            [t] => self.empty_tables.contains(t),
+            [s, t] => s == "pg_catalog" && self.empty_tables.contains(t),
+            _ => false,
+        }
+    }
+
+    /// Whether the FROM clause yields no rows: an always-empty table in a position that
+    /// empties the whole clause (first of a join chain, or inner/cross joined).
+    fn yields_no_rows(&self, select: &Select) -> bool {
+        select.from.iter().any(|twj| {
+            self.is_empty_table(&twj.relation)
+                || twj.joins.iter().any(|j| {
+                    matches!(
+                        j.join_operator,
+                        JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                    ) && self.is_empty_table(&j.relation)
+                })
+        })
+    }
+
+    fn select(&self, select: &mut Select) -> bool {
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+        if !self.yields_no_rows(select)
+            || grouped
+            || select.having.is_some()
+            || select.projection.iter().any(|p| match p {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    crate::sql::scalar_subquery::calls_aggregate(e, false)
+                }
+                _ => false,
+            })
+        {
+            return false;
+        }
+        // Not even the select list is evaluated: it becomes NULLs under the same names
+        // (it may hold what DataFusion cannot plan, e.g. `'d' = any(stxkind)` on text).
+        // Names stay unique, as DataFusion wants (no row carries them anyway).
+        let mut seen = HashSet::new();
+        for item in select.projection.iter_mut() {
+            let (e, alias) = match item {
+                SelectItem::UnnamedExpr(e) => (e.clone(), None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+                _ => continue,
+            };
+            let mut alias = alias.unwrap_or_else(|| Ident::new(output_name(&e)));
+            let base = alias.value.clone();
+            let mut n = 1;
+            while !seen.insert(alias.value.clone()) {
+                alias = Ident::new(format!("{base}_{n}"));
+                n += 1;
+            }
+            *item = SelectItem::ExprWithAlias {
+                expr: Expr::Value(Value::Null.with_empty_span()),
+                alias,
+            };
+        }
+        // Nor is the WHERE clause (psql passes oids as text there: `'16386'`).
+        select.selection = Some(Expr::Value(Value::Boolean(false).with_empty_span()));
+        true
+    }
+}
+
+/// The column name PostgreSQL gives an unaliased select-list expression.
+fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => i.value.clone(),
+        Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()).unwrap_or_default(),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.clone())
+            .unwrap_or_default(),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
+        _ => "?column?".to_string(),
+    }
+}
+
+/// Refuses what the rewrites could only take by changing the answer.
+fn refuse_lossy(s: &Statement) -> Result<()> {
+    struct Check(Option<String>);
+    impl Visitor for Check {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Collate { collation, .. } => {
+                    let name = collation
+                        .0
+                        .last()
+                        .and_then(|p| p.as_ident())
+                        .map(|i| i.value.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    if !BYTE_ORDER_COLLATIONS.contains(&name.as_str()) {
+                        self.0 = Some(format!("collation \"{name}\" is not supported"));
+                        return ControlFlow::Break(());
+                    }
+                }
+                Expr::Cast {
+                    kind: CastKind::DoubleColon,
+                    expr,
+                    data_type: SqlType::Array(_),
+                    ..
+                } => {
+                    if let Expr::Value(ValueWithSpan {
+                        value: Value::SingleQuotedString(lit),
+                        ..
+                    }) = expr.as_ref()
+                        && lit
+                            .trim()
+                            .strip_prefix('{')
+                            .is_some_and(|inner| inner.contains(['"', '\\', '{']))
+                    {
+                        self.0 = Some(format!(
+                            "array literal '{lit}' with quoted or nested elements is not supported"
+                        ));
+                        return ControlFlow::Break(());
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut check = Check(None);
+    let _ = s.visit(&mut check);
+    match check.0 {
+        Some(msg) => Err(Error::sql(sqlstate::FEATURE_NOT_SUPPORTED, msg)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    fn parse(sql: &str) -> Statement {
+        let state = SessionContext::new().state();
+        match state
+            .sql_to_statement(sql, &datafusion::common::config::Dialect::PostgreSQL)
+            .unwrap()
+        {
+            DfStatement::Statement(s) => *s,
+            _ => panic!("not a SQL statement"),
+        }
+    }
+
+    #[test]
+    fn default_collation_and_simple_array_literals_pass() {
+        refuse_lossy(&parse("select 'a' collate pg_catalog.default < 'b'")).unwrap();
+        refuse_lossy(&parse("select 'a' collate \"C\" < 'b'")).unwrap();
+        refuse_lossy(&parse("select '{1,2}'::int[]")).unwrap();
+    }
+
+    #[test]
+    fn lossy_rewrites_are_refused() {
+        for sql in [
+            "select 'a' collate \"de_DE\" < 'b'",
+            "select '{\"a,b\",c}'::text[]",
+            "select '{{1,2},{3,4}}'::int[]",
+        ] {
+            let e = refuse_lossy(&parse(sql)).unwrap_err();
+            assert_eq!(e.sqlstate(), "0A000", "{sql}");
+        }
+    }
+}
