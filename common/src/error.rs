@@ -32,6 +32,9 @@ pub mod sqlstate {
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const QUERY_CANCELED: &str = "57014";
     pub const CARDINALITY_VIOLATION: &str = "21000";
+    pub const INVALID_SAVEPOINT: &str = "3B001";
+    pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const DUPLICATE_OBJECT: &str = "42710";

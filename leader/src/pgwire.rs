@@ -41,6 +41,7 @@ use crate::error::Error;
 use crate::interrupt::{Interrupt, STATEMENT_TIMEOUT, parse_timeout, rows_until};
 use crate::planner::query_context;
 use crate::session::{CopyInLoad, Executor, Outcome};
+use crate::sql::transaction::TxChange;
 use crate::sql::{StatementKind, classify, split_statements};
 
 const SETTING_PREFIX: &str = "blueshift.setting.";
@@ -244,6 +245,14 @@ impl Handler {
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome, Error> {
+        if client.transaction_status() == TransactionStatus::Error
+            && classify(sql)? != StatementKind::Transaction
+        {
+            return Err(Error::sql(
+                blueshift_common::error::sqlstate::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
         let mut interrupt = self.interrupt(client, settings).await?;
         let outcome = tokio::select! {
             r = self.executor.execute(sql, params, settings) => r?,
@@ -400,10 +409,14 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
                 Some(n) => t.with_rows(n as usize),
                 None => t,
             };
-            Ok(match tag.as_str() {
-                "BEGIN" => Response::TransactionStart(t),
-                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(t),
-                _ => Response::Execution(t),
+            Ok(Response::Execution(t))
+        }
+        Outcome::Transaction { tag, change } => {
+            let t = Tag::new(tag);
+            Ok(match change {
+                TxChange::Begin => Response::TransactionStart(t),
+                TxChange::End => Response::TransactionEnd(t),
+                TxChange::Within => Response::Execution(t),
             })
         }
         Outcome::CopyIn { columns, .. } => Ok(Response::CopyIn(CopyResponse::new(

@@ -36,6 +36,11 @@ pub enum Outcome {
     },
     /// A command tag such as `CREATE TABLE` or `COPY 42`.
     Command { tag: String, rows: Option<u64> },
+    /// A transaction-control statement and what it does to the session's block.
+    Transaction {
+        tag: &'static str,
+        change: crate::sql::transaction::TxChange,
+    },
     /// `COPY ... FROM STDIN`: the client now sends `columns` columns of rows into `load`.
     CopyIn {
         columns: usize,
@@ -119,7 +124,8 @@ impl Executor {
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome> {
-        match classify(sql)? {
+        let kind = classify(sql)?;
+        let outcome = match kind {
             StatementKind::CreateTable => self.create_table(sql).await,
             StatementKind::DropTable => self.drop_table(sql),
             StatementKind::Copy => self.copy(sql).await,
@@ -129,12 +135,8 @@ impl Executor {
             StatementKind::Set => set(sql, settings),
             StatementKind::Show => self.show(sql, settings),
             StatementKind::Transaction => {
-                let k = words(sql)?.first().and_then(keyword).unwrap_or_default();
-                Ok(command(match k.as_str() {
-                    "BEGIN" | "START" => "BEGIN",
-                    "ROLLBACK" | "ABORT" => "ROLLBACK",
-                    _ => "COMMIT",
-                }))
+                let (tag, change) = crate::sql::transaction::execute(sql, settings)?;
+                Ok(Outcome::Transaction { tag, change })
             }
             StatementKind::Other => {
                 let ws = words(sql)?;
@@ -157,7 +159,19 @@ impl Executor {
                     }
                 }
             }
+        };
+        if outcome.is_ok()
+            && matches!(
+                kind,
+                StatementKind::CreateTable
+                    | StatementKind::DropTable
+                    | StatementKind::Copy
+                    | StatementKind::Insert
+            )
+        {
+            crate::sql::transaction::note_write(settings);
         }
+        outcome
     }
 
     fn scheduler(&self) -> Arc<SchedulerHandle> {

@@ -7,6 +7,7 @@
 //! * [`show`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`.
 //! * [`compat`]: PostgreSQL syntax from client tools, rewritten for DataFusion.
 //! * [`scalar_subquery`]: correlated scalar subqueries in forms DataFusion decorrelates.
+//! * [`transaction`]: BEGIN / COMMIT / ROLLBACK / SAVEPOINT over statements that each commit.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
 pub mod compat;
@@ -15,6 +16,7 @@ pub mod ddl;
 pub mod guard;
 pub mod scalar_subquery;
 pub mod show;
+pub mod transaction;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -120,7 +122,9 @@ pub fn classify(sql: &str) -> Result<StatementKind> {
         "EXPLAIN" => StatementKind::Explain,
         "SET" | "RESET" => StatementKind::Set,
         "SHOW" => StatementKind::Show,
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" => StatementKind::Transaction,
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
+            StatementKind::Transaction
+        }
         _ => StatementKind::Other,
     })
 }

@@ -13,16 +13,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
-};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
@@ -40,9 +36,14 @@ use datafusion_pg_catalog::pg_catalog::{
     create_session_user_udf,
 };
 
+mod functions;
+
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use functions::{
+    JsonBuildObject, NoDescription, ToRegtype, current_database, pg_collation_is_visible,
+};
 
 /// The schemas every database has besides the user's.
 const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
@@ -52,6 +53,7 @@ const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 pub struct PgCatalog {
     schema: Arc<dyn SchemaProvider>,
     keywords: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+    to_regtype: ScalarUDF,
     /// `pg_catalog` tables that never have a row here (`pg_policy`, `pg_trigger`, ...).
     pub empty_tables: Arc<HashSet<String>>,
 }
@@ -83,6 +85,7 @@ impl PgCatalog {
         Ok(PgCatalog {
             schema: Arc::new(schema),
             keywords: static_tables.pg_get_keywords.clone(),
+            to_regtype: ScalarUDF::new_from_impl(ToRegtype::new(static_tables.pg_type.data())?),
             empty_tables: Arc::new(empty_tables),
         })
     }
@@ -125,6 +128,9 @@ impl PgCatalog {
             ctx.register_udf(udf);
         }
         ctx.register_udf(current_database(database));
+        ctx.register_udf(self.to_regtype.clone());
+        ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
+        ctx.register_udf(pg_collation_is_visible());
         // No object has a comment (COMMENT is not supported), so every description is NULL.
         for name in ["col_description", "obj_description", "shobj_description"] {
             ctx.register_udf(ScalarUDF::new_from_impl(NoDescription::new(name)));
@@ -260,58 +266,5 @@ impl PgCatalogContextProvider for Roles {
             grants: vec![],
             inherited_roles: vec![],
         })
-    }
-}
-
-/// `current_database()` / `current_catalog`: the database the client logged in to.
-fn current_database(name: &str) -> ScalarUDF {
-    let name = name.to_string();
-    datafusion::logical_expr::create_udf(
-        "current_database",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::Utf8(Some(name.clone())),
-            ))
-        }),
-    )
-}
-
-/// `col_description(oid, int)`, `obj_description(oid [, catalog])`,
-/// `shobj_description(oid, catalog)`: always NULL, as no object has a comment.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct NoDescription {
-    name: &'static str,
-    signature: Signature,
-}
-
-impl NoDescription {
-    fn new(name: &'static str) -> Self {
-        NoDescription {
-            name,
-            signature: Signature::one_of(
-                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
-                Volatility::Stable,
-            ),
-        }
-    }
-}
-
-impl ScalarUDFImpl for NoDescription {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let nulls: ArrayRef = Arc::new(StringArray::new_null(args.number_rows));
-        debug_assert_eq!(nulls.len(), args.number_rows);
-        Ok(ColumnarValue::Array(nulls))
     }
 }

@@ -1,0 +1,282 @@
+//! Catalog functions `datafusion-pg-catalog` does not have, or that need our state:
+//! `current_database()`, `to_regtype(text)`, `json_build_object(...)`,
+//! `pg_collation_is_visible(oid)`, and the description functions (always NULL: no object has
+//! a comment).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+/// `current_database()` / `current_catalog`: the database the client logged in to.
+pub fn current_database(name: &str) -> ScalarUDF {
+    let name = name.to_string();
+    datafusion::logical_expr::create_udf(
+        "current_database",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::scalar::ScalarValue::Utf8(Some(name.clone())),
+            ))
+        }),
+    )
+}
+
+/// `col_description(oid, int)`, `obj_description(oid [, catalog])`,
+/// `shobj_description(oid, catalog)`: always NULL, as no object has a comment.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct NoDescription {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl NoDescription {
+    pub fn new(name: &'static str) -> Self {
+        NoDescription {
+            name,
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoDescription {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let nulls: ArrayRef = Arc::new(StringArray::new_null(args.number_rows));
+        debug_assert_eq!(nulls.len(), args.number_rows);
+        Ok(ColumnarValue::Array(nulls))
+    }
+}
+
+/// `to_regtype(text)`: the OID of the named type, NULL when there is none (as PostgreSQL).
+/// Names are resolved like the parser does: SQL spellings (`integer`, `character varying`,
+/// `timestamp with time zone`), an optional `pg_catalog.` qualifier, `[]` for arrays.
+#[derive(Debug)]
+pub struct ToRegtype {
+    signature: Signature,
+    oids: std::collections::HashMap<String, i32>,
+}
+
+impl PartialEq for ToRegtype {
+    fn eq(&self, other: &Self) -> bool {
+        self.oids == other.oids
+    }
+}
+impl Eq for ToRegtype {}
+impl std::hash::Hash for ToRegtype {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.oids.len().hash(state);
+    }
+}
+
+/// SQL spellings of type names and the `pg_type.typname` they mean.
+const TYPE_ALIASES: [(&str, &str); 16] = [
+    ("integer", "int4"),
+    ("int", "int4"),
+    ("bigint", "int8"),
+    ("smallint", "int2"),
+    ("boolean", "bool"),
+    ("real", "float4"),
+    ("double precision", "float8"),
+    ("float", "float8"),
+    ("decimal", "numeric"),
+    ("character varying", "varchar"),
+    ("character", "bpchar"),
+    ("char", "bpchar"),
+    ("timestamp without time zone", "timestamp"),
+    ("timestamp with time zone", "timestamptz"),
+    ("time without time zone", "time"),
+    ("time with time zone", "timetz"),
+];
+
+impl ToRegtype {
+    pub fn new(pg_type: &[arrow::array::RecordBatch]) -> DfResult<Self> {
+        use arrow::array::AsArray;
+        let mut oids = std::collections::HashMap::new();
+        for b in pg_type {
+            let (Some(oid), Some(name)) = (b.column_by_name("oid"), b.column_by_name("typname"))
+            else {
+                return Err(DataFusionError::Internal(
+                    "pg_type has no oid/typname columns".into(),
+                ));
+            };
+            let oid = arrow::compute::cast(oid, &DataType::Int32)?;
+            let name = arrow::compute::cast(name, &DataType::Utf8)?;
+            let (oid, name) = (
+                oid.as_primitive::<arrow::datatypes::Int32Type>(),
+                name.as_string::<i32>(),
+            );
+            for i in 0..b.num_rows() {
+                if oid.is_valid(i) && name.is_valid(i) {
+                    oids.insert(name.value(i).to_string(), oid.value(i));
+                }
+            }
+        }
+        Ok(ToRegtype {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+            oids,
+        })
+    }
+
+    fn lookup(&self, name: &str) -> Option<i32> {
+        let mut n = name.trim().to_ascii_lowercase();
+        if let Some(rest) = n.strip_prefix("pg_catalog.") {
+            n = rest.to_string();
+        }
+        // Type modifiers do not change the type: `varchar(20)`, `numeric(10,2)`.
+        if let Some(open) = n.find('(')
+            && let Some(close) = n.rfind(')')
+        {
+            n = format!("{}{}", n[..open].trim_end(), &n[close + 1..]);
+        }
+        let (base, array) = match n.strip_suffix("[]") {
+            Some(b) => (b.trim_end().to_string(), true),
+            None => (n, false),
+        };
+        let base = TYPE_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == base)
+            .map(|(_, t)| t.to_string())
+            .unwrap_or(base);
+        let typname = if array { format!("_{base}") } else { base };
+        self.oids.get(&typname).copied()
+    }
+}
+
+impl ScalarUDFImpl for ToRegtype {
+    fn name(&self) -> &str {
+        "to_regtype"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use arrow::array::AsArray;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = arrays[0].as_string::<i32>();
+        let out: arrow::array::Int32Array = names
+            .iter()
+            .map(|n| n.and_then(|n| self.lookup(n)))
+            .collect();
+        if let [ColumnarValue::Scalar(_)] = args.args.as_slice() {
+            return Ok(ColumnarValue::Scalar(
+                datafusion::scalar::ScalarValue::try_from_array(&out, 0)?,
+            ));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `json_build_object(k1, v1, k2, v2, ...)`: a JSON object as text (keys as strings; values
+/// as JSON numbers, booleans, strings or null by their type), like PostgreSQL's.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl JsonBuildObject {
+    pub fn new() -> Self {
+        JsonBuildObject {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        if !args.len().is_multiple_of(2) {
+            return Err(DataFusionError::Plan(
+                "argument list must have even number of elements".into(),
+            ));
+        }
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = arrow::array::StringBuilder::new();
+        for row in 0..args.number_rows {
+            let mut obj = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = datafusion::scalar::ScalarValue::try_from_array(&pair[0], row)?;
+                if key.is_null() {
+                    return Err(DataFusionError::Execution(
+                        "null value not allowed for object key".into(),
+                    ));
+                }
+                let value = datafusion::scalar::ScalarValue::try_from_array(&pair[1], row)?;
+                obj.insert(key.to_string(), json_value(&value));
+            }
+            out.append_value(serde_json::Value::Object(obj).to_string());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn json_value(v: &datafusion::scalar::ScalarValue) -> serde_json::Value {
+    use datafusion::scalar::ScalarValue as S;
+    if v.is_null() {
+        return serde_json::Value::Null;
+    }
+    match v {
+        S::Boolean(Some(b)) => serde_json::Value::Bool(*b),
+        S::Int8(_)
+        | S::Int16(_)
+        | S::Int32(_)
+        | S::Int64(_)
+        | S::UInt8(_)
+        | S::UInt16(_)
+        | S::UInt32(_)
+        | S::UInt64(_)
+        | S::Float32(_)
+        | S::Float64(_)
+        | S::Decimal128(..) => {
+            serde_json::from_str(&v.to_string()).unwrap_or(serde_json::Value::String(v.to_string()))
+        }
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
+/// `pg_collation_is_visible(oid)`: every collation lives in `pg_catalog`, which is always on
+/// the search path.
+pub fn pg_collation_is_visible() -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let out: arrow::array::BooleanArray = (0..arrays[0].len())
+                .map(|i| arrays[0].is_valid(i).then_some(true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
