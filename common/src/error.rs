@@ -33,9 +33,13 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     pub const CARDINALITY_VIOLATION: &str = "21000";
     pub const INVALID_SAVEPOINT: &str = "3B001";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const OBJECT_IN_USE: &str = "55006";
     pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";
     pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
     pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const DUPLICATE_OBJECT: &str = "42710";
     pub const UNDEFINED_OBJECT: &str = "42704";

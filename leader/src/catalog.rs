@@ -17,6 +17,7 @@ use blueshift_common::hash::SLICE_HASH_VERSION;
 use blueshift_common::types::{Segment, TableDef};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::UserDef;
 use crate::error::{Error, Result};
 
 pub const SNAPSHOT_EVERY: u64 = 64;
@@ -30,6 +31,9 @@ pub struct CatalogState {
     pub hash_version: u32,
     pub next_table_id: u64,
     pub tables: BTreeMap<u64, TableDef>,
+    /// Users with their credentials, by name (see [`crate::auth`]).
+    #[serde(default)]
+    pub users: BTreeMap<String, UserDef>,
 }
 
 impl CatalogState {
@@ -55,6 +59,12 @@ pub enum Command {
     CommitSegments {
         table_id: u64,
         segments: Vec<Segment>,
+    },
+    CreateUser(UserDef),
+    /// Replaces an existing user's definition.
+    AlterUser(UserDef),
+    DropUser {
+        name: String,
     },
 }
 
@@ -110,9 +120,36 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
                 table.segments.entry(s.slice).or_default().push(s.clone());
             }
         }
+        Command::CreateUser(user) => {
+            if state.users.contains_key(&user.name) {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_OBJECT,
+                    format!("user \"{}\" already exists", user.name),
+                ));
+            }
+            state.users.insert(user.name.clone(), user.clone());
+        }
+        Command::AlterUser(user) => {
+            let Some(existing) = state.users.get_mut(&user.name) else {
+                return Err(undefined_user(&user.name));
+            };
+            *existing = user.clone();
+        }
+        Command::DropUser { name } => {
+            if state.users.remove(name).is_none() {
+                return Err(undefined_user(name));
+            }
+        }
     }
     state.version += 1;
     Ok(())
+}
+
+fn undefined_user(name: &str) -> Error {
+    Error::sql(
+        sqlstate::UNDEFINED_OBJECT,
+        format!("user \"{name}\" does not exist"),
+    )
 }
 
 pub struct Catalog {

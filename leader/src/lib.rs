@@ -17,6 +17,7 @@
 //! [`system_tables`], [`demo`]. It must not depend on the
 //! compute crate: the two talk only through `proto` types over gRPC / Flight.
 
+pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod demo;
@@ -86,6 +87,34 @@ pub struct LeaderState {
     pub loopback_only: bool,
 }
 
+/// The users `pg_roles` and friends list: the configured password-less users (OIDs from 10)
+/// and those of `CREATE USER` (their own OIDs).
+fn role_source(trusted: Vec<String>, catalog: Arc<Catalog>) -> pg_catalog::RoleSource {
+    Arc::new(move || {
+        let users = catalog.snapshot().users.clone();
+        let mut roles: Vec<pg_catalog::RoleInfo> = trusted
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !users.contains_key(*name))
+            .map(|(i, name)| pg_catalog::RoleInfo {
+                name: name.clone(),
+                oid: 10 + i as i32,
+                superuser: true,
+                create_db: true,
+                has_password: false,
+            })
+            .collect();
+        roles.extend(users.values().map(|u| pg_catalog::RoleInfo {
+            name: u.name.clone(),
+            oid: u.id as i32,
+            superuser: u.superuser,
+            create_db: u.create_db,
+            has_password: u.has_password(),
+        }));
+        roles
+    })
+}
+
 /// Runs the leader until `shutdown` resolves.
 pub async fn run(
     config: LeaderConfig,
@@ -102,8 +131,11 @@ pub async fn run(
         &config.data_dir.join("catalog"),
         config.slices,
     )?);
-    let users = config.users.clone();
-    let pg_catalog = pg_catalog::PgCatalog::new(catalog.clone(), Arc::new(move || users.clone()))?;
+    let pg_catalog = pg_catalog::PgCatalog::new(
+        catalog.clone(),
+        role_source(config.users.clone(), catalog.clone()),
+    )?;
+
     let membership = Arc::new(Membership::new(store_url.clone()));
     {
         // Exchange readers report unreachable nodes so the next query avoids them.

@@ -120,7 +120,9 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let cat = Arc::new(MemoryCatalogProvider::new());
     cat.register_schema(DEFAULT_SCHEMA, schema)?;
     ctx.register_catalog(DEFAULT_CATALOG, cat);
-    leader.pg_catalog.register(&ctx, &leader.database)?;
+    leader
+        .pg_catalog
+        .register(&ctx, &leader.database, &crate::session::current_user())?;
 
     Ok(QueryContext {
         ctx,

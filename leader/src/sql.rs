@@ -8,6 +8,7 @@
 //! * [`compat`]: PostgreSQL syntax from client tools, rewritten for DataFusion.
 //! * [`scalar_subquery`]: correlated scalar subqueries in forms DataFusion decorrelates.
 //! * [`transaction`]: BEGIN / COMMIT / ROLLBACK / SAVEPOINT over statements that each commit.
+//! * [`users`]: CREATE / ALTER / DROP USER.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
 pub mod compat;
@@ -17,6 +18,7 @@ pub mod guard;
 pub mod scalar_subquery;
 pub mod show;
 pub mod transaction;
+pub mod users;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -101,6 +103,7 @@ pub enum StatementKind {
     Set,
     Show,
     Transaction,
+    User,
     Other,
 }
 
@@ -115,6 +118,7 @@ pub fn classify(sql: &str) -> Result<StatementKind> {
             StatementKind::CreateTable
         }
         "DROP" if k1 == "TABLE" => StatementKind::DropTable,
+        "CREATE" | "ALTER" | "DROP" if k1 == "USER" => StatementKind::User,
         "COPY" => StatementKind::Copy,
         "INSERT" => StatementKind::Insert,
         "SELECT" | "WITH" | "VALUES" | "TABLE" => StatementKind::Query,

@@ -30,13 +30,15 @@ use datafusion_pg_catalog::pg_catalog::{
     create_current_schema_udf, create_current_schemas_udf, create_pg_backend_pid_udf,
     create_pg_encoding_to_char_udf, create_pg_get_constraintdef,
     create_pg_get_partition_ancestors_udf, create_pg_get_partkeydef_udf,
-    create_pg_get_statisticsobjdef_columns_udf, create_pg_get_userbyid_udf,
-    create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
-    create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
-    create_session_user_udf,
+    create_pg_get_statisticsobjdef_columns_udf, create_pg_relation_is_publishable_udf,
+    create_pg_relation_size_udf, create_pg_stat_get_numscans, create_pg_table_is_visible,
+    create_pg_total_relation_size_udf,
 };
 
 mod functions;
+mod roles;
+
+pub use roles::{RoleInfo, RoleSource};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
@@ -52,6 +54,7 @@ const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 /// statements.
 pub struct PgCatalog {
     schema: Arc<dyn SchemaProvider>,
+    roles: RoleSource,
     keywords: Arc<dyn datafusion::catalog::TableFunctionImpl>,
     to_regtype: ScalarUDF,
     /// `pg_catalog` tables that never have a row here (`pg_policy`, `pg_trigger`, ...).
@@ -59,16 +62,13 @@ pub struct PgCatalog {
 }
 
 impl PgCatalog {
-    pub fn new(
-        catalog: Arc<Catalog>,
-        users: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
-    ) -> Result<Self> {
+    pub fn new(catalog: Arc<Catalog>, roles: RoleSource) -> Result<Self> {
         let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
         let schema = PgCatalogSchemaProvider::try_new(
             UserTables { catalog },
             static_tables.clone(),
             Roles {
-                users: Users(users),
+                roles: roles.clone(),
             },
         )?;
         let mut empty_tables = HashSet::new();
@@ -83,7 +83,11 @@ impl PgCatalog {
             }
         }
         Ok(PgCatalog {
-            schema: Arc::new(schema),
+            schema: Arc::new(WithRoles {
+                inner: Arc::new(schema),
+                roles: roles.clone(),
+            }),
+            roles,
             keywords: static_tables.pg_get_keywords.clone(),
             to_regtype: ScalarUDF::new_from_impl(ToRegtype::new(static_tables.pg_type.data())?),
             empty_tables: Arc::new(empty_tables),
@@ -91,7 +95,7 @@ impl PgCatalog {
     }
 
     /// Adds `pg_catalog` and the catalog functions to a statement's session.
-    pub fn register(&self, ctx: &SessionContext, database: &str) -> Result<()> {
+    pub fn register(&self, ctx: &SessionContext, database: &str, user: &str) -> Result<()> {
         let cat = ctx.catalog(DEFAULT_CATALOG).ok_or_else(|| {
             DataFusionError::Internal(format!("catalog {DEFAULT_CATALOG} is not registered"))
         })?;
@@ -100,7 +104,10 @@ impl PgCatalog {
         for udf in [
             create_current_schema_udf(),
             create_current_schemas_udf(),
-            create_pg_get_userbyid_udf(),
+            roles::pg_get_userbyid((self.roles)()),
+            roles::current_user("session_user", user),
+            roles::current_user("current_user", user),
+            roles::current_user("user", user),
             has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
             has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
             has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
@@ -108,7 +115,6 @@ impl PgCatalog {
             has_privilege_udf::create_has_privilege_udf("has_column_privilege"),
             create_pg_table_is_visible(),
             format_type::create_format_type_udf(),
-            create_session_user_udf(),
             pg_get_expr_udf::create_pg_get_expr_udf(),
             create_pg_encoding_to_char_udf(),
             create_pg_backend_pid_udf(),
@@ -233,13 +239,10 @@ impl CatalogInfo for UserTables {
     }
 }
 
-#[derive(Clone)]
-struct Users(Arc<dyn Fn() -> Vec<String> + Send + Sync>);
-
-/// The users, as `pg_roles` / `pg_user` list them.
+/// The users, as the crate's tables (`pg_roles` is ours, see [`WithRoles`]) see them.
 #[derive(Clone)]
 struct Roles {
-    users: Users,
+    roles: RoleSource,
 }
 
 impl std::fmt::Debug for Roles {
@@ -251,20 +254,62 @@ impl std::fmt::Debug for Roles {
 #[async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
-        (self.users.0)()
+        (self.roles)().into_iter().map(|r| r.name).collect()
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
+        let r = (self.roles)().into_iter().find(|r| r.name == name)?;
         Some(Role {
             name: name.to_string(),
-            is_superuser: true,
+            is_superuser: r.superuser,
             can_login: true,
-            can_create_db: true,
-            can_create_role: true,
-            can_create_user: true,
+            can_create_db: r.create_db || r.superuser,
+            can_create_role: r.superuser,
+            can_create_user: r.superuser,
             can_replication: false,
             grants: vec![],
             inherited_roles: vec![],
         })
+    }
+}
+
+/// The crate's `pg_catalog` with our `pg_roles` and `pg_user` (real OIDs and flags).
+struct WithRoles {
+    inner: Arc<dyn SchemaProvider>,
+    roles: RoleSource,
+}
+
+impl std::fmt::Debug for WithRoles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithRoles")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for WithRoles {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        for extra in ["pg_roles", "pg_user"] {
+            if !names.iter().any(|n| n == extra) {
+                names.push(extra.to_string());
+            }
+        }
+        names
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> DfResult<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        match name.to_ascii_lowercase().as_str() {
+            "pg_roles" => Ok(Some(roles::pg_roles(&(self.roles)())?)),
+            "pg_user" => Ok(Some(roles::pg_user(&(self.roles)())?)),
+            _ => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        matches!(name.to_ascii_lowercase().as_str(), "pg_roles" | "pg_user")
+            || self.inner.table_exist(name)
     }
 }

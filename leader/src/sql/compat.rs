@@ -66,9 +66,13 @@ pub async fn logical_plan(
                 refuse_lossy(&s)?;
                 let mut s = *s;
                 let _ = VisitMut::visit(&mut s, &mut QuantifiedSubqueries);
+                let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
                 for rule in rules() {
                     s = rule.rewrite(s);
                 }
+                // Again: the rules turn a bare `current_schema` into a call.
+                let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
+                let _ = VisitMut::visit(&mut s, &mut QualifyPgUser);
                 let _ = VisitMut::visit(&mut s, &mut UnevaluatedSubqueries { empty_tables });
                 crate::sql::scalar_subquery::rewrite(&mut s);
                 DfStatement::Statement(Box::new(s))
@@ -112,6 +116,118 @@ impl VisitorMut for QuantifiedSubqueries {
             negated,
         };
         ControlFlow::Continue(())
+    }
+}
+
+/// `pg_user` without a schema is `pg_catalog.pg_user` (pg_catalog is always on the search
+/// path; the crate's rule knows only its own tables).
+struct QualifyPgUser;
+
+impl VisitorMut for QualifyPgUser {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, .. } = f
+            && let [part] = name.0.as_slice()
+            && part
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_user"))
+        {
+            name.0.insert(
+                0,
+                datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(Ident::new(
+                    "pg_catalog",
+                )),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// PostgreSQL names an unaliased select-list column after the function it calls (`count`,
+/// `current_user`, `version`), the special name it is (`current_schema`), or the column a
+/// cast converts (`x::int` is `x`); DataFusion after the whole expression (`count(*)`).
+/// Such items get the PostgreSQL name as an alias, unless another item of the same select
+/// list already has that name (DataFusion refuses duplicate names; PostgreSQL does not).
+struct PgColumnNames;
+
+impl VisitorMut for PgColumnNames {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        fn rename(body: &mut SetExpr) {
+            match body {
+                SetExpr::Select(select) => {
+                    let names: Vec<Option<String>> = select
+                        .projection
+                        .iter()
+                        .map(|item| match item {
+                            SelectItem::UnnamedExpr(e) => pg_name(e),
+                            _ => None,
+                        })
+                        .collect();
+                    let taken: Vec<String> = select
+                        .projection
+                        .iter()
+                        .filter_map(|item| match item {
+                            SelectItem::ExprWithAlias { alias, .. } => {
+                                Some(alias.value.to_lowercase())
+                            }
+                            SelectItem::UnnamedExpr(Expr::Identifier(i)) => {
+                                Some(i.value.to_lowercase())
+                            }
+                            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => {
+                                p.last().map(|i| i.value.to_lowercase())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    for (item, name) in select.projection.iter_mut().zip(&names) {
+                        let Some(name) = name else { continue };
+                        let clashes = names.iter().filter(|n| n.as_ref() == Some(name)).count() > 1
+                            || taken.contains(&name.to_lowercase());
+                        if clashes {
+                            continue;
+                        }
+                        if let SelectItem::UnnamedExpr(e) = item {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: Ident::with_quote('"', name.clone()),
+                            };
+                        }
+                    }
+                }
+                SetExpr::SetOperation { left, .. } => rename(left),
+                _ => {}
+            }
+        }
+        rename(q.body.as_mut());
+        ControlFlow::Continue(())
+    }
+}
+
+/// The name PostgreSQL gives an unaliased select-list item, when it is not DataFusion's.
+fn pg_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase()),
+        Expr::Identifier(i)
+            if i.quote_style.is_none()
+                && matches!(
+                    i.value.to_lowercase().as_str(),
+                    "current_schema" | "current_user" | "session_user" | "current_catalog" | "user"
+                ) =>
+        {
+            Some(i.value.to_lowercase())
+        }
+        Expr::Cast { expr, .. } => match expr.as_ref() {
+            Expr::Identifier(i) => Some(i.value.clone()),
+            Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

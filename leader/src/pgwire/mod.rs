@@ -12,10 +12,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
-use pgwire::api::auth::{
-    DefaultServerParameterProvider, StartupHandler, protocol_negotiation,
-    save_startup_parameters_to_metadata,
-};
+use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -25,15 +22,11 @@ use pgwire::api::results::{
     Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::{
-    ClientInfo, ConnectionHandle, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
-    Type,
-};
+use pgwire::api::{ClientInfo, ConnectionHandle, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
-use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::response::TransactionStatus;
 use tokio::net::TcpListener;
 
 use crate::LeaderState;
@@ -43,6 +36,8 @@ use crate::planner::query_context;
 use crate::session::{CopyInLoad, Executor, Outcome};
 use crate::sql::transaction::TxChange;
 use crate::sql::{StatementKind, classify, split_statements};
+
+mod startup;
 
 const SETTING_PREFIX: &str = "blueshift.setting.";
 
@@ -294,109 +289,6 @@ fn store_settings<C: ClientInfo>(client: &mut C, settings: HashMap<String, Strin
     md.retain(|k, _| !k.starts_with(SETTING_PREFIX));
     for (k, v) in settings {
         md.insert(format!("{SETTING_PREFIX}{k}"), v);
-    }
-}
-
-#[async_trait]
-impl StartupHandler for Handler {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let PgWireFrontendMessage::Startup(ref startup) = message else {
-            return Ok(());
-        };
-        protocol_negotiation(client, startup).await?;
-        save_startup_parameters_to_metadata(client, startup);
-        let user = client.metadata().get("user").cloned().unwrap_or_default();
-        let database = client
-            .metadata()
-            .get("database")
-            .cloned()
-            .unwrap_or_else(|| user.clone());
-        let leader = &self.executor.leader;
-        let refusal = if !leader.users.iter().any(|u| u == &user) {
-            Some(("28000", format!("role \"{user}\" does not exist")))
-        } else if database != leader.database {
-            Some(("3D000", format!("database \"{database}\" does not exist")))
-        } else if leader.loopback_only && !client.socket_addr().ip().is_loopback() {
-            Some((
-                "28000",
-                format!(
-                    "no password login for \"{user}\" from {}: local mode accepts loopback connections only",
-                    client.socket_addr().ip()
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((code, msg)) = refusal {
-            let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), msg);
-            client
-                .send(PgWireBackendMessage::ErrorResponse(info.into()))
-                .await?;
-            client.close().await?;
-            return Ok(());
-        }
-        let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
-        client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
-        // The guard unregisters the session when the connection (and its extensions) drop.
-        let (handle, guard) = self.connections.register(pid, SecretKey::I32(secret));
-        client.session_extensions().insert(SessionCancel(handle));
-        client.session_extensions().insert(guard);
-        client
-            .feed(PgWireBackendMessage::Authentication(Authentication::Ok))
-            .await?;
-        let mut params = DefaultServerParameterProvider::default();
-        params.server_version = blueshift_common::PG_SERVER_VERSION.to_string();
-        params.date_style = "ISO, MDY".to_string();
-        params.time_zone = "UTC".to_string();
-        for (k, v) in [
-            ("server_version", params.server_version.clone()),
-            ("server_encoding", "UTF8".to_string()),
-            ("client_encoding", "UTF8".to_string()),
-            ("DateStyle", "ISO, MDY".to_string()),
-            ("TimeZone", "UTC".to_string()),
-            ("IntervalStyle", "postgres".to_string()),
-            ("integer_datetimes", "on".to_string()),
-            ("standard_conforming_strings", "on".to_string()),
-            ("is_superuser", "on".to_string()),
-            ("session_authorization", user.clone()),
-            (
-                "application_name",
-                client
-                    .metadata()
-                    .get("application_name")
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-        ] {
-            client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                    k.to_string(),
-                    v,
-                )))
-                .await?;
-        }
-        client
-            .feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
-                pid,
-                SecretKey::I32(secret),
-            )))
-            .await?;
-        client
-            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
-                TransactionStatus::Idle,
-            )))
-            .await?;
-        client.set_state(PgWireConnectionState::ReadyForQuery);
-        Ok(())
     }
 }
 

@@ -1,0 +1,362 @@
+//! Login on the PostgreSQL port: the startup message, authentication, and the parameter
+//! statuses a session starts with.
+//!
+//! Who may log in how:
+//! * a user with a password (`CREATE USER ... PASSWORD`) proves it with SCRAM-SHA-256, or
+//!   with MD5 when only an MD5 secret is stored (a password given as `'md5...'`);
+//! * the configured password-less users (`blueshift` in local mode) log in without one, from
+//!   loopback only when the leader is `loopback_only`, and only while no password is set;
+//! * anyone else goes through the same SCRAM exchange against a random secret and fails with
+//!   28P01, so that a wrong password and an unknown user look the same to the client.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal};
+use pgwire::api::auth::{
+    Password, StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::{ClientInfo, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use super::{Handler, SETTING_PREFIX, SessionCancel};
+use crate::auth::{constant_time_eq, md5_response, unhex};
+use crate::session::SESSION_USER;
+use blueshift_common::error::sqlstate;
+
+const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+
+/// Redshift's metadata discovery level: `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` (per
+/// schema and table; not the database-wide batch forms of level 5). `redshift_connector`
+/// uses SHOW for `get_schemas` / `get_tables` / `get_columns` from level 4.
+const SHOW_DISCOVERY: &str = "4";
+
+/// Where a session's login is.
+enum Pending {
+    /// SASL requested; the client's first SCRAM message is next.
+    ScramStart(Password),
+    /// Server-first sent; the client's proof is next.
+    ScramFinal(Box<ScramServerAuthWaitingForClientFinal>),
+    /// MD5 requested; `expected` is the response that proves the password.
+    Md5 { expected: String },
+}
+
+struct PendingLogin(std::sync::Mutex<Option<Pending>>);
+
+impl PendingLogin {
+    fn take(&self) -> Option<Pending> {
+        match self.0.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+}
+
+fn set_pending<C: ClientInfo>(client: &C, p: Pending) {
+    client
+        .session_extensions()
+        .insert(PendingLogin(std::sync::Mutex::new(Some(p))));
+}
+
+async fn refuse<C>(client: &mut C, code: &str, message: String) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = ErrorInfo::new("FATAL".to_string(), code.to_string(), message);
+    client
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    client.close().await?;
+    Ok(())
+}
+
+fn user_of<C: ClientInfo>(client: &C) -> String {
+    client.metadata().get("user").cloned().unwrap_or_default()
+}
+
+async fn password_failed<C>(client: &mut C) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let user = user_of(client);
+    tracing::info!(%user, "password authentication failed");
+    refuse(
+        client,
+        sqlstate::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{user}\""),
+    )
+    .await
+}
+
+#[async_trait]
+impl StartupHandler for Handler {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                self.on_startup_message(client).await
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(msg) => {
+                let pending = client
+                    .session_extensions()
+                    .get::<PendingLogin>()
+                    .and_then(|p| p.take());
+                match pending {
+                    Some(Pending::ScramStart(password)) => {
+                        let first = msg.into_sasl_initial_response()?;
+                        if first.auth_method != SCRAM_SHA_256 {
+                            return refuse(
+                                client,
+                                sqlstate::INVALID_AUTHORIZATION,
+                                format!(
+                                    "SASL mechanism {} is not supported (use {SCRAM_SHA_256})",
+                                    first.auth_method
+                                ),
+                            )
+                            .await;
+                        }
+                        let data = first.data.unwrap_or_default();
+                        let (server_first, waiting) =
+                            match ScramServerAuth::new().on_client_first_message(&data, password) {
+                                Ok(r) => r,
+                                Err(_) => return password_failed(client).await,
+                            };
+                        set_pending(client, Pending::ScramFinal(Box::new(waiting)));
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLContinue(server_first.into()),
+                            ))
+                            .await?;
+                        Ok(())
+                    }
+                    Some(Pending::ScramFinal(waiting)) => {
+                        let response = msg.into_sasl_response()?;
+                        match waiting.on_client_final_message(&response.data) {
+                            Ok(server_final) => {
+                                client
+                                    .feed(PgWireBackendMessage::Authentication(
+                                        Authentication::SASLFinal(server_final.into()),
+                                    ))
+                                    .await?;
+                                self.finish_login(client).await
+                            }
+                            Err(_) => password_failed(client).await,
+                        }
+                    }
+                    Some(Pending::Md5 { expected }) => {
+                        let given = msg.into_password()?;
+                        if constant_time_eq(given.password.as_bytes(), expected.as_bytes()) {
+                            self.finish_login(client).await
+                        } else {
+                            password_failed(client).await
+                        }
+                    }
+                    None => {
+                        refuse(
+                            client,
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "unexpected password message".to_string(),
+                        )
+                        .await
+                    }
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Handler {
+    /// Decides how the user of a new connection logs in, and starts it.
+    async fn on_startup_message<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = user_of(client);
+        let database = client
+            .metadata()
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let leader = &self.executor.leader;
+        if database != leader.database {
+            return refuse(
+                client,
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            )
+            .await;
+        }
+        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+        let stored = leader.catalog.snapshot().users.get(&user).cloned();
+        let loopback = client.socket_addr().ip().is_loopback();
+        let trusted = leader.users.contains(&user);
+        match stored {
+            Some(u) if u.has_password() => {
+                if let Some(scram) = &u.scram {
+                    let (Some(salt), Some(salted)) =
+                        (unhex(&scram.salt), unhex(&scram.salted_password))
+                    else {
+                        return refuse(
+                            client,
+                            sqlstate::INTERNAL_ERROR,
+                            format!("the stored secret of user \"{user}\" is corrupt"),
+                        )
+                        .await;
+                    };
+                    set_pending(client, Pending::ScramStart(Password::new(Some(salt), salted)));
+                    self.request_scram(client).await
+                } else {
+                    let salt: [u8; 4] = rand::random();
+                    let secret = u.md5.clone().unwrap_or_default();
+                    set_pending(
+                        client,
+                        Pending::Md5 {
+                            expected: md5_response(&secret, &salt),
+                        },
+                    );
+                    client
+                        .send(PgWireBackendMessage::Authentication(
+                            Authentication::MD5Password(salt.to_vec()),
+                        ))
+                        .await?;
+                    Ok(())
+                }
+            }
+            _ if trusted && (loopback || !leader.loopback_only) => self.finish_login(client).await,
+            _ if trusted => {
+                refuse(
+                    client,
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "no password login for \"{user}\" from {}: it is allowed from loopback only; \
+                         give the user a password (ALTER USER {user} PASSWORD '...') to log in remotely",
+                        client.socket_addr().ip()
+                    ),
+                )
+                .await
+            }
+            _ => {
+                // Unknown user, or one without a password: the same exchange as a real one,
+                // against a secret nobody knows.
+                let salt: [u8; 16] = rand::random();
+                let salted: [u8; 32] = rand::random();
+                set_pending(
+                    client,
+                    Pending::ScramStart(Password::new(Some(salt.to_vec()), salted.to_vec())),
+                );
+                self.request_scram(client).await
+            }
+        }
+    }
+
+    async fn request_scram<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client
+            .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                vec![SCRAM_SHA_256.to_string()],
+            )))
+            .await?;
+        Ok(())
+    }
+
+    /// Authentication succeeded: the session's keys, its parameters, ReadyForQuery.
+    async fn finish_login<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = user_of(client);
+        let leader = &self.executor.leader;
+        let superuser = leader.users.contains(&user)
+            || leader
+                .catalog
+                .snapshot()
+                .users
+                .get(&user)
+                .is_some_and(|u| u.superuser);
+        client
+            .metadata_mut()
+            .insert(format!("{SETTING_PREFIX}{SESSION_USER}"), user.clone());
+        let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
+        client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+        // The guard unregisters the session when the connection (and its extensions) drop.
+        let (handle, guard) = self.connections.register(pid, SecretKey::I32(secret));
+        client.session_extensions().insert(SessionCancel(handle));
+        client.session_extensions().insert(guard);
+        client
+            .feed(PgWireBackendMessage::Authentication(Authentication::Ok))
+            .await?;
+        let application_name = client
+            .metadata()
+            .get("application_name")
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in [
+            (
+                "server_version",
+                blueshift_common::PG_SERVER_VERSION.to_string(),
+            ),
+            ("server_encoding", "UTF8".to_string()),
+            ("client_encoding", "UTF8".to_string()),
+            ("DateStyle", "ISO, MDY".to_string()),
+            ("TimeZone", "UTC".to_string()),
+            ("IntervalStyle", "postgres".to_string()),
+            ("integer_datetimes", "on".to_string()),
+            ("standard_conforming_strings", "on".to_string()),
+            (
+                "is_superuser",
+                if superuser { "on" } else { "off" }.to_string(),
+            ),
+            ("session_authorization", user.clone()),
+            ("application_name", application_name),
+            ("show_discovery", SHOW_DISCOVERY.to_string()),
+        ] {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    k.to_string(),
+                    v,
+                )))
+                .await?;
+        }
+        client
+            .feed(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
+                pid,
+                SecretKey::I32(secret),
+            )))
+            .await?;
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                TransactionStatus::Idle,
+            )))
+            .await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        tracing::debug!(%user, "logged in");
+        Ok(())
+    }
+}
