@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use blueshift_common::error::sqlstate;
-use blueshift_common::types::ColumnDef;
+use blueshift_common::types::{ColumnDef, DistStyle};
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
@@ -148,7 +148,7 @@ impl Executor {
             StatementKind::Query => self.query(sql, params).await,
             StatementKind::Explain => self.explain(sql).await,
             StatementKind::Set => set(sql, settings),
-            StatementKind::Show => self.show(sql, settings),
+            StatementKind::Show => self.show(sql, params, settings),
             StatementKind::Transaction => {
                 let (tag, change) = crate::sql::transaction::execute(sql, settings)?;
                 Ok(Outcome::Transaction { tag, change })
@@ -803,8 +803,27 @@ fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
 
 impl Executor {
     /// `SHOW` of a setting, or one of Redshift's metadata listings.
-    fn show(&self, sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
-        match crate::sql::show::parse_show(sql)? {
+    fn show(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+        settings: &HashMap<String, String>,
+    ) -> Result<Outcome> {
+        let values: Vec<String> = match &params {
+            Some(ParamValues::List(values)) => values
+                .iter()
+                .map(|v| match &v.value {
+                    datafusion::scalar::ScalarValue::Utf8(Some(s)) => Ok(s.clone()),
+                    v if v.is_null() => Err(Error::sql(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        "a SHOW parameter cannot be NULL",
+                    )),
+                    v => Ok(v.to_string()),
+                })
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        match crate::sql::show::parse_show_bound(sql, Some(&values))? {
             Some(cmd) => self.show_objects(&cmd),
             None => show_setting(sql, settings),
         }
@@ -862,6 +881,12 @@ impl Executor {
                             Cell::Text(text("TABLE")),
                             Cell::Text(None),
                             Cell::Text(None),
+                            // Owners and change times are not recorded.
+                            Cell::Text(None),
+                            Cell::Text(None),
+                            Cell::Text(None),
+                            Cell::Text(Some(dist_style(t))),
+                            Cell::Text(text("REGULAR TABLE")),
                         ],
                     )
                 })
@@ -906,6 +931,22 @@ impl Executor {
                                     Cell::Int(precision),
                                     Cell::Int(scale),
                                     Cell::Text(None),
+                                    Cell::Text(
+                                        t.sort_key.contains(&i).then(|| "COMPOUND".to_string()),
+                                    ),
+                                    Cell::Int(Some(
+                                        t.sort_key
+                                            .iter()
+                                            .position(|k| *k == i)
+                                            .map_or(0, |p| p as i32 + 1),
+                                    )),
+                                    Cell::Int(Some(i32::from(
+                                        t.dist == DistStyle::Key { column: i },
+                                    ))),
+                                    // Segments are Parquet; Redshift's column encodings do
+                                    // not apply.
+                                    Cell::Text(None),
+                                    Cell::Text(None),
                                 ],
                             )
                         })
@@ -920,6 +961,26 @@ impl Executor {
             .take(cmd.limit.unwrap_or(usize::MAX))
             .collect();
         cells_outcome(cmd.objects.columns(), rows)
+    }
+}
+
+/// `DISTSTYLE` as `SHOW TABLES` reports it: `KEY(col)`, `EVEN`, `ALL`, or `AUTO(...)` when
+/// Blueshift chose it.
+fn dist_style(t: &blueshift_common::types::TableDef) -> String {
+    let style = match &t.dist {
+        DistStyle::Key { column } => format!(
+            "KEY({})",
+            t.columns
+                .get(*column)
+                .map(|c| c.name.as_str())
+                .unwrap_or("?")
+        ),
+        other => other.name().to_string(),
+    };
+    if t.dist_auto {
+        format!("AUTO({style})")
+    } else {
+        style
     }
 }
 

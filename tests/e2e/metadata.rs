@@ -13,7 +13,7 @@ async fn show_lists_databases_schemas_tables_and_columns() {
     let client = cluster.client().await.unwrap();
     pg::execute(
         &client,
-        "create table show_meta_t (a integer not null, b varchar(20), c decimal(10,2))",
+        "create table show_meta_t (a integer not null, b varchar(20), c decimal(10,2)) distkey(a) sortkey(a)",
     )
     .await
     .unwrap();
@@ -38,12 +38,34 @@ async fn show_lists_databases_schemas_tables_and_columns() {
             Some("show_meta_t".to_string()),
             Some("TABLE".to_string()),
             None,
-            None
+            None,
+            None,
+            None,
+            None,
+            Some("KEY(a)".to_string()),
+            Some("REGULAR TABLE".to_string()),
         ]]
     );
     let columns = pg::query(&client, "show columns from table dev.public.show_meta_t")
         .await
         .unwrap();
+    // sort_key_type, sort_key and dist_key of the key column and of another
+    assert_eq!(
+        (
+            columns[0][12].as_deref(),
+            columns[0][13].as_deref(),
+            columns[0][14].as_deref()
+        ),
+        (Some("COMPOUND"), Some("1"), Some("1"))
+    );
+    assert_eq!(
+        (
+            columns[1][12].as_deref(),
+            columns[1][13].as_deref(),
+            columns[1][14].as_deref()
+        ),
+        (None, Some("0"), Some("0"))
+    );
     let summary: Vec<(String, String, String, String)> = columns
         .iter()
         .map(|r| {

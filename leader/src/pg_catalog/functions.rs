@@ -280,3 +280,34 @@ pub fn pg_collation_is_visible() -> ScalarUDF {
         }),
     )
 }
+
+/// `current_database()` in FROM (`SELECT current_database FROM current_database()`, as
+/// `redshift_connector` lists catalogs): one row, one column `current_database`.
+#[derive(Debug)]
+pub struct CurrentDatabaseTable {
+    pub name: String,
+}
+
+impl datafusion::catalog::TableFunctionImpl for CurrentDatabaseTable {
+    fn call(
+        &self,
+        args: &[datafusion::logical_expr::Expr],
+    ) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        if !args.is_empty() {
+            return Err(DataFusionError::Plan(
+                "current_database() takes no arguments".into(),
+            ));
+        }
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("current_database", DataType::Utf8, false),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![self.name.clone()]))],
+        )?;
+        Ok(Arc::new(datafusion::catalog::MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?))
+    }
+}

@@ -44,7 +44,8 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use functions::{
-    JsonBuildObject, NoDescription, ToRegtype, current_database, pg_collation_is_visible,
+    CurrentDatabaseTable, JsonBuildObject, NoDescription, ToRegtype, current_database,
+    pg_collation_is_visible,
 };
 
 /// The schemas every database has besides the user's.
@@ -134,6 +135,12 @@ impl PgCatalog {
             ctx.register_udf(udf);
         }
         ctx.register_udf(current_database(database));
+        ctx.register_udtf(
+            "current_database",
+            Arc::new(CurrentDatabaseTable {
+                name: database.to_string(),
+            }),
+        );
         ctx.register_udf(self.to_regtype.clone());
         ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
         ctx.register_udf(pg_collation_is_visible());

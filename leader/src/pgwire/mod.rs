@@ -396,6 +396,64 @@ pub struct Prepared {
     result: Option<SchemaRef>,
 }
 
+/// The portal with each parameter the client sent as `unknown` (OID 0 or 705) typed: by
+/// inference when the plan knows its type, else as text. (arrow-pg decodes an unknown
+/// parameter by guessing: `'{a,b}'` becomes an array and a NULL is dropped, which shifts
+/// every later parameter.)
+fn with_resolved_parameter_types(
+    portal: &Portal<Prepared>,
+    inferred: &[Option<&DataType>],
+) -> PgWireResult<Portal<Prepared>> {
+    let types = (0..portal.parameter_len())
+        .map(|i| {
+            let declared = portal.statement.parameter_types.get(i).cloned().flatten();
+            match declared {
+                Some(t) if t != Type::UNKNOWN => Some(t),
+                _ if inferred.get(i).copied().flatten().is_some() => None,
+                _ => Some(Type::TEXT),
+            }
+        })
+        .collect();
+    let statement = pgwire::api::stmt::StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        types,
+    );
+    let formats = match &portal.parameter_format {
+        Format::UnifiedText => vec![],
+        Format::UnifiedBinary => vec![1],
+        Format::Individual(codes) => codes.clone(),
+    };
+    let bind = pgwire::messages::extendedquery::Bind::new(
+        Some(portal.name.clone()),
+        Some(portal.statement.id.clone()),
+        formats,
+        portal.parameters.clone(),
+        vec![],
+    );
+    Portal::try_new(&bind, Arc::new(statement))
+}
+
+/// The SQL type a declared parameter type casts to; `None` for types left to inference.
+fn sql_type_of(t: &Type) -> Option<&'static str> {
+    Some(match *t {
+        Type::BOOL => "boolean",
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::NUMERIC => "numeric",
+        Type::TEXT => "text",
+        Type::VARCHAR => "varchar",
+        Type::BPCHAR => "char",
+        Type::DATE => "date",
+        Type::TIMESTAMP => "timestamp",
+        Type::TIMESTAMPTZ => "timestamptz",
+        _ => return None,
+    })
+}
+
 struct Parser {
     leader: Arc<LeaderState>,
 }
@@ -418,6 +476,17 @@ impl QueryParser for Parser {
             return Ok(None);
         }
         let kind = classify(&sql).map_err(user_error)?;
+        // Parameter types the client declared fix the parameters' types, as in PostgreSQL
+        // (`select $1` with $1 int2 returns an int2).
+        let sql = if matches!(kind, StatementKind::Query | StatementKind::Insert) {
+            let declared: Vec<Option<&'static str>> = types
+                .iter()
+                .map(|t| t.as_ref().and_then(sql_type_of))
+                .collect();
+            crate::sql::compat::with_parameter_types(&sql, &declared).map_err(user_error)?
+        } else {
+            sql
+        };
         let mut prepared = Prepared {
             sql: sql.clone(),
             param_types: Vec::new(),
@@ -440,9 +509,20 @@ impl QueryParser for Parser {
                 prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
             }
         } else if kind == StatementKind::Show
-            && let Some(cmd) = crate::sql::show::parse_show(&sql).map_err(user_error)?
+            && let Some(cmd) = crate::sql::show::parse_show_bound(&sql, None).map_err(user_error)?
         {
             prepared.result = Some(crate::sql::show::result_schema(cmd.objects.columns()));
+            let placeholders = crate::sql::words(&sql)
+                .map_err(user_error)?
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t,
+                        datafusion::sql::sqlparser::tokenizer::Token::Placeholder(_)
+                    )
+                })
+                .count();
+            prepared.param_types = vec![Some(DataType::Utf8); placeholders.max(types.len())];
         } else if matches!(kind, StatementKind::Show | StatementKind::Explain) {
             prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
                 arrow::datatypes::Field::new("result", DataType::Utf8, true),
@@ -497,8 +577,9 @@ impl ExtendedQueryHandler for Handler {
         } else {
             let inferred: Vec<Option<&DataType>> =
                 stmt.param_types.iter().map(|t| t.as_ref()).collect();
+            let portal = with_resolved_parameter_types(portal, &inferred)?;
             let values: ParamValues =
-                arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
+                arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred)?;
             Some(values)
         };
         let mut settings = settings_of(client);

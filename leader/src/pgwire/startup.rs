@@ -3,7 +3,8 @@
 //!
 //! Who may log in how:
 //! * a user with a password (`CREATE USER ... PASSWORD`) proves it with SCRAM-SHA-256, or
-//!   with MD5 when only an MD5 secret is stored (a password given as `'md5...'`);
+//!   with MD5 when only an MD5 secret is stored (a password given as `'md5...'`) or the
+//!   client is a Redshift driver (it sends `client_protocol_version`; Redshift uses MD5);
 //! * the configured password-less users (`blueshift` in local mode) log in without one, from
 //!   loopback only when the leader is `loopback_only`, and only while no password is set;
 //! * anyone else goes through the same SCRAM exchange against a random secret and fails with
@@ -213,7 +214,10 @@ impl Handler {
         let trusted = leader.users.contains(&user);
         match stored {
             Some(u) if u.has_password() => {
-                if let Some(scram) = &u.scram {
+                // Redshift's drivers (which announce `client_protocol_version`) speak MD5, as
+                // Redshift does; `redshift_connector` cannot parse a SASL request.
+                let redshift_driver = client.metadata().contains_key("client_protocol_version");
+                if let Some(scram) = u.scram.as_ref().filter(|_| !redshift_driver || u.md5.is_none()) {
                     let (Some(salt), Some(salted)) =
                         (unhex(&scram.salt), unhex(&scram.salted_password))
                     else {

@@ -358,6 +358,51 @@ fn output_name(e: &Expr) -> String {
     }
 }
 
+/// `sql` with each parameter `$i` whose type the client declared (`types[i-1]`, a SQL type
+/// name) written as `CAST($i AS type)`; unchanged when none is declared.
+pub fn with_parameter_types(sql: &str, types: &[Option<&str>]) -> Result<String> {
+    if types.iter().all(Option::is_none) {
+        return Ok(sql.to_string());
+    }
+    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )
+    .map_err(|e| Error::sql(sqlstate::SYNTAX_ERROR, format!("syntax error: {e}")))?;
+    let [statement] = statements.as_mut_slice() else {
+        return Ok(sql.to_string());
+    };
+    struct Casts<'a>(&'a [Option<&'a str>]);
+    impl VisitorMut for Casts<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Value(ValueWithSpan {
+                value: Value::Placeholder(p),
+                ..
+            }) = e
+                && let Some(i) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                && let Some(Some(ty)) = self.0.get(i.wrapping_sub(1))
+                && let Ok(data_type) = datafusion::sql::sqlparser::parser::Parser::new(
+                    &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                )
+                .try_with_sql(ty)
+                .and_then(|mut p| p.parse_data_type())
+            {
+                *e = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(e.clone()),
+                    data_type,
+                    array: false,
+                    format: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(statement, &mut Casts(types));
+    Ok(statement.to_string())
+}
+
 /// Refuses what the rewrites could only take by changing the answer.
 fn refuse_lossy(s: &Statement) -> Result<()> {
     struct Check(Option<String>);

@@ -58,6 +58,11 @@ impl ShowObjects {
                 ("table_type", false),
                 ("table_acl", false),
                 ("remarks", false),
+                ("owner", false),
+                ("last_altered_time", false),
+                ("last_modified_time", false),
+                ("dist_style", false),
+                ("table_subtype", false),
             ],
             ShowObjects::Columns { .. } => &[
                 ("database_name", false),
@@ -72,6 +77,11 @@ impl ShowObjects {
                 ("numeric_precision", true),
                 ("numeric_scale", true),
                 ("remarks", false),
+                ("sort_key_type", false),
+                ("sort_key", true),
+                ("dist_key", true),
+                ("encoding", false),
+                ("collation", false),
             ],
         }
     }
@@ -107,7 +117,39 @@ pub struct ShowCommand {
 
 /// Parses a Redshift metadata `SHOW`; `Ok(None)` when `sql` is a `SHOW` of a setting.
 pub fn parse_show(sql: &str) -> Result<Option<ShowCommand>> {
-    let t = words(sql)?;
+    parse_show_bound(sql, Some(&[]))
+}
+
+/// [`parse_show`] with bind parameters (`SHOW TABLES FROM SCHEMA $1.$2 LIKE $3`, as
+/// `redshift_connector` sends it): a parameter is a name, exactly as given (no case
+/// folding), or after `LIKE` the pattern. `None` parses the statement's shape only, each
+/// parameter standing for some name (to describe a prepared statement).
+pub fn parse_show_bound(sql: &str, params: Option<&[String]>) -> Result<Option<ShowCommand>> {
+    let mut t = words(sql)?;
+    for i in 0..t.len() {
+        let Token::Placeholder(p) = &t[i] else {
+            continue;
+        };
+        let value = match params {
+            None => "?".to_string(),
+            Some(values) => {
+                let n: usize = p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| syntax(format!("unexpected parameter {p}")))?;
+                values
+                    .get(n.wrapping_sub(1))
+                    .cloned()
+                    .ok_or_else(|| syntax(format!("no value for parameter {p}")))?
+            }
+        };
+        let after_like = i > 0 && keyword(&t[i - 1]).as_deref() == Some("LIKE");
+        t[i] = if after_like {
+            Token::SingleQuotedString(value)
+        } else {
+            Token::make_word(&value, Some('"'))
+        };
+    }
     let second = t.get(1).and_then(keyword);
     let objects_kw = match second.as_deref() {
         Some(k @ ("DATABASES" | "SCHEMAS" | "TABLES" | "COLUMNS")) => k.to_string(),
