@@ -4,8 +4,10 @@
 #   1. .venv at the repo root (git-ignored), created with `python3 -m venv` if missing, with
 #      the pinned tests/requirements.txt installed unless already satisfied (DuckDB is the
 #      oracle for answers, tpchgen-cli generates the TPC-H data);
-#   2. cargo build -p blueshift (the binary the end-to-end tests start);
-#   3. cargo test --workspace, with BLUESHIFT_PYTHON pointing at the venv's Python.
+#   2. the non-Python clients of the client-matrix test (psql, Java, Debian's pgjdbc), from
+#      Debian packages when missing;
+#   3. cargo build -p blueshift (the binary the end-to-end tests start);
+#   4. cargo test --workspace, with BLUESHIFT_PYTHON pointing at the venv's Python.
 #
 # Idempotent: a second run installs nothing. Extra arguments go to `cargo test`
 # (e.g. `tests/run-all.sh -- slt`).
@@ -22,11 +24,26 @@ log() { echo "run-all: $*"; }
 # 1. Python venv with the pinned requirements.
 "$root/tests/venv.sh" "$requirements" run-all
 
-# 2. The server binary the end-to-end tests start.
+# 2. psql, java and the PostgreSQL JDBC driver (tests/e2e/clients.rs).
+missing_packages=()
+command -v psql >/dev/null || missing_packages+=(postgresql-client)
+command -v java >/dev/null || missing_packages+=(default-jre-headless)
+[ -f /usr/share/java/postgresql.jar ] || missing_packages+=(libpostgresql-jdbc-java)
+if [ ${#missing_packages[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+        log "installing Debian packages: ${missing_packages[*]}"
+        apt-get install -y -qq "${missing_packages[@]}" >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq "${missing_packages[@]}" >/dev/null; }
+    else
+        log "missing ${missing_packages[*]} and apt-get is not available; the client tests will fail"
+    fi
+fi
+
+# 3. The server binary the end-to-end tests start.
 log "cargo build -p blueshift"
 cargo build -p blueshift
 
-# 3. Every test of the workspace.
+# 4. Every test of the workspace.
 log "cargo test --workspace"
 export BLUESHIFT_PYTHON="$python"
 cargo test --workspace --no-fail-fast "$@"

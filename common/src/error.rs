@@ -44,6 +44,7 @@ pub mod sqlstate {
     pub const DUPLICATE_OBJECT: &str = "42710";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const INVALID_CURSOR_NAME: &str = "34000";
+    pub const INVALID_CURSOR_DEFINITION: &str = "42P11";
     pub const DUPLICATE_CURSOR: &str = "42P03";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const INTERNAL_ERROR: &str = "XX000";

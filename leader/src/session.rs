@@ -36,6 +36,11 @@ pub enum Outcome {
     },
     /// A command tag such as `CREATE TABLE` or `COPY 42`.
     Command { tag: String, rows: Option<u64> },
+    /// Rows a `FETCH` took from a cursor.
+    Fetched {
+        schema: SchemaRef,
+        batches: Vec<arrow::array::RecordBatch>,
+    },
     /// A transaction-control statement and what it does to the session's block.
     Transaction {
         tag: &'static str,

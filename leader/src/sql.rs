@@ -9,10 +9,12 @@
 //! * [`scalar_subquery`]: correlated scalar subqueries in forms DataFusion decorrelates.
 //! * [`transaction`]: BEGIN / COMMIT / ROLLBACK / SAVEPOINT over statements that each commit.
 //! * [`users`]: CREATE / ALTER / DROP USER.
+//! * [`cursor`]: DECLARE / FETCH / CLOSE.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
 pub mod compat;
 pub mod copy;
+pub mod cursor;
 pub mod ddl;
 pub mod guard;
 pub mod scalar_subquery;

@@ -49,3 +49,7 @@ mod metadata;
 
 // COPY ... FROM STDIN through the COPY sub-protocol (tokio-postgres copy_in).
 mod copy_stdin;
+
+// The client matrix: tokio-postgres, psql, psycopg, SQLAlchemy, redshift_connector and
+// pgjdbc log in with a password, load, query with parameters and browse the metadata.
+mod clients;

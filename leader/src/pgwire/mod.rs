@@ -34,9 +34,13 @@ use crate::error::Error;
 use crate::interrupt::{Interrupt, STATEMENT_TIMEOUT, parse_timeout, rows_until};
 use crate::planner::query_context;
 use crate::session::{CopyInLoad, Executor, Outcome};
+use crate::sql::cursor::CursorStatement;
 use crate::sql::transaction::TxChange;
 use crate::sql::{StatementKind, classify, split_statements};
+use blueshift_common::error::sqlstate;
+use cursors::Cursors;
 
+mod cursors;
 mod startup;
 
 const SETTING_PREFIX: &str = "blueshift.setting.";
@@ -249,10 +253,24 @@ impl Handler {
             ));
         }
         let mut interrupt = self.interrupt(client, settings).await?;
+        if let Some(stmt) = crate::sql::cursor::parse_cursor_statement(sql)? {
+            return tokio::select! {
+                r = self.cursor_statement(client, stmt, params, settings) => r,
+                e = interrupt.fired() => Err(e.into()),
+            };
+        }
         let outcome = tokio::select! {
             r = self.executor.execute(sql, params, settings) => r?,
             e = interrupt.fired() => return Err(e.into()),
         };
+        if let Outcome::Transaction {
+            change: TxChange::End,
+            ..
+        } = &outcome
+            && let Some(cursors) = client.session_extensions().get::<Cursors>()
+        {
+            cursors.end_transaction().await;
+        }
         Ok(match outcome {
             Outcome::Rows { schema, stream } => Outcome::Rows {
                 schema,
@@ -270,6 +288,61 @@ impl Handler {
             }
             other => other,
         })
+    }
+}
+
+impl Handler {
+    async fn cursor_statement<C: ClientInfo>(
+        &self,
+        client: &C,
+        stmt: CursorStatement,
+        params: Option<ParamValues>,
+        settings: &mut HashMap<String, String>,
+    ) -> Result<Outcome, Error> {
+        let cursors = match client.session_extensions().get::<Cursors>() {
+            Some(c) => c,
+            None => {
+                client.session_extensions().insert(Cursors::default());
+                client
+                    .session_extensions()
+                    .get::<Cursors>()
+                    .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "no cursor store"))?
+            }
+        };
+        match stmt {
+            CursorStatement::Declare { name, hold, query } => {
+                if !hold && !crate::sql::transaction::in_block(settings) {
+                    return Err(Error::sql(
+                        sqlstate::NO_ACTIVE_TRANSACTION,
+                        "DECLARE CURSOR can only be used in transaction blocks",
+                    ));
+                }
+                match self.executor.execute(&query, params, settings).await? {
+                    Outcome::Rows { schema, stream } => {
+                        cursors.declare(name, hold, schema, stream).await?;
+                        Ok(Outcome::Command {
+                            tag: "DECLARE CURSOR".to_string(),
+                            rows: None,
+                        })
+                    }
+                    _ => Err(Error::sql(
+                        sqlstate::INVALID_CURSOR_DEFINITION,
+                        "DECLARE CURSOR needs a query that returns rows",
+                    )),
+                }
+            }
+            CursorStatement::Fetch { name, count } => {
+                let (schema, batches) = cursors.fetch(&name, count).await?;
+                Ok(Outcome::Fetched { schema, batches })
+            }
+            CursorStatement::Close { name } => {
+                cursors.close(name.as_deref()).await?;
+                Ok(Outcome::Command {
+                    tag: "CLOSE CURSOR".to_string(),
+                    rows: None,
+                })
+            }
+        }
     }
 }
 
@@ -316,6 +389,20 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
             columns,
             futures::stream::empty(),
         ))),
+        Outcome::Fetched { schema, batches } => {
+            let mut response = match into_response(Outcome::batches(schema, batches), format)? {
+                Response::Query(q) => q,
+                _ => {
+                    return Err(user_error(Error::sql(
+                        sqlstate::INTERNAL_ERROR,
+                        "FETCH without rows",
+                    )));
+                }
+            };
+            // pgwire appends the row count to the tag.
+            response.set_command_tag("FETCH");
+            Ok(Response::Query(response))
+        }
         Outcome::Rows { schema, stream } => {
             let fields = Arc::new(arrow_schema_to_pg_fields(schema.as_ref(), format, None)?);
             let f2 = fields.clone();
@@ -589,6 +676,51 @@ impl ExtendedQueryHandler for Handler {
             Ok(outcome) => into_response(outcome, &portal.result_column_format),
             Err(e) => Err(user_error(e)),
         }
+    }
+
+    /// As pgwire's, except that a statement with parameters and no result columns (an
+    /// INSERT) is described as ParameterDescription + NoData, as PostgreSQL does; pgwire
+    /// sends an empty RowDescription, and pgjdbc then expects rows from `executeUpdate`.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + pgwire::api::ClientPortalStore
+            + Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::{Entry, PortalStore};
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or("");
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &stmt).await?;
+                if described.fields.is_empty() {
+                    client
+                        .feed(PgWireBackendMessage::ParameterDescription(
+                            pgwire::messages::data::ParameterDescription::new(
+                                described.parameters.iter().map(|t| t.oid()).collect(),
+                            ),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(
+                            pgwire::messages::data::NoData::new(),
+                        ))
+                        .await?;
+                    return Ok(());
+                }
+                return pgwire::api::query::send_describe_response(client, &described).await;
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_describe_statement<C>(

@@ -1,0 +1,253 @@
+//! The client matrix: real PostgreSQL-protocol clients nobody here wrote, against a live
+//! cluster, each logging in with a password, creating a table, loading rows, querying with
+//! parameters and browsing the metadata, asserting the values they get:
+//!
+//! * tokio-postgres (here): SCRAM login, COPY FROM STDIN, a prepared query, pg_catalog;
+//!   a wrong password and an unknown user both fail with 28P01;
+//! * psql 15: `\dt`, `\d table`, `version()`, a cursor, `\copy`;
+//! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
+//!   `postgresql+psycopg`, `redshift_connector`;
+//! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java).
+//!
+//! `tests/run-all.sh` installs the Python packages (tests/requirements.txt), psql, Java and
+//! the JDBC driver; a missing client fails its test rather than skipping it.
+
+use std::path::Path;
+use std::process::Command;
+
+use blueshift_tests::paths::{python, workspace_root};
+use blueshift_tests::{Cluster, pg};
+use tokio_postgres::NoTls;
+
+use crate::common::scratch_cluster;
+
+const USER: &str = "matrix_user";
+const PASSWORD: &str = "Matrix2024pw";
+const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
+/// The matrix user (a superuser, so that clients may create tables), once per cluster.
+async fn matrix_user(cluster: &Cluster) {
+    let admin = cluster.client().await.unwrap();
+    let exists = pg::query(
+        &admin,
+        &format!("select count(*) from pg_catalog.pg_user where usename = '{USER}'"),
+    )
+    .await
+    .unwrap();
+    if exists[0][0].as_deref() == Some("0") {
+        // Two tests may race to create it; one wins and the other sees 42710.
+        let _ = pg::execute(
+            &admin,
+            &format!("create user {USER} with password '{PASSWORD}' createuser"),
+        )
+        .await;
+    }
+}
+
+async fn connect_as(
+    cluster: &Cluster,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let config = format!(
+        "host=127.0.0.1 port={} user={user} password={password} dbname=dev connect_timeout=30",
+        cluster.pg_port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (tests/run-all.sh installs it)"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn tokio_postgres_logs_in_with_scram_and_wrong_passwords_fail_with_28p01() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+
+    for (user, password) in [(USER, "wrong-Password1"), ("no_such_user", PASSWORD)] {
+        let err = match connect_as(cluster, user, password).await {
+            Ok(_) => panic!("{user} logged in with a wrong password"),
+            Err(e) => e,
+        };
+        let db = err
+            .as_db_error()
+            .unwrap_or_else(|| panic!("not a server error: {err}"));
+        assert_eq!(db.code().code(), "28P01", "{user}: {}", db.message());
+        assert_eq!(
+            db.message(),
+            format!("password authentication failed for user \"{user}\"")
+        );
+    }
+
+    let client = connect_as(cluster, USER, PASSWORD).await.unwrap();
+    client
+        .batch_execute(
+            "drop table if exists tp_t; \
+             create table tp_t (id integer not null, name varchar(20), amount decimal(10,2)) distkey(id)",
+        )
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in("COPY tp_t FROM STDIN WITH (FORMAT csv)")
+        .await
+        .unwrap();
+    {
+        use futures::SinkExt;
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(b"1,one,1.50\n2,two,2.25\n3,,\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.as_mut().finish().await.unwrap(), 3);
+    }
+    let stmt = client
+        .prepare("select name, amount::text from tp_t where id = $1")
+        .await
+        .unwrap();
+    for (id, name, amount) in [(1, Some("one"), Some("1.50")), (3, None, None)] {
+        let rows = client.query(&stmt, &[&id]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, Option<&str>>(0), name);
+        assert_eq!(rows[0].get::<_, Option<&str>>(1), amount);
+    }
+    let columns = client
+        .query(
+            "select a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid \
+             where c.relname = $1 and a.attnum > 0 order by a.attnum",
+            &[&"tp_t"],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, bool)> = columns.iter().map(|r| (r.get(0), r.get(2))).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("id".to_string(), true),
+            ("name".to_string(), false),
+            ("amount".to_string(), false)
+        ]
+    );
+    let me: String = client
+        .query_one("select current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(me, USER);
+}
+
+#[tokio::test]
+async fn psql_lists_describes_queries_and_uses_a_cursor() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "1,alpha\n2,beta\n3,gamma\n").unwrap();
+    let script = format!(
+        "drop table if exists psql_t;\n\
+         create table psql_t (id integer not null, name varchar(20)) distkey(id) sortkey(id);\n\
+         \\copy psql_t from '{}' with (format csv)\n\
+         \\dt psql_t\n\
+         \\d psql_t\n\
+         select version();\n\
+         begin;\n\
+         declare c cursor for select id, name from psql_t order by id;\n\
+         fetch 2 from c;\n\
+         fetch all from c;\n\
+         close c;\n\
+         commit;\n",
+        csv.display()
+    );
+    // From a file, so that psql runs the backslash commands itself.
+    let file = dir.path().join("script.sql");
+    std::fs::write(&file, &script).unwrap();
+    let out = run(
+        Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-p",
+                &cluster.pg_port().to_string(),
+                "-U",
+                USER,
+                "-d",
+                "dev",
+            ])
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "30")
+            .arg("-f")
+            .arg(&file),
+        "psql",
+    );
+    assert!(out.contains("COPY 3"), "{out}");
+    // \dt
+    assert!(
+        out.lines()
+            .any(|l| l.contains("public") && l.contains("psql_t") && l.contains("table")),
+        "{out}"
+    );
+    // \d psql_t
+    assert!(out.contains("Table \"public.psql_t\""), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" id ") && l.contains("integer") && l.contains("not null")),
+        "{out}"
+    );
+    assert!(out.contains("PostgreSQL 15"), "{out}");
+    // the cursor: two rows, then the rest
+    assert!(out.contains("(2 rows)") && out.contains("(1 row)"), "{out}");
+    assert!(out.contains("gamma"), "{out}");
+}
+
+#[tokio::test]
+async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    let script = workspace_root().join("tests/clients/python_clients.py");
+    let out = run(
+        Command::new(python())
+            .arg(&script)
+            .args(["127.0.0.1", &cluster.pg_port().to_string(), USER, PASSWORD])
+            .args(["psycopg", "sqlalchemy-psycopg", "redshift-connector"]),
+        "python_clients.py",
+    );
+    for client in ["psycopg", "sqlalchemy-psycopg", "redshift-connector"] {
+        assert!(out.contains(&format!("ok {client}")), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn pgjdbc_prepares_fetches_one_row_at_a_time_and_reads_metadata() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    assert!(
+        Path::new(JDBC_JAR).exists(),
+        "{JDBC_JAR} is missing: tests/run-all.sh installs libpostgresql-jdbc-java"
+    );
+    let source = workspace_root().join("tests/clients/JdbcClient.java");
+    let out = run(
+        Command::new("java")
+            .args(["-cp", JDBC_JAR])
+            .arg(&source)
+            .args(["127.0.0.1", &cluster.pg_port().to_string(), USER, PASSWORD]),
+        "java JdbcClient.java",
+    );
+    assert!(out.contains("ok pgjdbc"), "{out}");
+}
