@@ -39,6 +39,13 @@ pub struct LeaderArgs {
     /// [default: 4GB]. Sessions change it with `SET query_memory_limit`.
     #[arg(long, env = "BLUESHIFT_QUERY_MEMORY_LIMIT")]
     pub query_memory_limit: Option<String>,
+    /// TLS certificate (PEM) for the PostgreSQL port [default: a self-signed one generated
+    /// in <data-dir>/tls on first start]. Needs --tls-key.
+    #[arg(long, env = "BLUESHIFT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "BLUESHIFT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -94,6 +101,8 @@ struct LeaderFile {
     store_url: Option<String>,
     expect_nodes: Option<usize>,
     query_memory_limit: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -151,6 +160,14 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         loopback_only: true,
         demo: args.demo,
         ready_file: args.ready_file,
+        tls: match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key go together"),
+        },
     };
     if args.config_check {
         println!("{config:#?}");

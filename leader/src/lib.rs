@@ -32,6 +32,7 @@ pub mod scheduler;
 pub mod session;
 pub mod sql;
 pub mod system_tables;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub struct LeaderConfig {
     pub query_memory_limit: u64,
     /// Written (atomically) with the bound ports once the cluster is ready.
     pub ready_file: Option<PathBuf>,
+    /// TLS certificate and key (PEM) for the PostgreSQL port; `None`: a self-signed pair
+    /// generated under `data_dir/tls` (see [`tls`]).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// State shared by every session of the leader.
@@ -173,7 +177,8 @@ pub async fn run(
         )
         .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
     let grpc_task = tokio::spawn(grpc);
-    let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener));
+    let tls = tls::acceptor(&tls::files(config.tls.clone(), &config.data_dir)?)?;
+    let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener, Some(tls)));
     tracing::info!(%pg_addr, %grpc_addr, slices = leader.catalog.snapshot().slices, "leader listening");
 
     let ready_leader = leader.clone();

@@ -4,9 +4,10 @@
 //!
 //! * tokio-postgres (here): SCRAM login, COPY FROM STDIN, a prepared query, pg_catalog;
 //!   a wrong password and an unknown user both fail with 28P01;
-//! * psql 15: `\dt`, `\d table`, `version()`, a cursor, `\copy`;
+//! * psql 15: `\dt`, `\d table`, `version()`, a cursor, `\copy`; TLS (`sslmode=verify-ca`
+//!   against the certificate the leader generated);
 //! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
-//!   `postgresql+psycopg`, `redshift_connector`;
+//!   `postgresql+psycopg`, `redshift_connector` with and without TLS;
 //! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java).
 //!
 //! `tests/run-all.sh` installs the Python packages (tests/requirements.txt), psql, Java and
@@ -224,12 +225,53 @@ async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector() {
         Command::new(python())
             .arg(&script)
             .args(["127.0.0.1", &cluster.pg_port().to_string(), USER, PASSWORD])
-            .args(["psycopg", "sqlalchemy-psycopg", "redshift-connector"]),
+            .args(["psycopg", "sqlalchemy-psycopg", "redshift-connector"])
+            .arg("redshift-connector-tls")
+            // redshift_connector always verifies the server's certificate: trust the
+            // cluster's generated one (OpenSSL reads SSL_CERT_FILE).
+            .env("SSL_CERT_FILE", server_certificate(cluster)),
         "python_clients.py",
     );
-    for client in ["psycopg", "sqlalchemy-psycopg", "redshift-connector"] {
+    for client in [
+        "psycopg",
+        "sqlalchemy-psycopg",
+        "redshift-connector",
+        "redshift-connector-tls",
+    ] {
         assert!(out.contains(&format!("ok {client}")), "{out}");
     }
+}
+
+/// The self-signed certificate the leader generated on first start.
+fn server_certificate(cluster: &Cluster) -> std::path::PathBuf {
+    let cert = cluster.root().join("data/leader/tls/server.crt");
+    assert!(
+        cert.exists(),
+        "no generated certificate at {}",
+        cert.display()
+    );
+    cert
+}
+
+#[tokio::test]
+async fn psql_over_tls_verifies_the_generated_certificate() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={USER} dbname=dev sslmode=verify-ca sslrootcert={}",
+        cluster.pg_port(),
+        server_certificate(cluster).display()
+    );
+    let out = run(
+        Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", &conninfo])
+            .env("PGPASSWORD", PASSWORD)
+            .args(["-c", "\\conninfo", "-c", "select 41 + 1"]),
+        "psql (TLS)",
+    );
+    assert!(out.contains("SSL connection (protocol: TLSv1."), "{out}");
+    assert!(out.contains("42"), "{out}");
 }
 
 #[tokio::test]

@@ -54,7 +54,11 @@ fn user_error(e: Error) -> PgWireError {
 }
 
 /// Serves PostgreSQL clients on `listener` until the task is dropped.
-pub async fn serve(leader: Arc<LeaderState>, listener: TcpListener) {
+pub async fn serve(
+    leader: Arc<LeaderState>,
+    listener: TcpListener,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+) {
     let handlers = Arc::new(Handlers {
         handler: Arc::new(Handler {
             executor: Executor {
@@ -72,8 +76,9 @@ pub async fn serve(leader: Arc<LeaderState>, listener: TcpListener) {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client socket");
                 }
                 let h = handlers.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                         tracing::debug!(error = %e, "client connection ended with an error");
                     }
                 });
