@@ -36,6 +36,12 @@ pub enum Outcome {
     },
     /// A command tag such as `CREATE TABLE` or `COPY 42`.
     Command { tag: String, rows: Option<u64> },
+    /// `COPY ... TO STDOUT`: the rows to send in the COPY sub-protocol.
+    CopyOut {
+        copy: crate::sql::copy_out::CopyOut,
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
     /// Rows a `FETCH` took from a cursor.
     Fetched {
         schema: SchemaRef,
@@ -519,6 +525,17 @@ impl Executor {
     }
 
     async fn copy(&self, sql: &str) -> Result<Outcome> {
+        if let Some(copy) = crate::sql::copy_out::parse_copy_to(sql)? {
+            let outcome = self.query(&copy.query(), None).await?;
+            let Outcome::Rows { schema, stream } = outcome else {
+                return Err(Error::sql(sqlstate::INTERNAL_ERROR, "COPY TO without rows"));
+            };
+            return Ok(Outcome::CopyOut {
+                copy,
+                schema,
+                stream,
+            });
+        }
         let stmt = parse_copy(sql)?;
         let snapshot = self.leader.catalog.snapshot();
         let table = snapshot

@@ -3,6 +3,7 @@
 //! (SELECT, INSERT, EXPLAIN, ...) is planned by DataFusion.
 //!
 //! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `DROP TABLE`.
+//! * [`copy_out`]: `COPY { table | (query) } TO STDOUT`.
 //! * [`copy`]: `COPY table FROM 'path' [options]`.
 //! * [`show`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`.
 //! * [`compat`]: PostgreSQL syntax from client tools, rewritten for DataFusion.
@@ -14,6 +15,7 @@
 
 pub mod compat;
 pub mod copy;
+pub mod copy_out;
 pub mod cursor;
 pub mod ddl;
 pub mod guard;

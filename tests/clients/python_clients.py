@@ -53,6 +53,11 @@ def psycopg_client():
         for row in ROWS:
             copy.write_row(row)
     expect(cur.rowcount, 3, "COPY row count")
+    # cursor.copy: COPY TO STDOUT, rows parsed by the driver from the text format.
+    with cur.copy("COPY (select id, name, day from py_psycopg order by id) TO STDOUT") as copy:
+        copy.set_types(["int4", "text", "date"])
+        got = list(copy.rows())
+    expect(got, [(r[0], r[1], r[3]) for r in ROWS], "COPY TO STDOUT rows")
 
     # Parameters, text results.
     cur.execute("select name, amount, day from py_psycopg where id = %s", (2,))

@@ -167,13 +167,15 @@ async fn psql_lists_describes_queries_and_uses_a_cursor() {
          \\dt psql_t\n\
          \\d psql_t\n\
          select version();\n\
+         \\copy (select id, name from psql_t order by id) to '{}' with (format csv, header)\n\
          begin;\n\
          declare c cursor for select id, name from psql_t order by id;\n\
          fetch 2 from c;\n\
          fetch all from c;\n\
          close c;\n\
          commit;\n",
-        csv.display()
+        csv.display(),
+        dir.path().join("out.csv").display()
     );
     // From a file, so that psql runs the backslash commands itself.
     let file = dir.path().join("script.sql");
@@ -213,6 +215,11 @@ async fn psql_lists_describes_queries_and_uses_a_cursor() {
     // the cursor: two rows, then the rest
     assert!(out.contains("(2 rows)") && out.contains("(1 row)"), "{out}");
     assert!(out.contains("gamma"), "{out}");
+    // \copy ... to: COPY TO STDOUT written by psql
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "id,name\n1,alpha\n2,beta\n3,gamma\n"
+    );
 }
 
 #[tokio::test]

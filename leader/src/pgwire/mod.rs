@@ -394,6 +394,45 @@ fn into_response(outcome: Outcome, format: &Format) -> PgWireResult<Response> {
             columns,
             futures::stream::empty(),
         ))),
+        Outcome::CopyOut {
+            copy,
+            schema,
+            stream,
+        } => {
+            let columns = schema.fields().len();
+            let header = Arc::new(std::sync::Mutex::new(copy.header_line(&schema)));
+            let unsent_header = header.clone();
+            let take = |h: &std::sync::Mutex<Option<String>>| match h.lock() {
+                Ok(mut g) => g.take(),
+                Err(p) => p.into_inner().take(),
+            };
+            let data = stream
+                .map(move |batch| {
+                    let lines: Vec<PgWireResult<CopyData>> = match batch
+                        .map_err(Error::from)
+                        .and_then(|b| crate::sql::copy_out::text_values(&b))
+                    {
+                        Ok(rows) => rows
+                            .iter()
+                            .map(|row| {
+                                // The header travels with the first row (pgwire counts
+                                // messages as rows).
+                                let mut line = take(&header).unwrap_or_default();
+                                line.push_str(&copy.line(row));
+                                Ok(CopyData::new(bytes::Bytes::from(line)))
+                            })
+                            .collect(),
+                        Err(e) => vec![Err(user_error(e))],
+                    };
+                    futures::stream::iter(lines)
+                })
+                .flatten()
+                // No rows: the header alone.
+                .chain(futures::stream::iter(std::iter::from_fn(move || {
+                    take(&unsent_header).map(|h| Ok(CopyData::new(bytes::Bytes::from(h))))
+                })));
+            Ok(Response::CopyOut(CopyResponse::new(0, columns, data)))
+        }
         Outcome::Fetched { schema, batches } => {
             let mut response = match into_response(Outcome::batches(schema, batches), format)? {
                 Response::Query(q) => q,

@@ -222,6 +222,7 @@ fn pg_name(e: &Expr) -> Option<String> {
         {
             Some(i.value.to_lowercase())
         }
+        Expr::Value(_) => Some("?column?".to_string()),
         Expr::Cast { expr, .. } => match expr.as_ref() {
             Expr::Identifier(i) => Some(i.value.clone()),
             Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.clone()),
