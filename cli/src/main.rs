@@ -1,9 +1,11 @@
 //! The `blueshift` binary: a thin shell that parses arguments and runs the leader, a compute
-//! node, or a whole local cluster (`local`: one leader and N compute processes on loopback).
+//! node, a whole local cluster (`local`: one leader and N compute processes on loopback), or
+//! the SQL client (`sql`).
 //! Settings come from flags, then `BLUESHIFT_*` environment variables, then a TOML file.
 
 mod config;
 mod local;
+mod sql;
 
 use std::path::PathBuf;
 
@@ -28,6 +30,8 @@ enum Command {
     Leader(config::LeaderArgs),
     /// Run a compute node that joins a leader.
     Compute(config::ComputeArgs),
+    /// A psql-style SQL client (interactive, -c or -f; aligned, CSV or JSON output).
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
             Command::Local(args) => local::run(args).await,
             Command::Leader(args) => config::run_leader(args).await,
             Command::Compute(args) => config::run_compute(args).await,
+            Command::Sql(args) => sql::run(args).await,
         }
     });
     match result {

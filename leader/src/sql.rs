@@ -25,7 +25,8 @@ pub mod transaction;
 pub mod users;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+pub use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Tokenizer, Whitespace};
 
 use crate::error::{Error, Result};
 use blueshift_common::error::sqlstate;

@@ -8,7 +8,8 @@
 //!   against the certificate the leader generated);
 //! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
 //!   `postgresql+psycopg`, `redshift_connector` with and without TLS;
-//! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java).
+//! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java);
+//! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE).
 //!
 //! `tests/run-all.sh` installs the Python packages (tests/requirements.txt), psql, Java and
 //! the JDBC driver; a missing client fails its test rather than skipping it.
@@ -299,4 +300,53 @@ async fn pgjdbc_prepares_fetches_one_row_at_a_time_and_reads_metadata() {
         "java JdbcClient.java",
     );
     assert!(out.contains("ok pgjdbc"), "{out}");
+}
+
+#[tokio::test]
+async fn blueshift_sql_runs_commands_and_prints_csv_json_and_tables() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    let sql = |args: &[&str]| {
+        run(
+            Command::new(blueshift_tests::paths::blueshift_bin())
+                .args(["sql", "-p", &cluster.pg_port().to_string(), "-U", USER])
+                .env("PGPASSWORD", PASSWORD)
+                .args(args),
+            "blueshift sql",
+        )
+    };
+    sql(&[
+        "-c",
+        "drop table if exists cli_t",
+        "-c",
+        "create table cli_t (id integer, name varchar(10)) distkey(id)",
+        "-c",
+        "insert into cli_t values (1, 'one'), (2, null), (3, 'a,b')",
+    ]);
+    let csv = sql(&["--csv", "-c", "select id, name from cli_t order by id"]);
+    assert_eq!(csv, "id,name\n1,one\n2,\n3,\"a,b\"\n");
+    let json = sql(&["--json", "-c", "select id, name from cli_t where id = 2"]);
+    assert_eq!(json, "[{\"id\":\"2\",\"name\":null}]\n");
+    let table = sql(&["-c", "select count(*) from cli_t", "-c", "\\d cli_t"]);
+    assert!(table.contains(" count\n-------\n 3\n(1 row)"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("id") && l.contains("integer") && l.trim_end().ends_with('1')),
+        "{table}"
+    );
+    // A failing statement: SQLSTATE on stderr, exit status 1.
+    let out = Command::new(blueshift_tests::paths::blueshift_bin())
+        .args(["sql", "-p", &cluster.pg_port().to_string(), "-U", USER])
+        .env("PGPASSWORD", PASSWORD)
+        .args(["-c", "select 1/0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SQLSTATE 22012"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
