@@ -23,6 +23,9 @@ pub struct LeaderArgs {
     /// PostgreSQL protocol listen address [default: 0.0.0.0:5439].
     #[arg(long, env = "BLUESHIFT_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
+    /// Arrow Flight SQL listen address [default: 0.0.0.0:8815].
+    #[arg(long, env = "BLUESHIFT_FLIGHT_SQL_LISTEN")]
+    pub flight_sql_listen: Option<SocketAddr>,
     /// gRPC listen address for compute nodes [default: 0.0.0.0:5440].
     #[arg(long, env = "BLUESHIFT_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
@@ -96,6 +99,7 @@ struct FileConfig {
 struct LeaderFile {
     data_dir: Option<PathBuf>,
     pg_listen: Option<SocketAddr>,
+    flight_sql_listen: Option<SocketAddr>,
     grpc_listen: Option<SocketAddr>,
     slices: Option<u32>,
     store_url: Option<String>,
@@ -140,6 +144,10 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         .grpc_listen
         .or(file.grpc_listen)
         .unwrap_or(([0, 0, 0, 0], 5440).into());
+    let flight_sql_listen = args
+        .flight_sql_listen
+        .or(file.flight_sql_listen)
+        .unwrap_or(([0, 0, 0, 0], 8815).into());
     let slices = args.slices.or(file.slices).unwrap_or(4);
     if slices == 0 {
         anyhow::bail!("slices must be at least 1");
@@ -179,16 +187,20 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let grpc = TcpListener::bind(grpc_listen)
         .await
         .with_context(|| format!("cannot listen for compute nodes on {grpc_listen}"))?;
+    let flight_sql = TcpListener::bind(flight_sql_listen)
+        .await
+        .with_context(|| format!("cannot listen for Flight SQL clients on {flight_sql_listen}"))?;
     if let Some(path) = &args.ports_file {
         let body = serde_json::json!({
             "pg_port": pg.local_addr()?.port(),
             "grpc_port": grpc.local_addr()?.port(),
+            "flight_sql_port": flight_sql.local_addr()?.port(),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, body.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    blueshift_leader::run(config, pg, grpc, crate::shutdown_signal())
+    blueshift_leader::run(config, pg, grpc, flight_sql, crate::shutdown_signal())
         .await
         .map_err(|e| anyhow::anyhow!(e.user_message()))
 }

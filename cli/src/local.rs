@@ -117,6 +117,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .arg(format!("127.0.0.1:{}", args.pg_port))
         .arg("--grpc-listen")
         .arg("127.0.0.1:0")
+        .arg("--flight-sql-listen")
+        .arg(format!("127.0.0.1:{}", args.flight_sql_port))
         .arg("--slices")
         .arg((args.nodes as u32 * args.slices_per_node).to_string())
         .arg("--store-url")
@@ -159,10 +161,10 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
         println!("  connect:  psql -h 127.0.0.1 -p {pg_port} -U blueshift -d dev");
-        println!(
-            "  (Arrow Flight SQL on port {} is not available yet.) Press Ctrl-C to stop.",
-            args.flight_sql_port
-        );
+        let flight_sql_port = ready["flight_sql_port"]
+            .as_u64()
+            .unwrap_or(u64::from(args.flight_sql_port));
+        println!("  Arrow Flight SQL: grpc://127.0.0.1:{flight_sql_port}. Press Ctrl-C to stop.");
         anyhow::Ok(grpc_port)
     }
     .await;

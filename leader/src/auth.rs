@@ -104,6 +104,30 @@ fn check_password_rules(p: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `password` is `user`'s (for logins that carry the password itself, such as
+/// Flight SQL's Basic authentication).
+pub fn verify_password(user: &UserDef, password: &str) -> bool {
+    if let Some(scram) = &user.scram {
+        let (Some(salt), Some(expected)) = (unhex(&scram.salt), unhex(&scram.salted_password))
+        else {
+            return false;
+        };
+        let salted = pgwire::api::auth::sasl::scram::gen_salted_password(
+            password,
+            &salt,
+            scram.iterations as usize,
+        );
+        return constant_time_eq(&salted, &expected);
+    }
+    match &user.md5 {
+        Some(md5) => {
+            let given = format!("{:x}", md5::compute(format!("{password}{}", user.name)));
+            constant_time_eq(given.as_bytes(), md5.as_bytes())
+        }
+        None => false,
+    }
+}
+
 /// What the MD5 method expects from the client for `salt`:
 /// `"md5" || md5(md5(password || user) || salt)`.
 pub fn md5_response(md5_secret: &str, salt: &[u8]) -> String {
@@ -163,6 +187,24 @@ mod tests {
         assert_eq!(scram.iterations, SCRAM_ITERATIONS);
         assert_eq!(unhex(&scram.salt).unwrap().len(), 16);
         assert_eq!(md5.unwrap().len(), 32);
+    }
+
+    #[test]
+    fn passwords_verify_against_either_secret() {
+        let (scram, md5) = secrets("u", "Secret123").unwrap();
+        let mut user = UserDef {
+            name: "u".into(),
+            id: 100,
+            superuser: false,
+            create_db: false,
+            scram,
+            md5,
+        };
+        assert!(verify_password(&user, "Secret123"));
+        assert!(!verify_password(&user, "Secret124"));
+        user.scram = None;
+        assert!(verify_password(&user, "Secret123"));
+        assert!(!verify_password(&user, "secret123"));
     }
 
     #[test]

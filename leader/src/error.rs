@@ -13,6 +13,8 @@ pub enum Error {
     CatalogIo(String),
     #[error("transport error: {0}")]
     Transport(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -25,6 +27,7 @@ impl Error {
             Error::Common(e) => e.sqlstate(),
             Error::CatalogIo(_) => sqlstate::IO_ERROR.to_string(),
             Error::Transport(_) => sqlstate::CONNECTION_FAILURE.to_string(),
+            Error::Config(_) => "F0000".to_string(),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod demo;
 pub mod error;
+pub mod flight_sql;
 pub mod interrupt;
 pub mod limits;
 pub mod load;
@@ -124,6 +125,7 @@ pub async fn run(
     config: LeaderConfig,
     pg_listener: TcpListener,
     grpc_listener: TcpListener,
+    flight_sql_listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -166,6 +168,7 @@ pub async fn run(
     });
     let pg_addr = pg_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
+    let flight_sql_addr = flight_sql_listener.local_addr()?;
 
     let grpc = tonic::transport::Server::builder()
         .add_service(
@@ -179,6 +182,14 @@ pub async fn run(
     let grpc_task = tokio::spawn(grpc);
     let tls = tls::acceptor(&tls::files(config.tls.clone(), &config.data_dir)?)?;
     let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener, Some(tls)));
+    let flight_sql_task = {
+        let leader = leader.clone();
+        tokio::spawn(async move {
+            if let Err(e) = flight_sql::serve(leader, flight_sql_listener).await {
+                tracing::error!(error = %e.user_message(), "Flight SQL endpoint stopped");
+            }
+        })
+    };
     tracing::info!(%pg_addr, %grpc_addr, slices = leader.catalog.snapshot().slices, "leader listening");
 
     let ready_leader = leader.clone();
@@ -202,6 +213,7 @@ pub async fn run(
             let body = serde_json::json!({
                 "pg_port": pg_addr.port(),
                 "grpc_port": grpc_addr.port(),
+                "flight_sql_port": flight_sql_addr.port(),
             });
             let tmp = path.with_extension("tmp");
             if let Err(e) =
@@ -216,6 +228,7 @@ pub async fn run(
     shutdown.await;
     ready_task.abort();
     pg_task.abort();
+    flight_sql_task.abort();
     grpc_task.abort();
     Ok(())
 }

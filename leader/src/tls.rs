@@ -24,7 +24,7 @@ pub struct TlsFiles {
 }
 
 fn tls_error(msg: impl Into<String>) -> Error {
-    Error::CatalogIo(msg.into())
+    Error::Config(msg.into())
 }
 
 /// The configured files, or the generated pair under `data_dir/tls` (created if missing).

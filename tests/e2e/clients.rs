@@ -9,7 +9,10 @@
 //! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
 //!   `postgresql+psycopg`, `redshift_connector` with and without TLS;
 //! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java);
-//! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE).
+//! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE);
+//! * ADBC Flight SQL for Python on the Flight SQL port (tests/clients/adbc_client.py):
+//!   Basic login and a wrong password, DDL, a parameterized INSERT and query to Arrow,
+//!   `adbc_get_info`, `adbc_get_objects`, `adbc_get_table_schema`.
 //!
 //! `tests/run-all.sh` installs the Python packages (tests/requirements.txt), psql, Java and
 //! the JDBC driver; a missing client fails its test rather than skipping it.
@@ -349,4 +352,22 @@ async fn blueshift_sql_runs_commands_and_prints_csv_json_and_tables() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn adbc_flight_sql_queries_to_arrow_with_parameters_and_browses_objects() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    matrix_user(cluster).await;
+    let script = workspace_root().join("tests/clients/adbc_client.py");
+    let out = run(
+        Command::new(python()).arg(&script).args([
+            "127.0.0.1",
+            &cluster.flight_sql_port().to_string(),
+            USER,
+            PASSWORD,
+        ]),
+        "adbc_client.py",
+    );
+    assert!(out.contains("ok adbc"), "{out}");
 }

@@ -4,7 +4,8 @@
 //! ```text
 //!  test ──spawn──▶ blueshift local --ready-file root/ready.json --data-dir root/data
 //!                   (own process group: leader + N compute children)
-//!       ◀─ready.json {"pg_port", "grpc_port"} (written atomically once all nodes registered)
+//!       ◀─ready.json {"pg_port", "grpc_port", "flight_sql_port"} (written atomically once all
+//!         nodes registered)
 //!  test ──tokio-postgres──▶ 127.0.0.1:pg_port (user blueshift, database dev)
 //! ```
 //!
@@ -47,6 +48,7 @@ pub struct Cluster {
     pgid: i32,
     pg_port: u16,
     grpc_port: u16,
+    flight_sql_port: u16,
     nodes: usize,
     slices_per_node: usize,
 }
@@ -143,13 +145,15 @@ impl Cluster {
             pgid,
             pg_port: 0,
             grpc_port: 0,
+            flight_sql_port: 0,
             nodes,
             slices_per_node,
         };
         match cluster.wait_ready(&ready_file).await {
-            Ok((pg_port, grpc_port)) => {
+            Ok((pg_port, grpc_port, flight_sql_port)) => {
                 cluster.pg_port = pg_port;
                 cluster.grpc_port = grpc_port;
+                cluster.flight_sql_port = flight_sql_port;
                 Ok(cluster)
             }
             Err(e) => {
@@ -163,7 +167,7 @@ impl Cluster {
         }
     }
 
-    async fn wait_ready(&mut self, ready_file: &Path) -> Result<(u16, u16)> {
+    async fn wait_ready(&mut self, ready_file: &Path) -> Result<(u16, u16, u16)> {
         let timeout = std::env::var("BLUESHIFT_READY_TIMEOUT_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -198,6 +202,11 @@ impl Cluster {
     }
 
     /// The leader's gRPC port.
+    /// The leader's Arrow Flight SQL port.
+    pub fn flight_sql_port(&self) -> u16 {
+        self.flight_sql_port
+    }
+
     pub fn grpc_port(&self) -> u16 {
         self.grpc_port
     }
@@ -354,7 +363,8 @@ impl Drop for LogsOnPanic<'_> {
     }
 }
 
-fn parse_ready_file(text: &str) -> Result<(u16, u16)> {
+/// `(pg_port, grpc_port, flight_sql_port)` of a ready file.
+fn parse_ready_file(text: &str) -> Result<(u16, u16, u16)> {
     let value: serde_json::Value =
         serde_json::from_str(text).with_context(|| format!("ready file is not JSON: {text:?}"))?;
     let port = |key: &str| -> Result<u16> {
@@ -368,7 +378,11 @@ fn parse_ready_file(text: &str) -> Result<(u16, u16)> {
         }
         Ok(port)
     };
-    Ok((port("pg_port")?, port("grpc_port")?))
+    Ok((
+        port("pg_port")?,
+        port("grpc_port")?,
+        port("flight_sql_port")?,
+    ))
 }
 
 fn kill_group(pgid: i32) {
@@ -483,8 +497,9 @@ mod tests {
     #[test]
     fn ready_file_parses_ports() {
         assert_eq!(
-            parse_ready_file(r#"{"pg_port": 5439, "grpc_port": 40000}"#).unwrap(),
-            (5439, 40000)
+            parse_ready_file(r#"{"pg_port": 5439, "grpc_port": 40000, "flight_sql_port": 8815}"#)
+                .unwrap(),
+            (5439, 40000, 8815)
         );
         assert!(parse_ready_file(r#"{"pg_port": 0, "grpc_port": 1}"#).is_err());
         assert!(parse_ready_file(r#"{"pg_port": 70000, "grpc_port": 1}"#).is_err());
