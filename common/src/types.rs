@@ -151,6 +151,10 @@ pub struct TableDef {
     pub segments: BTreeMap<u32, Vec<Segment>>,
     /// Version of the slice hash used to place rows (see [`crate::hash`]).
     pub hash_version: u32,
+    /// The user who created the table; empty for tables created before owners were
+    /// recorded (when the built-in user was the only one).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl TableDef {

@@ -317,6 +317,7 @@ mod tests {
 
     fn table(id: u64, name: &str) -> TableDef {
         TableDef {
+            owner: "blueshift".into(),
             id,
             schema: "public".into(),
             name: name.into(),

@@ -406,8 +406,9 @@ impl FlightSqlService for BlueshiftFlightSql {
             .map(str::to_string);
         let user = match header.as_deref().and_then(|h| h.strip_prefix("Basic ")) {
             Some(encoded) => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
+                // With or without `=` padding (the Go Flight SQL client sends none).
+                let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(encoded.trim().trim_end_matches('='))
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| Status::invalid_argument("malformed Basic credentials"))?;

@@ -431,7 +431,9 @@ impl Executor {
                         format!("relation \"{}\" already exists", ct.name),
                     ));
                 }
-                Ok(Command::CreateTable(ct.clone().into_def(s.next_table_id)))
+                Ok(Command::CreateTable(
+                    ct.clone().into_def(s.next_table_id, &current_user()),
+                ))
             })?;
             return Ok(command("CREATE TABLE"));
         };
@@ -473,9 +475,11 @@ impl Executor {
         }
         // The table is created first (so segments have an id to belong to) and dropped again
         // if the load fails.
-        let state = leader
-            .catalog
-            .execute(|s| Ok(Command::CreateTable(ct.clone().into_def(s.next_table_id))))?;
+        let state = leader.catalog.execute(|s| {
+            Ok(Command::CreateTable(
+                ct.clone().into_def(s.next_table_id, &current_user()),
+            ))
+        })?;
         let def = state
             .table_by_name("public", &name)
             .cloned()

@@ -7,6 +7,8 @@
 //!   `skew_rows` the ratio of the fullest slice to the emptiest.
 //! * `stl_load_errors (query, starttime, filename, line_number, colname, raw_field_value,
 //!   err_code, err_reason)`: rows that `COPY ... MAXERROR n` rejected (most recent 10 000).
+//! * `svv_external_schemas`, `svv_external_tables`, `svv_external_columns`: Spectrum's
+//!   views, always empty (no external tables).
 
 use std::sync::Arc;
 
@@ -31,8 +33,74 @@ pub fn register(
     schema.register_table("stv_tbl_perm".into(), stv_tbl_perm(catalog)?)?;
     schema.register_table("svv_table_info".into(), svv_table_info(catalog)?)?;
     schema.register_table("stl_load_errors".into(), stl_load_errors(leader)?)?;
+    for (name, columns) in EXTERNAL_VIEWS {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(c, int)| {
+                Field::new(
+                    *c,
+                    if *int {
+                        DataType::Int32
+                    } else {
+                        DataType::Utf8
+                    },
+                    true,
+                )
+            })
+            .collect();
+        let schema_ref = Arc::new(Schema::new(fields));
+        schema.register_table(
+            name.to_string(),
+            Arc::new(MemTable::try_new(schema_ref, vec![vec![]])?),
+        )?;
+    }
     Ok(())
 }
+
+/// Redshift Spectrum's views of external schemas, tables and columns: always empty, as
+/// Blueshift has no external tables (Redshift tools read them beside `pg_class`).
+const EXTERNAL_VIEWS: [(&str, &[(&str, bool)]); 3] = [
+    (
+        "svv_external_schemas",
+        &[
+            ("esoid", true),
+            ("eskind", true),
+            ("schemaname", false),
+            ("esowner", true),
+            ("databasename", false),
+            ("esoptions", false),
+        ],
+    ),
+    (
+        "svv_external_tables",
+        &[
+            ("redshift_database_name", false),
+            ("schemaname", false),
+            ("tablename", false),
+            ("tabletype", false),
+            ("location", false),
+            ("input_format", false),
+            ("output_format", false),
+            ("serialization_lib", false),
+            ("serde_parameters", false),
+            ("compressed", true),
+            ("parameters", false),
+        ],
+    ),
+    (
+        "svv_external_columns",
+        &[
+            ("redshift_database_name", false),
+            ("schemaname", false),
+            ("tablename", false),
+            ("columnname", false),
+            ("external_type", false),
+            ("columnnum", true),
+            ("part_key", true),
+            ("is_nullable", false),
+        ],
+    ),
+];
 
 fn table(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<Arc<MemTable>> {
     let schema = Arc::new(Schema::new(fields));

@@ -169,6 +169,8 @@ CLIENTS = {
     "psycopg": psycopg_client,
     "sqlalchemy-psycopg": lambda: sqlalchemy_client(
         f"postgresql+psycopg://{USER}:{PASSWORD}@{HOST}:{PORT}/{DATABASE}", "py_sa_pg"),
+    # sqlalchemy-redshift's dialect over redshift_connector (Redshift's pg_class and
+    # pg_attribute columns, svv_external_* views, WHERE naming select-list aliases).
     "sqlalchemy-redshift": lambda: sqlalchemy_client(
         f"redshift+redshift_connector://{USER}:{PASSWORD}@{HOST}:{PORT}/{DATABASE}"
         "?sslmode=disable&ssl=False", "py_sa_rs"),

@@ -7,7 +7,8 @@
 //! * psql 15: `\dt`, `\d table`, `version()`, a cursor, `\copy`; TLS (`sslmode=verify-ca`
 //!   against the certificate the leader generated);
 //! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
-//!   `postgresql+psycopg`, `redshift_connector` with and without TLS;
+//!   `postgresql+psycopg` and with `sqlalchemy-redshift`, `redshift_connector` with and
+//!   without TLS;
 //! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java);
 //! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE);
 //! * ADBC Flight SQL for Python on the Flight SQL port (tests/clients/adbc_client.py):
@@ -227,7 +228,7 @@ async fn psql_lists_describes_queries_and_uses_a_cursor() {
 }
 
 #[tokio::test]
-async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector() {
+async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector_with_and_without_tls() {
     let cluster = scratch_cluster().await;
     let _logs = cluster.logs_on_panic();
     matrix_user(cluster).await;
@@ -236,8 +237,8 @@ async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector() {
         Command::new(python())
             .arg(&script)
             .args(["127.0.0.1", &cluster.pg_port().to_string(), USER, PASSWORD])
-            .args(["psycopg", "sqlalchemy-psycopg", "redshift-connector"])
-            .arg("redshift-connector-tls")
+            .args(["psycopg", "sqlalchemy-psycopg", "sqlalchemy-redshift"])
+            .args(["redshift-connector", "redshift-connector-tls"])
             // redshift_connector always verifies the server's certificate: trust the
             // cluster's generated one (OpenSSL reads SSL_CERT_FILE).
             .env("SSL_CERT_FILE", server_certificate(cluster)),
@@ -246,6 +247,7 @@ async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector() {
     for client in [
         "psycopg",
         "sqlalchemy-psycopg",
+        "sqlalchemy-redshift",
         "redshift-connector",
         "redshift-connector-tls",
     ] {

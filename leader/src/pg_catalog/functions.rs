@@ -263,11 +263,19 @@ fn json_value(v: &datafusion::scalar::ScalarValue) -> serde_json::Value {
     }
 }
 
-/// `pg_collation_is_visible(oid)`: every collation lives in `pg_catalog`, which is always on
-/// the search path.
+/// `pg_collation_is_visible(oid)` / `pg_type_is_visible(oid)`: every collation and type lives
+/// in `pg_catalog` (there are no user-defined ones), which is always on the search path.
 pub fn pg_collation_is_visible() -> ScalarUDF {
+    always_visible("pg_collation_is_visible")
+}
+
+pub fn pg_type_is_visible() -> ScalarUDF {
+    always_visible("pg_type_is_visible")
+}
+
+fn always_visible(name: &str) -> ScalarUDF {
     datafusion::logical_expr::create_udf(
-        "pg_collation_is_visible",
+        name,
         vec![DataType::Int32],
         DataType::Boolean,
         Volatility::Stable,

@@ -36,6 +36,7 @@ use datafusion_pg_catalog::pg_catalog::{
 };
 
 mod functions;
+mod redshift;
 mod roles;
 
 pub use roles::{RoleInfo, RoleSource};
@@ -45,7 +46,7 @@ use crate::error::Result;
 use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use functions::{
     CurrentDatabaseTable, JsonBuildObject, NoDescription, ToRegtype, current_database,
-    pg_collation_is_visible,
+    pg_collation_is_visible, pg_type_is_visible,
 };
 
 /// The schemas every database has besides the user's.
@@ -66,7 +67,9 @@ impl PgCatalog {
     pub fn new(catalog: Arc<Catalog>, roles: RoleSource) -> Result<Self> {
         let static_tables = Arc::new(PgCatalogStaticTables::try_new()?);
         let schema = PgCatalogSchemaProvider::try_new(
-            UserTables { catalog },
+            UserTables {
+                catalog: catalog.clone(),
+            },
             static_tables.clone(),
             Roles {
                 roles: roles.clone(),
@@ -87,6 +90,7 @@ impl PgCatalog {
             schema: Arc::new(WithRoles {
                 inner: Arc::new(schema),
                 roles: roles.clone(),
+                catalog,
             }),
             roles,
             keywords: static_tables.pg_get_keywords.clone(),
@@ -144,6 +148,13 @@ impl PgCatalog {
         ctx.register_udf(self.to_regtype.clone());
         ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
         ctx.register_udf(pg_collation_is_visible());
+        ctx.register_udf(pg_type_is_visible());
+        ctx.register_udf(redshift::format_encoding());
+        ctx.register_udf(redshift::pg_get_viewdef());
+        ctx.register_udtf(
+            "pg_get_late_binding_view_cols",
+            Arc::new(redshift::LateBindingViewCols),
+        );
         // No object has a comment (COMMENT is not supported), so every description is NULL.
         for name in ["col_description", "obj_description", "shobj_description"] {
             ctx.register_udf(ScalarUDF::new_from_impl(NoDescription::new(name)));
@@ -280,10 +291,12 @@ impl PgCatalogContextProvider for Roles {
     }
 }
 
-/// The crate's `pg_catalog` with our `pg_roles` and `pg_user` (real OIDs and flags).
+/// The crate's `pg_catalog` with our `pg_roles` and `pg_user` (real OIDs and flags), and
+/// Redshift's columns on `pg_class`, `pg_attribute` and `pg_attrdef` ([`redshift`]).
 struct WithRoles {
     inner: Arc<dyn SchemaProvider>,
     roles: RoleSource,
+    catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for WithRoles {
@@ -308,9 +321,29 @@ impl SchemaProvider for WithRoles {
         &self,
         name: &str,
     ) -> DfResult<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        let inner = |n: &'static str| async move {
+            self.inner
+                .table(n)
+                .await?
+                .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog has no {n}")))
+        };
         match name.to_ascii_lowercase().as_str() {
             "pg_roles" => Ok(Some(roles::pg_roles(&(self.roles)())?)),
             "pg_user" => Ok(Some(roles::pg_user(&(self.roles)())?)),
+            "pg_class" => Ok(Some(
+                redshift::pg_class(inner("pg_class").await?, &self.catalog, &self.roles).await?,
+            )),
+            "pg_attribute" => Ok(Some(
+                redshift::pg_attribute(
+                    inner("pg_attribute").await?,
+                    inner("pg_class").await?,
+                    &self.catalog,
+                )
+                .await?,
+            )),
+            "pg_attrdef" => Ok(Some(
+                redshift::pg_attrdef(inner("pg_attrdef").await?).await?,
+            )),
             _ => self.inner.table(name).await,
         }
     }

@@ -60,12 +60,32 @@ pub async fn logical_plan(
     sql: &str,
     empty_tables: &HashSet<String>,
 ) -> Result<LogicalPlan> {
+    match plan_once(state, sql, empty_tables, false).await {
+        // Redshift lets WHERE name a select-list alias (`n.nspname AS schema ... WHERE
+        // schema = 'public'`) when no column has that name: only then is it rewritten.
+        Err(e) if e.user_message().contains("No field named") => {
+            match plan_once(state, sql, empty_tables, true).await {
+                Ok(plan) => Ok(plan),
+                Err(_) => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn plan_once(
+    state: &SessionState,
+    sql: &str,
+    empty_tables: &HashSet<String>,
+    lateral_aliases: bool,
+) -> Result<LogicalPlan> {
     let statement =
         match state.sql_to_statement(sql, &datafusion::common::config::Dialect::PostgreSQL)? {
             DfStatement::Statement(s) => {
                 refuse_lossy(&s)?;
                 let mut s = *s;
                 let _ = VisitMut::visit(&mut s, &mut QuantifiedSubqueries);
+                let _ = VisitMut::visit(&mut s, &mut RedshiftForms { lateral_aliases });
                 let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
                 for rule in rules() {
                     s = rule.rewrite(s);
@@ -116,6 +136,154 @@ impl VisitorMut for QuantifiedSubqueries {
             negated,
         };
         ControlFlow::Continue(())
+    }
+}
+
+/// Redshift forms PostgreSQL does not take, written as PostgreSQL forms of the same meaning:
+/// `(a, b) = (c, d)` as `a = c AND b = d`; a `1` or `0` used as a condition (`WHERE 1 AND
+/// ...`) as true or false; the column types in a table function's alias (`f() AS cols(a
+/// varchar)`) dropped (the function's own types stand); and, when asked, a WHERE that names
+/// a select-list alias given the aliased expression.
+struct RedshiftForms {
+    lateral_aliases: bool,
+}
+
+fn as_condition(e: &mut Expr) {
+    match e {
+        Expr::Value(ValueWithSpan {
+            value: Value::Number(n, _),
+            ..
+        }) if n == "1" || n == "0" => {
+            *e = Expr::Value(Value::Boolean(n == "1").with_empty_span());
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And | BinaryOperator::Or,
+            right,
+        } => {
+            as_condition(left);
+            as_condition(right);
+        }
+        Expr::Nested(inner) => as_condition(inner),
+        _ => {}
+    }
+}
+
+impl VisitorMut for RedshiftForms {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Eq | BinaryOperator::NotEq),
+            right,
+        } = e
+            && let (Expr::Tuple(l), Expr::Tuple(r)) = (left.as_ref(), right.as_ref())
+            && l.len() == r.len()
+            && !l.is_empty()
+        {
+            let negate = *op == BinaryOperator::NotEq;
+            let pairs: Vec<Expr> = l
+                .iter()
+                .zip(r)
+                .map(|(a, b)| Expr::BinaryOp {
+                    left: Box::new(a.clone()),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(b.clone()),
+                })
+                .collect();
+            let all = pairs
+                .into_iter()
+                .reduce(|acc, p| Expr::BinaryOp {
+                    left: Box::new(acc),
+                    op: BinaryOperator::And,
+                    right: Box::new(p),
+                })
+                .map(|x| Expr::Nested(Box::new(x)));
+            if let Some(all) = all {
+                *e = if negate {
+                    Expr::UnaryOp {
+                        op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
+                        expr: Box::new(all),
+                    }
+                } else {
+                    all
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            args: Some(_),
+            alias: Some(alias),
+            ..
+        }
+        | TableFactor::Function {
+            alias: Some(alias), ..
+        } = f
+        {
+            for c in &mut alias.columns {
+                c.data_type = None;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        fn fix(body: &mut SetExpr, lateral: bool) {
+            match body {
+                SetExpr::Select(select) => {
+                    if let Some(w) = select.selection.as_mut() {
+                        as_condition(w);
+                        if lateral {
+                            let aliases: Vec<(String, Expr)> = select
+                                .projection
+                                .iter()
+                                .filter_map(|p| match p {
+                                    SelectItem::ExprWithAlias { expr, alias } => {
+                                        Some((alias.value.to_lowercase(), expr.clone()))
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            let _ = VisitMut::visit(w, &mut LateralAliases(&aliases));
+                        }
+                    }
+                    if let Some(h) = select.having.as_mut() {
+                        as_condition(h);
+                    }
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    fix(left, lateral);
+                    fix(right, lateral);
+                }
+                _ => {}
+            }
+        }
+        fix(q.body.as_mut(), self.lateral_aliases);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Unqualified names in a WHERE clause that are select-list aliases, replaced by the
+/// aliased expressions (not inside subqueries, which have their own select lists).
+struct LateralAliases<'a>(&'a [(String, Expr)]);
+
+impl VisitorMut for LateralAliases<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(i) = e
+            && let Some((_, aliased)) = self.0.iter().find(|(a, _)| *a == i.value.to_lowercase())
+            && !matches!(aliased, Expr::Identifier(j) if j.value.eq_ignore_ascii_case(&i.value))
+        {
+            *e = Expr::Nested(Box::new(aliased.clone()));
+        }
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+        ControlFlow::Break(())
     }
 }
 

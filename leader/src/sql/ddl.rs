@@ -45,9 +45,10 @@ struct Attributes {
 }
 
 impl CreateTable {
-    /// The table definition, with the given id.
-    pub fn into_def(self, id: u64) -> TableDef {
+    /// The table definition, with the given id, owned by `owner`.
+    pub fn into_def(self, id: u64, owner: &str) -> TableDef {
         TableDef {
+            owner: owner.to_string(),
             id,
             schema: DEFAULT_SCHEMA.to_string(),
             name: self.name,

@@ -1,0 +1,280 @@
+//! Redshift's additions to the PostgreSQL catalog, which Redshift tools (sqlalchemy-redshift,
+//! the Redshift JDBC driver) read:
+//!
+//! * `pg_class`: a real `relowner` (the table's creator; tables from before owners were
+//!   recorded belong to the built-in user, the only user there was), `reldiststyle` (0 EVEN,
+//!   1 KEY, 8 ALL, 9/10/11 AUTO(ALL/EVEN/KEY)), `relacl` (NULL: no grants);
+//! * `pg_attribute`: `attisdistkey`, `attsortkeyord` (position in the sort key, 0 if none),
+//!   `attencodingtype` (0: segments are Parquet, Redshift's encodings do not apply);
+//! * `pg_attrdef.adsrc` (no column has a default, so the table is empty);
+//! * `format_encoding(int)`, `pg_get_viewdef(oid [, bool])` (no views: NULL), and
+//!   `pg_get_late_binding_view_cols()` (no late-binding views: no rows).
+//!
+//! The crate's tables are read once per statement and extended; OIDs are the crate's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
+use datafusion::prelude::SessionContext;
+
+use blueshift_common::types::{DistStyle, TableDef};
+
+use super::RoleSource;
+use crate::catalog::Catalog;
+
+async fn collect(provider: Arc<dyn TableProvider>) -> DfResult<(Arc<Schema>, Vec<RecordBatch>)> {
+    let ctx = SessionContext::new();
+    let plan = provider.scan(&ctx.state(), None, &[], None).await?;
+    let schema = plan.schema();
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    Ok((schema, batches))
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog table has no {name}")))
+}
+
+/// Computes one column of a batch.
+type ColumnFn<'a> = &'a dyn Fn(&RecordBatch) -> DfResult<ArrayRef>;
+
+/// The batches with the `replace`d columns recomputed and the `add`ed ones appended.
+fn extend(
+    schema: &Schema,
+    batches: Vec<RecordBatch>,
+    replace: &[(&str, ColumnFn<'_>)],
+    add: &[(Field, ColumnFn<'_>)],
+) -> DfResult<Arc<MemTable>> {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(add.iter().map(|(f, _)| f.clone()));
+    let out_schema = Arc::new(Schema::new(fields));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut columns = Vec::with_capacity(out_schema.fields().len());
+        for (i, f) in schema.fields().iter().enumerate() {
+            match replace.iter().find(|(n, _)| *n == f.name()) {
+                Some((_, make)) => columns.push(make(&b)?),
+                None => columns.push(b.column(i).clone()),
+            }
+        }
+        for (_, make) in add {
+            columns.push(make(&b)?);
+        }
+        out.push(RecordBatch::try_new(out_schema.clone(), columns)?);
+    }
+    Ok(Arc::new(MemTable::try_new(out_schema, vec![out])?))
+}
+
+/// Our tables by name (all live in `public`).
+fn tables_by_name(catalog: &Catalog) -> HashMap<String, TableDef> {
+    catalog
+        .snapshot()
+        .tables
+        .values()
+        .map(|t| (t.name.clone(), t.clone()))
+        .collect()
+}
+
+fn owner_oid(t: &TableDef, roles: &RoleSource) -> i32 {
+    let roles = roles();
+    let by_name = roles.iter().find(|r| r.name == t.owner).map(|r| r.oid);
+    // No recorded owner: the table predates owners, when the built-in user was the only one.
+    by_name
+        .or_else(|| roles.first().map(|r| r.oid))
+        .unwrap_or(10)
+}
+
+fn dist_style_code(t: &TableDef) -> i32 {
+    match (&t.dist, t.dist_auto) {
+        (DistStyle::Even, false) => 0,
+        (DistStyle::Key { .. }, false) => 1,
+        (DistStyle::All, false) => 8,
+        (DistStyle::All, true) => 9,
+        (DistStyle::Even, true) => 10,
+        (DistStyle::Key { .. }, true) => 11,
+    }
+}
+
+pub async fn pg_class(
+    inner: Arc<dyn TableProvider>,
+    catalog: &Catalog,
+    roles: &RoleSource,
+) -> DfResult<Arc<MemTable>> {
+    let (schema, batches) = collect(inner).await?;
+    let tables = tables_by_name(catalog);
+    let lookup = |b: &RecordBatch| -> DfResult<Vec<Option<TableDef>>> {
+        let names = column(b, "relname")?.as_string::<i32>();
+        Ok((0..b.num_rows())
+            .map(|i| tables.get(names.value(i)).cloned())
+            .collect())
+    };
+    let owner = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(Int32Array::from(
+            lookup(b)?
+                .iter()
+                .map(|t| t.as_ref().map(|t| owner_oid(t, roles)).unwrap_or(0))
+                .collect::<Vec<_>>(),
+        )))
+    };
+    let diststyle = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(Int32Array::from(
+            lookup(b)?
+                .iter()
+                .map(|t| t.as_ref().map(dist_style_code))
+                .collect::<Vec<_>>(),
+        )))
+    };
+    let acl_type = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let acl = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(arrow::array::new_null_array(&acl_type, b.num_rows()))
+    };
+    extend(
+        &schema,
+        batches,
+        &[("relowner", &owner)],
+        &[
+            (
+                Field::new("reldiststyle", DataType::Int32, true),
+                &diststyle,
+            ),
+            (Field::new("relacl", acl_type.clone(), true), &acl),
+        ],
+    )
+}
+
+pub async fn pg_attribute(
+    inner: Arc<dyn TableProvider>,
+    class: Arc<dyn TableProvider>,
+    catalog: &Catalog,
+) -> DfResult<Arc<MemTable>> {
+    let (schema, batches) = collect(inner).await?;
+    let (_, class_batches) = collect(class).await?;
+    let tables = tables_by_name(catalog);
+    let mut by_oid: HashMap<i32, TableDef> = HashMap::new();
+    for b in &class_batches {
+        let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
+        let oids = oids.as_primitive::<Int32Type>();
+        let names = column(b, "relname")?.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if let Some(t) = tables.get(names.value(i)) {
+                by_oid.insert(oids.value(i), t.clone());
+            }
+        }
+    }
+    // (table, attnum) of each row
+    let keys = |b: &RecordBatch| -> DfResult<Vec<(Option<TableDef>, i16)>> {
+        let rel = arrow::compute::cast(column(b, "attrelid")?, &DataType::Int32)?;
+        let rel = rel.as_primitive::<Int32Type>().clone();
+        let num = arrow::compute::cast(column(b, "attnum")?, &DataType::Int16)?;
+        let num = num.as_primitive::<arrow::datatypes::Int16Type>().clone();
+        Ok((0..b.num_rows())
+            .map(|i| (by_oid.get(&rel.value(i)).cloned(), num.value(i)))
+            .collect())
+    };
+    let distkey = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(BooleanArray::from(
+            keys(b)?
+                .iter()
+                .map(|(t, n)| {
+                    t.as_ref().is_some_and(
+                        |t| matches!(t.dist, DistStyle::Key { column } if column as i16 + 1 == *n),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )))
+    };
+    let sortkey = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(Int32Array::from(
+            keys(b)?
+                .iter()
+                .map(|(t, n)| {
+                    t.as_ref()
+                        .and_then(|t| t.sort_key.iter().position(|c| *c as i16 + 1 == *n))
+                        .map_or(0, |p| p as i32 + 1)
+                })
+                .collect::<Vec<_>>(),
+        )))
+    };
+    let encoding = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(Int16Array::from(vec![0i16; b.num_rows()])))
+    };
+    extend(
+        &schema,
+        batches,
+        &[],
+        &[
+            (
+                Field::new("attisdistkey", DataType::Boolean, false),
+                &distkey,
+            ),
+            (
+                Field::new("attsortkeyord", DataType::Int32, false),
+                &sortkey,
+            ),
+            (
+                Field::new("attencodingtype", DataType::Int16, false),
+                &encoding,
+            ),
+        ],
+    )
+}
+
+pub async fn pg_attrdef(inner: Arc<dyn TableProvider>) -> DfResult<Arc<MemTable>> {
+    let (schema, batches) = collect(inner).await?;
+    let src = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        Ok(Arc::new(StringArray::new_null(b.num_rows())))
+    };
+    extend(
+        &schema,
+        batches,
+        &[],
+        &[(Field::new("adsrc", DataType::Utf8, true), &src)],
+    )
+}
+
+/// `format_encoding(int)`: the name of a column encoding; every column is `none`.
+pub fn format_encoding() -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "format_encoding",
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let out: StringArray = (0..arrays[0].len())
+                .map(|i| arrays[0].is_valid(i).then_some("none"))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+/// `pg_get_viewdef(oid [, pretty])`: NULL, as there are no views.
+pub fn pg_get_viewdef() -> ScalarUDF {
+    ScalarUDF::new_from_impl(super::functions::NoDescription::new("pg_get_viewdef"))
+}
+
+/// `pg_get_late_binding_view_cols()`: the columns of late-binding views; there are none.
+#[derive(Debug)]
+pub struct LateBindingViewCols;
+
+impl datafusion::catalog::TableFunctionImpl for LateBindingViewCols {
+    fn call(&self, _args: &[datafusion::logical_expr::Expr]) -> DfResult<Arc<dyn TableProvider>> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("view_schema", DataType::Utf8, true),
+            Field::new("view_name", DataType::Utf8, true),
+            Field::new("col_name", DataType::Utf8, true),
+            Field::new("col_type", DataType::Utf8, true),
+            Field::new("col_num", DataType::Int32, true),
+        ]));
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+    }
+}
