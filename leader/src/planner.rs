@@ -65,7 +65,8 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let config = SessionConfig::new()
         .with_target_partitions(catalog.slices.max(1) as usize)
         .with_batch_size(8192)
-        .with_information_schema(true)
+        // Ours (`pg_catalog::information_schema`) wraps DataFusion's.
+        .with_information_schema(false)
         .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)

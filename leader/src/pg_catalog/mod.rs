@@ -1,6 +1,6 @@
 //! PostgreSQL catalog emulation for client tools (psql `\d`, JDBC `DatabaseMetaData`,
-//! SQLAlchemy's inspector, BI tools): the `pg_catalog` schema and the catalog functions
-//! they call, over Blueshift's own catalog.
+//! SQLAlchemy's inspector, BI tools): the `pg_catalog` and `information_schema` schemas and
+//! the catalog functions they call, over Blueshift's own catalog.
 //!
 //! The tables and most functions come from `datafusion-pg-catalog`; this module supplies
 //! what they read (our tables, our users), keeps object OIDs stable for the life of the
@@ -36,6 +36,7 @@ use datafusion_pg_catalog::pg_catalog::{
 };
 
 mod functions;
+mod information_schema;
 mod redshift;
 mod roles;
 
@@ -56,6 +57,7 @@ const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 /// statements.
 pub struct PgCatalog {
     schema: Arc<dyn SchemaProvider>,
+    catalog: Arc<Catalog>,
     roles: RoleSource,
     keywords: Arc<dyn datafusion::catalog::TableFunctionImpl>,
     to_regtype: ScalarUDF,
@@ -90,8 +92,9 @@ impl PgCatalog {
             schema: Arc::new(WithRoles {
                 inner: Arc::new(schema),
                 roles: roles.clone(),
-                catalog,
+                catalog: catalog.clone(),
             }),
+            catalog,
             roles,
             keywords: static_tables.pg_get_keywords.clone(),
             to_regtype: ScalarUDF::new_from_impl(ToRegtype::new(static_tables.pg_type.data())?),
@@ -105,6 +108,13 @@ impl PgCatalog {
             DataFusionError::Internal(format!("catalog {DEFAULT_CATALOG} is not registered"))
         })?;
         cat.register_schema("pg_catalog", self.schema.clone())?;
+        cat.register_schema(
+            "information_schema",
+            Arc::new(information_schema::InformationSchema::new(
+                ctx.state().catalog_list().clone(),
+                self.catalog.clone(),
+            )),
+        )?;
         ctx.register_udtf("pg_get_keywords", self.keywords.clone());
         for udf in [
             create_current_schema_udf(),

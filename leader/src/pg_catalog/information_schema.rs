@@ -1,0 +1,251 @@
+//! `information_schema` as PostgreSQL tools read it: DataFusion's views (`schemata`, `tables`,
+//! `columns`, `views`, ...) with `columns.data_type` in SQL terms (`integer`, `character
+//! varying`, `numeric`, `timestamp without time zone`, ...; DataFusion writes Arrow's names),
+//! `character_maximum_length` from the declared VARCHAR/CHAR length, and the constraint views
+//! (`table_constraints`, `key_column_usage`, `referential_constraints`,
+//! `constraint_column_usage`), which are empty: Blueshift tables have no constraints.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::information_schema::InformationSchemaProvider;
+use datafusion::catalog::{CatalogProviderList, MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::Catalog;
+
+/// Views with no rows (no constraints exist), with PostgreSQL's columns.
+const CONSTRAINT_VIEWS: [(&str, &[&str]); 4] = [
+    (
+        "table_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
+        ],
+    ),
+    (
+        "key_column_usage",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "ordinal_position",
+            "position_in_unique_constraint",
+        ],
+    ),
+    (
+        "referential_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
+        ],
+    ),
+    (
+        "constraint_column_usage",
+        &[
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+        ],
+    ),
+];
+
+pub struct InformationSchema {
+    inner: InformationSchemaProvider,
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for InformationSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InformationSchema")
+    }
+}
+
+impl InformationSchema {
+    pub fn new(catalogs: Arc<dyn CatalogProviderList>, catalog: Arc<Catalog>) -> Self {
+        InformationSchema {
+            inner: InformationSchemaProvider::new(catalogs),
+            catalog,
+        }
+    }
+}
+
+fn constraint_view(columns: &[&str]) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                let dt = if c.ends_with("position") || c.starts_with("position") {
+                    DataType::Int32
+                } else {
+                    DataType::Utf8
+                };
+                Field::new(*c, dt, true)
+            })
+            .collect::<Vec<_>>(),
+    ));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        names.extend(CONSTRAINT_VIEWS.iter().map(|(n, _)| n.to_string()));
+        names
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let lower = name.to_ascii_lowercase();
+        if let Some((_, cols)) = CONSTRAINT_VIEWS.iter().find(|(n, _)| *n == lower) {
+            return Ok(Some(constraint_view(cols)?));
+        }
+        let inner = self.inner.table(name).await?;
+        Ok(match (lower.as_str(), inner) {
+            ("columns", Some(t)) => Some(Arc::new(SqlColumns {
+                inner: t,
+                catalog: self.catalog.clone(),
+            })),
+            (_, other) => other,
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let lower = name.to_ascii_lowercase();
+        CONSTRAINT_VIEWS.iter().any(|(n, _)| *n == lower) || self.inner.table_exist(name)
+    }
+}
+
+/// `information_schema.columns` with SQL type names.
+struct SqlColumns {
+    inner: Arc<dyn TableProvider>,
+    catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Debug for SqlColumns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlColumns")
+    }
+}
+
+/// The SQL name of an Arrow type as `information_schema.columns.data_type` shows it.
+fn sql_type_name(arrow: &str) -> String {
+    let base = arrow.split('(').next().unwrap_or(arrow);
+    match base {
+        "Int8" | "Int16" | "UInt8" => "smallint".into(),
+        "Int32" | "UInt16" => "integer".into(),
+        "Int64" | "UInt32" | "UInt64" => "bigint".into(),
+        "Float16" | "Float32" => "real".into(),
+        "Float64" => "double precision".into(),
+        "Decimal32" | "Decimal64" | "Decimal128" | "Decimal256" => "numeric".into(),
+        "Boolean" => "boolean".into(),
+        "Utf8" | "LargeUtf8" | "Utf8View" => "character varying".into(),
+        "Binary" | "LargeBinary" | "BinaryView" | "FixedSizeBinary" => "bytea".into(),
+        "Date32" | "Date64" => "date".into(),
+        "Time32" | "Time64" => "time without time zone".into(),
+        // `Timestamp(µs)` / `Timestamp(Microsecond, None)`: no time zone.
+        "Timestamp" if arrow.contains("None") || !arrow.contains(',') => {
+            "timestamp without time zone".into()
+        }
+        "Timestamp" => "timestamp with time zone".into(),
+        "Interval" | "Duration" => "interval".into(),
+        "List" | "LargeList" | "FixedSizeList" | "ListView" => "ARRAY".into(),
+        _ => arrow.to_string(),
+    }
+}
+
+impl SqlColumns {
+    fn rewrite(&self, b: RecordBatch) -> DfResult<RecordBatch> {
+        let schema = b.schema();
+        let snapshot = self.catalog.snapshot();
+        let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+        if let Ok(i) = schema.index_of("data_type") {
+            let types = b.column(i).as_string::<i32>();
+            let named: StringArray = types.iter().map(|t| t.map(sql_type_name)).collect();
+            columns[i] = Arc::new(named);
+        }
+        // Declared lengths of our VARCHAR / CHAR columns.
+        if let (Ok(len_at), Ok(s), Ok(t), Ok(c)) = (
+            schema.index_of("character_maximum_length"),
+            schema.index_of("table_schema"),
+            schema.index_of("table_name"),
+            schema.index_of("column_name"),
+        ) {
+            let (s, t, c) = (
+                b.column(s).as_string::<i32>(),
+                b.column(t).as_string::<i32>(),
+                b.column(c).as_string::<i32>(),
+            );
+            let old = arrow::compute::cast(b.column(len_at), &DataType::Int64)?;
+            let old = old.as_primitive::<arrow::datatypes::Int64Type>();
+            let lens: Vec<Option<i64>> = (0..b.num_rows())
+                .map(|r| {
+                    snapshot
+                        .table_by_name(s.value(r), t.value(r))
+                        .and_then(|def| def.columns.iter().find(|col| col.name == c.value(r)))
+                        .and_then(|col| col.ty.max_len().map(i64::from))
+                        .or_else(|| old.is_valid(r).then(|| old.value(r)))
+                })
+                .collect();
+            let lens = arrow::array::Int64Array::from(lens);
+            columns[len_at] = arrow::compute::cast(&lens, schema.field(len_at).data_type())?;
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SqlColumns {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, None, &[], None).await?;
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        let batches = batches
+            .into_iter()
+            .map(|b| self.rewrite(b))
+            .collect::<DfResult<Vec<_>>>()?;
+        MemTable::try_new(self.schema(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
