@@ -111,6 +111,58 @@ tokio::task_local! {
     pub static CURRENT_USER: String;
 }
 
+/// The session settings a statement sees (`current_setting`), and the changes its
+/// `set_config` calls ask for.
+#[derive(Clone, Default)]
+pub struct StatementSettings {
+    pub settings: HashMap<String, String>,
+    pub changes: Arc<SettingChanges>,
+}
+
+/// `set_config(name, value, is_local)` calls of one statement. They are evaluated while the
+/// statement is planned (constant arguments) and applied to the session when planning ends;
+/// a call evaluated later (arguments that vary by row) fails rather than change nothing.
+#[derive(Default)]
+pub struct SettingChanges {
+    pending: std::sync::Mutex<Vec<(String, String)>>,
+    applied: std::sync::atomic::AtomicBool,
+}
+
+impl SettingChanges {
+    pub fn record(&self, name: String, value: String) -> Result<()> {
+        if self.applied.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::sql(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "set_config needs constant arguments (use SET for per-row values)",
+            ));
+        }
+        match self.pending.lock() {
+            Ok(mut g) => g.push((name, value)),
+            Err(p) => p.into_inner().push((name, value)),
+        }
+        Ok(())
+    }
+
+    fn apply(&self) -> Vec<(String, String)> {
+        self.applied
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.pending.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// What the statement being run sees of its session's settings.
+    pub static SETTINGS: StatementSettings;
+}
+
+/// The settings of the statement being planned (empty outside a statement).
+pub fn statement_settings() -> StatementSettings {
+    SETTINGS.try_with(|s| s.clone()).unwrap_or_default()
+}
+
 /// The user of the statement being planned ("" outside a statement).
 pub fn current_user() -> String {
     CURRENT_USER.try_with(|u| u.clone()).unwrap_or_default()
@@ -139,9 +191,19 @@ impl Executor {
             None => self.leader.query_memory_limit,
         };
         let user = settings.get(SESSION_USER).cloned().unwrap_or_default();
+        let view = StatementSettings {
+            settings: settings.clone(),
+            changes: Arc::new(SettingChanges::default()),
+        };
+        let changes = view.changes.clone();
         let run = crate::limits::QUERY_MEMORY_LIMIT
             .scope(memory_limit, self.dispatch(sql, params, settings));
-        CURRENT_USER.scope(user, run).await
+        let outcome = SETTINGS.scope(view, CURRENT_USER.scope(user, run)).await;
+        // `set_config(...)` calls, evaluated while the statement was planned.
+        for (name, value) in changes.apply() {
+            settings.insert(name, value);
+        }
+        outcome
     }
 
     async fn dispatch(

@@ -158,3 +158,44 @@ async fn information_schema_speaks_sql_types_and_has_the_constraint_views() {
         assert_eq!(n, 0, "{view}: no table has constraints");
     }
 }
+
+#[tokio::test]
+async fn current_setting_reads_and_set_config_changes_the_session() {
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    let client = cluster.client().await.unwrap();
+    let one = |sql: &'static str| {
+        let client = &client;
+        async move { pg::query_one_value(client, sql).await.unwrap() }
+    };
+    assert_eq!(
+        one("select current_setting('server_version_num')")
+            .await
+            .as_deref(),
+        Some("150004")
+    );
+    assert_eq!(
+        one("select set_config('statement_timeout', '7s', false)")
+            .await
+            .as_deref(),
+        Some("7s")
+    );
+    assert_eq!(one("show statement_timeout").await.as_deref(), Some("7s"));
+    assert_eq!(
+        one("select current_setting('statement_timeout')")
+            .await
+            .as_deref(),
+        Some("7s")
+    );
+    let err = pg::expect_db_error(&client, "select current_setting('no_such_setting')")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&err, &["42704"], "unknown setting");
+    let err = pg::expect_db_error(
+        &client,
+        "select set_config('x', v::text, false) from generate_series(1, 3) t(v)",
+    )
+    .await
+    .unwrap();
+    pg::assert_sqlstate(&err, &["0A000"], "set_config with per-row arguments");
+}

@@ -1,6 +1,7 @@
 //! Catalog functions `datafusion-pg-catalog` does not have, or that need our state:
 //! `current_database()`, `to_regtype(text)`, `json_build_object(...)`,
-//! `pg_collation_is_visible(oid)`, and the description functions (always NULL: no object has
+//! `pg_collation_is_visible(oid)`, `current_setting`, `set_config`, and the description
+//! functions (always NULL: no object has
 //! a comment).
 
 use std::sync::Arc;
@@ -318,4 +319,70 @@ impl datafusion::catalog::TableFunctionImpl for CurrentDatabaseTable {
             vec![vec![batch]],
         )?))
     }
+}
+
+/// `current_setting(name [, missing_ok])`: the session's value of a setting (as `SHOW`).
+pub fn current_setting(settings: std::collections::HashMap<String, String>) -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            use arrow::array::AsArray;
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = arrays[0].as_string::<i32>();
+            let mut out = arrow::array::StringBuilder::new();
+            for name in names.iter() {
+                match name {
+                    None => out.append_null(),
+                    Some(n) => {
+                        let n = n.to_ascii_lowercase();
+                        let v = settings
+                            .get(&n)
+                            .cloned()
+                            .or_else(|| crate::session::default_setting(&n))
+                            .ok_or_else(|| {
+                                crate::error::Error::sql(
+                                    blueshift_common::error::sqlstate::UNDEFINED_OBJECT,
+                                    format!("unrecognized configuration parameter \"{n}\""),
+                                )
+                            })?;
+                        out.append_value(v);
+                    }
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
+}
+
+/// `set_config(name, value, is_local)`: sets a session setting (as `SET`), returns the value.
+pub fn set_config(changes: Arc<crate::session::SettingChanges>) -> ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            use arrow::array::AsArray;
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (names, values) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+            let mut out = arrow::array::StringBuilder::new();
+            for i in 0..names.len() {
+                if names.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let value = if values.is_null(i) {
+                    ""
+                } else {
+                    values.value(i)
+                };
+                changes.record(names.value(i).to_ascii_lowercase(), value.to_string())?;
+                out.append_value(value);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }),
+    )
 }

@@ -159,6 +159,9 @@ impl PgCatalog {
         ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
         ctx.register_udf(pg_collation_is_visible());
         ctx.register_udf(pg_type_is_visible());
+        let statement = crate::session::statement_settings();
+        ctx.register_udf(functions::current_setting(statement.settings));
+        ctx.register_udf(functions::set_config(statement.changes));
         ctx.register_udf(redshift::format_encoding());
         ctx.register_udf(redshift::pg_get_viewdef());
         ctx.register_udtf(
