@@ -15,7 +15,7 @@
 //!   `DoGet` run it; `DoPut(CommandPreparedStatementUpdate)` runs it once per parameter row;
 //!   `ClosePreparedStatement` forgets it.
 //! * Metadata: `GetCatalogs`, `GetDbSchemas`, `GetTables` (with table schemas), `GetTableTypes`,
-//!   `GetSqlInfo`.
+//!   `GetSqlInfo`; `GetSchema` of any of these commands, a statement or a prepared statement.
 //!
 //! Errors carry the PostgreSQL message and SQLSTATE in the status message. Plain-text gRPC
 //! only (no TLS on this port yet).
@@ -29,7 +29,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -840,12 +840,126 @@ impl FlightSqlService for BlueshiftFlightSql {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
+/// The Flight service: arrow-flight's Flight SQL dispatch, plus `GetSchema` (which that
+/// dispatch cannot be given): the result schema of a statement, a prepared statement or a
+/// metadata command, without running anything.
+pub struct FlightSqlEndpoint(BlueshiftFlightSql);
+
+type FsResult<T> = Result<Response<T>, Status>;
+
+fn bad_command(e: arrow::error::ArrowError) -> Status {
+    Status::invalid_argument(format!("malformed Flight SQL command: {e}"))
+}
+
+#[tonic::async_trait]
+impl FlightService for FlightSqlEndpoint {
+    type HandshakeStream = <BlueshiftFlightSql as FlightService>::HandshakeStream;
+    type ListFlightsStream = <BlueshiftFlightSql as FlightService>::ListFlightsStream;
+    type DoGetStream = <BlueshiftFlightSql as FlightService>::DoGetStream;
+    type DoPutStream = <BlueshiftFlightSql as FlightService>::DoPutStream;
+    type DoActionStream = <BlueshiftFlightSql as FlightService>::DoActionStream;
+    type ListActionsStream = <BlueshiftFlightSql as FlightService>::ListActionsStream;
+    type DoExchangeStream = <BlueshiftFlightSql as FlightService>::DoExchangeStream;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> FsResult<Self::HandshakeStream> {
+        FlightService::handshake(&self.0, request).await
+    }
+    async fn list_flights(
+        &self,
+        request: Request<arrow_flight::Criteria>,
+    ) -> FsResult<Self::ListFlightsStream> {
+        FlightService::list_flights(&self.0, request).await
+    }
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> FsResult<FlightInfo> {
+        FlightService::get_flight_info(&self.0, request).await
+    }
+    async fn poll_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> FsResult<arrow_flight::PollInfo> {
+        FlightService::poll_flight_info(&self.0, request).await
+    }
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> FsResult<arrow_flight::SchemaResult> {
+        let user = self.0.user(&request)?;
+        let any = Any::decode(request.get_ref().cmd.clone())
+            .map_err(|_| Status::invalid_argument("GetSchema needs a Flight SQL command"))?;
+        let schema: SchemaRef =
+            if let Some(q) = any.unpack::<CommandStatementQuery>().map_err(bad_command)? {
+                if BlueshiftFlightSql::is_query(&q.query).map_err(status)? {
+                    self.0.plan_schema(&q.query, &user).await.map_err(status)?
+                } else {
+                    Arc::new(Schema::empty())
+                }
+            } else if let Some(p) = any
+                .unpack::<CommandPreparedStatementQuery>()
+                .map_err(bad_command)?
+            {
+                let handle = BlueshiftFlightSql::prepared_handle(&p.prepared_statement_handle)?;
+                lock(&self.0.prepared)
+                    .get(&handle)
+                    .filter(|p| p.user == user)
+                    .map(|p| p.schema.clone())
+                    .ok_or_else(|| Status::not_found("no such prepared statement"))?
+            } else if let Some(c) = any.unpack::<CommandGetTables>().map_err(bad_command)? {
+                c.into_builder().schema()
+            } else if let Some(c) = any.unpack::<CommandGetDbSchemas>().map_err(bad_command)? {
+                c.into_builder().schema()
+            } else if let Some(c) = any.unpack::<CommandGetCatalogs>().map_err(bad_command)? {
+                c.into_builder().schema()
+            } else if let Some(c) = any.unpack::<CommandGetTableTypes>().map_err(bad_command)? {
+                c.into_builder().schema()
+            } else if let Some(c) = any.unpack::<CommandGetSqlInfo>().map_err(bad_command)? {
+                c.into_builder(&self.0.sql_info).schema()
+            } else {
+                return Err(Status::unimplemented(format!(
+                    "GetSchema of {} is not supported",
+                    any.type_url
+                )));
+            };
+        let result: arrow_flight::SchemaResult =
+            SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+                .try_into()
+                .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        Ok(Response::new(result))
+    }
+    async fn do_get(&self, request: Request<Ticket>) -> FsResult<Self::DoGetStream> {
+        FlightService::do_get(&self.0, request).await
+    }
+    async fn do_put(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> FsResult<Self::DoPutStream> {
+        FlightService::do_put(&self.0, request).await
+    }
+    async fn do_action(&self, request: Request<Action>) -> FsResult<Self::DoActionStream> {
+        FlightService::do_action(&self.0, request).await
+    }
+    async fn list_actions(
+        &self,
+        request: Request<arrow_flight::Empty>,
+    ) -> FsResult<Self::ListActionsStream> {
+        FlightService::list_actions(&self.0, request).await
+    }
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> FsResult<Self::DoExchangeStream> {
+        FlightService::do_exchange(&self.0, request).await
+    }
+}
+
 /// Serves Flight SQL on `listener` until the task is dropped.
 pub async fn serve(
     leader: Arc<LeaderState>,
     listener: tokio::net::TcpListener,
 ) -> Result<(), Error> {
-    let service = BlueshiftFlightSql::new(leader)?;
+    let service = FlightSqlEndpoint(BlueshiftFlightSql::new(leader)?);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "Flight SQL listening");
     tonic::transport::Server::builder()

@@ -1,5 +1,6 @@
 """ADBC Flight SQL (adbc-driver-flightsql) against a live Blueshift cluster's Flight SQL port,
-for the client-matrix test (tests/e2e/clients.rs).
+for the client-matrix test (tests/e2e/clients.rs); and pyarrow's plain Flight client for what
+ADBC does not expose: GetSchema, and fetching the same ticket twice.
 
     adbc_client.py HOST FLIGHT_SQL_PORT USER PASSWORD
 
@@ -14,6 +15,7 @@ import sys
 import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pyarrow as pa
+import pyarrow.flight as flight
 
 HOST, PORT, USER, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 URI = f"grpc://{HOST}:{PORT}"
@@ -30,6 +32,45 @@ def connect(user, password):
         db_kwargs={"username": user, "password": password},
         autocommit=True,
     )
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, payload):
+    """A length-delimited protobuf field."""
+    return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
+
+
+def statement_command(sql):
+    """Any(CommandStatementQuery{query: sql}), encoded by hand (no Flight SQL protos here)."""
+    inner = _field(1, sql.encode())
+    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return _field(1, type_url) + _field(2, inner)
+
+
+def plain_flight():
+    client = flight.FlightClient(URI)
+    token = client.authenticate_basic_token(USER, PASSWORD)
+    options = flight.FlightCallOptions(headers=[token])
+    descriptor = flight.FlightDescriptor.for_command(statement_command(
+        "select id, name from adbc_t order by id"))
+    schema = client.get_schema(descriptor, options).schema
+    expect(schema.names, ["id", "name"], "GetSchema")
+    info = client.get_flight_info(descriptor, options)
+    ticket = info.endpoints[0].ticket
+    first = client.do_get(ticket, options).read_all()
+    second = client.do_get(ticket, options).read_all()
+    expect(first.column("id").to_pylist(), [1, 2, 3], "first fetch")
+    expect(second.equals(first), True, "a ticket fetched again")
+    client.close()
 
 
 def main():
@@ -74,6 +115,7 @@ def main():
     expect(schema.field("name").type, pa.string(), "name type")
 
     conn.close()
+    plain_flight()
     print("ok adbc", flush=True)
 
 

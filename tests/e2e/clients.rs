@@ -13,7 +13,8 @@
 //! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE);
 //! * ADBC Flight SQL for Python on the Flight SQL port (tests/clients/adbc_client.py):
 //!   Basic login and a wrong password, DDL, a parameterized INSERT and query to Arrow,
-//!   `adbc_get_info`, `adbc_get_objects`, `adbc_get_table_schema`.
+//!   `adbc_get_info`, `adbc_get_objects`, `adbc_get_table_schema`; with pyarrow's Flight
+//!   client, GetSchema and one ticket fetched twice.
 //!
 //! `tests/run-all.sh` installs the Python packages (tests/requirements.txt), psql, Java and
 //! the JDBC driver; a missing client fails its test rather than skipping it.
