@@ -1,13 +1,18 @@
 //! Executing one statement for a client session: the dispatch from statement kind to the
 //! code that runs it (DDL and COPY here, queries through DataFusion and the distributed
 //! planner), independent of the wire protocol that carried it.
+//!
+//! * [`settings`]: `SET` / `SHOW` of settings, the statement's user and settings as
+//!   task-locals, `set_config` changes;
+//! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
+//! * [`users`]: `CREATE` / `ALTER` / `DROP USER`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use blueshift_common::error::sqlstate;
-use blueshift_common::types::{ColumnDef, DistStyle};
+use blueshift_common::types::ColumnDef;
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
@@ -27,6 +32,16 @@ use crate::scheduler::SchedulerHandle;
 use crate::sql::copy::parse_copy;
 use crate::sql::ddl::{parse_create_table, parse_drop_table};
 use crate::sql::{StatementKind, classify, keyword, words};
+
+mod metadata;
+mod settings;
+mod users;
+
+pub use settings::{
+    CURRENT_USER, SESSION_USER, SETTINGS, SettingChanges, StatementSettings, current_user,
+    default_setting, statement_settings,
+};
+use settings::{set, show_setting};
 
 /// What a statement produced.
 pub enum Outcome {
@@ -100,72 +115,6 @@ impl Outcome {
             stream: Box::pin(stream),
         }
     }
-}
-
-/// The session setting that holds the logged-in user (set at startup; `SET` cannot write
-/// keys that start with NUL).
-pub const SESSION_USER: &str = "\u{0}user";
-
-tokio::task_local! {
-    /// The user whose statement runs (for `current_user` and the catalog functions).
-    pub static CURRENT_USER: String;
-}
-
-/// The session settings a statement sees (`current_setting`), and the changes its
-/// `set_config` calls ask for.
-#[derive(Clone, Default)]
-pub struct StatementSettings {
-    pub settings: HashMap<String, String>,
-    pub changes: Arc<SettingChanges>,
-}
-
-/// `set_config(name, value, is_local)` calls of one statement. They are evaluated while the
-/// statement is planned (constant arguments) and applied to the session when planning ends;
-/// a call evaluated later (arguments that vary by row) fails rather than change nothing.
-#[derive(Default)]
-pub struct SettingChanges {
-    pending: std::sync::Mutex<Vec<(String, String)>>,
-    applied: std::sync::atomic::AtomicBool,
-}
-
-impl SettingChanges {
-    pub fn record(&self, name: String, value: String) -> Result<()> {
-        if self.applied.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::sql(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "set_config needs constant arguments (use SET for per-row values)",
-            ));
-        }
-        match self.pending.lock() {
-            Ok(mut g) => g.push((name, value)),
-            Err(p) => p.into_inner().push((name, value)),
-        }
-        Ok(())
-    }
-
-    fn apply(&self) -> Vec<(String, String)> {
-        self.applied
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        match self.pending.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        }
-    }
-}
-
-tokio::task_local! {
-    /// What the statement being run sees of its session's settings.
-    pub static SETTINGS: StatementSettings;
-}
-
-/// The settings of the statement being planned (empty outside a statement).
-pub fn statement_settings() -> StatementSettings {
-    SETTINGS.try_with(|s| s.clone()).unwrap_or_default()
-}
-
-/// The user of the statement being planned ("" outside a statement).
-pub fn current_user() -> String {
-    CURRENT_USER.try_with(|u| u.clone()).unwrap_or_default()
 }
 
 fn command(tag: &str) -> Outcome {
@@ -261,122 +210,6 @@ impl Executor {
             crate::sql::transaction::note_write(settings);
         }
         outcome
-    }
-
-    /// CREATE / ALTER / DROP USER: superusers only, except a user changing their own
-    /// password.
-    fn user_statement(&self, sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
-        use crate::sql::users::{Password, UserStatement, parse_user_statement};
-        let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
-        let snapshot = self.leader.catalog.snapshot();
-        let superuser =
-            self.leader.users.contains(&me) || snapshot.users.get(&me).is_some_and(|u| u.superuser);
-        let Some(stmt) = parse_user_statement(sql)? else {
-            return Err(Error::sql(sqlstate::SYNTAX_ERROR, "not a user statement"));
-        };
-        let own_password = matches!(&stmt, UserStatement::Alter { name, options }
-            if *name == me && options.superuser.is_none() && options.create_db.is_none());
-        if !superuser && !own_password {
-            return Err(Error::sql(
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                "permission denied: only superusers may create, alter or drop users",
-            ));
-        }
-        let apply_password = |u: &mut crate::auth::UserDef, p: &Option<Password>| -> Result<()> {
-            match p {
-                Some(Password::Set(p)) => (u.scram, u.md5) = crate::auth::secrets(&u.name, p)?,
-                Some(Password::Disable) => (u.scram, u.md5) = (None, None),
-                None => {}
-            }
-            Ok(())
-        };
-        let (commands, tag) = match stmt {
-            UserStatement::Create { name, options } => {
-                let mut u = crate::auth::UserDef {
-                    name,
-                    id: snapshot
-                        .users
-                        .values()
-                        .map(|u| u.id)
-                        .max()
-                        .unwrap_or(99)
-                        .max(99)
-                        + 1,
-                    superuser: options.superuser.unwrap_or(false),
-                    create_db: options.create_db.unwrap_or(false),
-                    scram: None,
-                    md5: None,
-                };
-                apply_password(&mut u, &options.password)?;
-                (vec![Command::CreateUser(u)], "CREATE USER")
-            }
-            UserStatement::Alter { name, options } => {
-                let (mut u, exists) = match snapshot.users.get(&name) {
-                    Some(u) => (u.clone(), true),
-                    // The built-in password-less users get an entry once given a password.
-                    None if self.leader.users.contains(&name) => (
-                        crate::auth::UserDef {
-                            name: name.clone(),
-                            id: 10
-                                + self
-                                    .leader
-                                    .users
-                                    .iter()
-                                    .position(|u| *u == name)
-                                    .unwrap_or(0) as u32,
-                            superuser: true,
-                            create_db: true,
-                            scram: None,
-                            md5: None,
-                        },
-                        false,
-                    ),
-                    None => {
-                        return Err(Error::sql(
-                            sqlstate::UNDEFINED_OBJECT,
-                            format!("user \"{name}\" does not exist"),
-                        ));
-                    }
-                };
-                if let Some(s) = options.superuser {
-                    u.superuser = s;
-                }
-                if let Some(c) = options.create_db {
-                    u.create_db = c;
-                }
-                apply_password(&mut u, &options.password)?;
-                let cmd = if exists {
-                    Command::AlterUser(u)
-                } else {
-                    Command::CreateUser(u)
-                };
-                (vec![cmd], "ALTER USER")
-            }
-            UserStatement::Drop { names, if_exists } => {
-                let mut cmds = Vec::new();
-                for name in names {
-                    if name == me {
-                        return Err(Error::sql(
-                            sqlstate::OBJECT_IN_USE,
-                            "current user cannot be dropped",
-                        ));
-                    }
-                    if snapshot.users.contains_key(&name) {
-                        cmds.push(Command::DropUser { name });
-                    } else if !if_exists {
-                        return Err(Error::sql(
-                            sqlstate::UNDEFINED_OBJECT,
-                            format!("user \"{name}\" does not exist"),
-                        ));
-                    }
-                }
-                (cmds, "DROP USER")
-            }
-        };
-        for c in commands {
-            self.leader.catalog.execute(|_| Ok(c))?;
-        }
-        Ok(command(tag))
     }
 
     fn scheduler(&self) -> Arc<SchedulerHandle> {
@@ -826,314 +659,4 @@ impl Executor {
             rows: Some(rows),
         })
     }
-}
-
-/// Settings every session reports, before any `SET`.
-pub fn default_setting(name: &str) -> Option<String> {
-    Some(match name {
-        "server_version" => blueshift_common::PG_SERVER_VERSION.to_string(),
-        "server_version_num" => "150004".into(),
-        "search_path" => "$user, public".into(),
-        "timezone" => "UTC".into(),
-        "datestyle" => "ISO, MDY".into(),
-        "client_encoding" | "server_encoding" => "UTF8".into(),
-        "standard_conforming_strings" | "integer_datetimes" => "on".into(),
-        "transaction_isolation" | "transaction isolation level" => "serializable".into(),
-        "statement_timeout" => "0".into(),
-        "max_identifier_length" => "127".into(),
-        "intervalstyle" => "postgres".into(),
-        _ => return None,
-    })
-}
-
-fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
-    let ws = words(sql)?;
-    let is_reset = ws.first().and_then(keyword).as_deref() == Some("RESET");
-    let mut i = 1;
-    if matches!(
-        ws.get(1).and_then(keyword).as_deref(),
-        Some("SESSION" | "LOCAL")
-    ) {
-        i += 1;
-    }
-    let name = ws
-        .get(i)
-        .map(|t| t.to_string().to_ascii_lowercase())
-        .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a setting name"))?;
-    if is_reset {
-        settings.remove(&name);
-        return Ok(command("RESET"));
-    }
-    let mut rest = &ws[(i + 1).min(ws.len())..];
-    if let Some(first) = rest.first()
-        && (first == &datafusion::sql::sqlparser::tokenizer::Token::Eq
-            || keyword(first).as_deref() == Some("TO"))
-    {
-        rest = &rest[1..];
-    }
-    let value = rest
-        .iter()
-        .map(|t| match t {
-            datafusion::sql::sqlparser::tokenizer::Token::SingleQuotedString(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    if name == crate::interrupt::STATEMENT_TIMEOUT {
-        crate::interrupt::parse_timeout(&value)?;
-    }
-    if name == crate::limits::SETTING {
-        crate::limits::parse_bytes(&value)?;
-    }
-    settings.insert(name, value);
-    Ok(command("SET"))
-}
-
-impl Executor {
-    /// `SHOW` of a setting, or one of Redshift's metadata listings.
-    fn show(
-        &self,
-        sql: &str,
-        params: Option<ParamValues>,
-        settings: &HashMap<String, String>,
-    ) -> Result<Outcome> {
-        let values: Vec<String> = match &params {
-            Some(ParamValues::List(values)) => values
-                .iter()
-                .map(|v| match &v.value {
-                    datafusion::scalar::ScalarValue::Utf8(Some(s)) => Ok(s.clone()),
-                    v if v.is_null() => Err(Error::sql(
-                        sqlstate::INVALID_PARAMETER_VALUE,
-                        "a SHOW parameter cannot be NULL",
-                    )),
-                    v => Ok(v.to_string()),
-                })
-                .collect::<Result<_>>()?,
-            _ => Vec::new(),
-        };
-        match crate::sql::show::parse_show_bound(sql, Some(&values))? {
-            Some(cmd) => self.show_objects(&cmd),
-            None => show_setting(sql, settings),
-        }
-    }
-
-    fn show_objects(&self, cmd: &crate::sql::show::ShowCommand) -> Result<Outcome> {
-        use crate::sql::show::{ShowObjects, like_matches};
-        let db = self.leader.database.clone();
-        let snapshot = self.leader.catalog.snapshot();
-        let text = |v: &str| Some(v.to_string());
-        // (name the LIKE pattern applies to, the row's cells)
-        let rows: Vec<(String, Vec<Cell>)> = match &cmd.objects {
-            ShowObjects::Databases => {
-                vec![(
-                    db.clone(),
-                    vec![
-                        Cell::Text(text(&db)),
-                        Cell::Text(text("blueshift")),
-                        Cell::Text(text("local")),
-                        Cell::Text(None),
-                        Cell::Text(None),
-                        Cell::Text(text("Serializable")),
-                    ],
-                )]
-            }
-            ShowObjects::Schemas { database } => {
-                if *database == db {
-                    vec![(
-                        crate::planner::DEFAULT_SCHEMA.to_string(),
-                        vec![
-                            Cell::Text(text(&db)),
-                            Cell::Text(text(crate::planner::DEFAULT_SCHEMA)),
-                            Cell::Text(text("blueshift")),
-                            Cell::Text(text("local")),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                        ],
-                    )]
-                } else {
-                    Vec::new()
-                }
-            }
-            ShowObjects::Tables { database, schema } => snapshot
-                .tables
-                .values()
-                .filter(|t| *database == db && t.schema == *schema)
-                .map(|t| {
-                    (
-                        t.name.clone(),
-                        vec![
-                            Cell::Text(text(&db)),
-                            Cell::Text(text(&t.schema)),
-                            Cell::Text(text(&t.name)),
-                            Cell::Text(text("TABLE")),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            // Owners and change times are not recorded.
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(Some(dist_style(t))),
-                            Cell::Text(text("REGULAR TABLE")),
-                        ],
-                    )
-                })
-                .collect(),
-            ShowObjects::Columns {
-                database,
-                schema,
-                table,
-            } => snapshot
-                .table_by_name(schema, table)
-                .filter(|_| *database == db)
-                .map(|t| {
-                    t.columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            use blueshift_common::types::ColumnType as T;
-                            let (len, precision, scale) = match c.ty {
-                                T::Char { len } | T::Varchar { len } => {
-                                    (Some(len as i32), None, None)
-                                }
-                                T::Decimal { precision, scale } => {
-                                    (None, Some(i32::from(precision)), Some(i32::from(scale)))
-                                }
-                                T::SmallInt => (None, Some(16), Some(0)),
-                                T::Integer => (None, Some(32), Some(0)),
-                                T::BigInt => (None, Some(64), Some(0)),
-                                _ => (None, None, None),
-                            };
-                            (
-                                c.name.clone(),
-                                vec![
-                                    Cell::Text(text(&db)),
-                                    Cell::Text(text(&t.schema)),
-                                    Cell::Text(text(&t.name)),
-                                    Cell::Text(text(&c.name)),
-                                    Cell::Int(Some(i as i32 + 1)),
-                                    Cell::Text(None),
-                                    Cell::Text(text(if c.nullable { "YES" } else { "NO" })),
-                                    Cell::Text(Some(c.ty.sql_name())),
-                                    Cell::Int(len),
-                                    Cell::Int(precision),
-                                    Cell::Int(scale),
-                                    Cell::Text(None),
-                                    Cell::Text(
-                                        t.sort_key.contains(&i).then(|| "COMPOUND".to_string()),
-                                    ),
-                                    Cell::Int(Some(
-                                        t.sort_key
-                                            .iter()
-                                            .position(|k| *k == i)
-                                            .map_or(0, |p| p as i32 + 1),
-                                    )),
-                                    Cell::Int(Some(i32::from(
-                                        t.dist == DistStyle::Key { column: i },
-                                    ))),
-                                    // Segments are Parquet; Redshift's column encodings do
-                                    // not apply.
-                                    Cell::Text(None),
-                                    Cell::Text(None),
-                                ],
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        let rows: Vec<Vec<Cell>> = rows
-            .into_iter()
-            .filter(|(name, _)| cmd.like.as_ref().is_none_or(|p| like_matches(p, name)))
-            .map(|(_, cells)| cells)
-            .take(cmd.limit.unwrap_or(usize::MAX))
-            .collect();
-        cells_outcome(cmd.objects.columns(), rows)
-    }
-}
-
-/// `DISTSTYLE` as `SHOW TABLES` reports it: `KEY(col)`, `EVEN`, `ALL`, or `AUTO(...)` when
-/// Blueshift chose it.
-fn dist_style(t: &blueshift_common::types::TableDef) -> String {
-    let style = match &t.dist {
-        DistStyle::Key { column } => format!(
-            "KEY({})",
-            t.columns
-                .get(*column)
-                .map(|c| c.name.as_str())
-                .unwrap_or("?")
-        ),
-        other => other.name().to_string(),
-    };
-    if t.dist_auto {
-        format!("AUTO({style})")
-    } else {
-        style
-    }
-}
-
-/// One value of a metadata listing.
-enum Cell {
-    Text(Option<String>),
-    Int(Option<i32>),
-}
-
-/// A listing with `columns` (name, integer?) and `rows`.
-fn cells_outcome(columns: &[(&str, bool)], rows: Vec<Vec<Cell>>) -> Result<Outcome> {
-    use arrow::array::{ArrayRef, Int32Array, StringArray};
-    let schema = crate::sql::show::result_schema(columns);
-    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
-    let is_int: Vec<bool> = columns.iter().map(|(_, i)| *i).collect();
-    let columns: Vec<ArrayRef> = (0..names.len())
-        .map(|i| -> ArrayRef {
-            if is_int[i] {
-                Arc::new(Int32Array::from(
-                    rows.iter()
-                        .map(|r| match r.get(i) {
-                            Some(Cell::Int(v)) => *v,
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ))
-            } else {
-                Arc::new(StringArray::from(
-                    rows.iter()
-                        .map(|r| match r.get(i) {
-                            Some(Cell::Text(v)) => v.clone(),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ))
-            }
-        })
-        .collect();
-    let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns)?;
-    Ok(Outcome::batches(schema, vec![batch]))
-}
-
-fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
-    let ws = words(sql)?;
-    let name = ws[1..]
-        .iter()
-        .map(|t| t.to_string().to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let value = settings
-        .get(&name)
-        .cloned()
-        .or_else(|| default_setting(&name))
-        .ok_or_else(|| {
-            Error::sql(
-                "42704",
-                format!("unrecognized configuration parameter \"{name}\""),
-            )
-        })?;
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Utf8, false),
-    ]));
-    let batch = arrow::array::RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(arrow::array::StringArray::from(vec![value]))],
-    )?;
-    Ok(Outcome::batches(schema, vec![batch]))
 }

@@ -1,0 +1,166 @@
+//! A session's settings as statements see them: `SET` / `RESET` / `SHOW`, the defaults every
+//! session reports, the logged-in user, and the task-locals through which a statement's
+//! planning reads them (`current_user`, `current_setting`) and `set_config` changes them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use blueshift_common::error::sqlstate;
+
+use super::{Outcome, command};
+use crate::error::{Error, Result};
+use crate::sql::{keyword, words};
+
+/// The session setting that holds the logged-in user (set at startup; `SET` cannot write
+/// keys that start with NUL).
+pub const SESSION_USER: &str = "\u{0}user";
+
+tokio::task_local! {
+    /// The user whose statement runs (for `current_user` and the catalog functions).
+    pub static CURRENT_USER: String;
+}
+
+/// The session settings a statement sees (`current_setting`), and the changes its
+/// `set_config` calls ask for.
+#[derive(Clone, Default)]
+pub struct StatementSettings {
+    pub settings: HashMap<String, String>,
+    pub changes: Arc<SettingChanges>,
+}
+
+/// `set_config(name, value, is_local)` calls of one statement. They are evaluated while the
+/// statement is planned (constant arguments) and applied to the session when planning ends;
+/// a call evaluated later (arguments that vary by row) fails rather than change nothing.
+#[derive(Default)]
+pub struct SettingChanges {
+    pending: std::sync::Mutex<Vec<(String, String)>>,
+    applied: std::sync::atomic::AtomicBool,
+}
+
+impl SettingChanges {
+    pub fn record(&self, name: String, value: String) -> Result<()> {
+        if self.applied.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::sql(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "set_config needs constant arguments (use SET for per-row values)",
+            ));
+        }
+        match self.pending.lock() {
+            Ok(mut g) => g.push((name, value)),
+            Err(p) => p.into_inner().push((name, value)),
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply(&self) -> Vec<(String, String)> {
+        self.applied
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.pending.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// What the statement being run sees of its session's settings.
+    pub static SETTINGS: StatementSettings;
+}
+
+/// The settings of the statement being planned (empty outside a statement).
+pub fn statement_settings() -> StatementSettings {
+    SETTINGS.try_with(|s| s.clone()).unwrap_or_default()
+}
+
+/// The user of the statement being planned ("" outside a statement).
+pub fn current_user() -> String {
+    CURRENT_USER.try_with(|u| u.clone()).unwrap_or_default()
+}
+
+/// Settings every session reports, before any `SET`.
+pub fn default_setting(name: &str) -> Option<String> {
+    Some(match name {
+        "server_version" => blueshift_common::PG_SERVER_VERSION.to_string(),
+        "server_version_num" => "150004".into(),
+        "search_path" => "$user, public".into(),
+        "timezone" => "UTC".into(),
+        "datestyle" => "ISO, MDY".into(),
+        "client_encoding" | "server_encoding" => "UTF8".into(),
+        "standard_conforming_strings" | "integer_datetimes" => "on".into(),
+        "transaction_isolation" | "transaction isolation level" => "serializable".into(),
+        "statement_timeout" => "0".into(),
+        "max_identifier_length" => "127".into(),
+        "intervalstyle" => "postgres".into(),
+        _ => return None,
+    })
+}
+
+pub(super) fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
+    let ws = words(sql)?;
+    let is_reset = ws.first().and_then(keyword).as_deref() == Some("RESET");
+    let mut i = 1;
+    if matches!(
+        ws.get(1).and_then(keyword).as_deref(),
+        Some("SESSION" | "LOCAL")
+    ) {
+        i += 1;
+    }
+    let name = ws
+        .get(i)
+        .map(|t| t.to_string().to_ascii_lowercase())
+        .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a setting name"))?;
+    if is_reset {
+        settings.remove(&name);
+        return Ok(command("RESET"));
+    }
+    let mut rest = &ws[(i + 1).min(ws.len())..];
+    if let Some(first) = rest.first()
+        && (first == &datafusion::sql::sqlparser::tokenizer::Token::Eq
+            || keyword(first).as_deref() == Some("TO"))
+    {
+        rest = &rest[1..];
+    }
+    let value = rest
+        .iter()
+        .map(|t| match t {
+            datafusion::sql::sqlparser::tokenizer::Token::SingleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name == crate::interrupt::STATEMENT_TIMEOUT {
+        crate::interrupt::parse_timeout(&value)?;
+    }
+    if name == crate::limits::SETTING {
+        crate::limits::parse_bytes(&value)?;
+    }
+    settings.insert(name, value);
+    Ok(command("SET"))
+}
+
+pub(super) fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
+    let ws = words(sql)?;
+    let name = ws[1..]
+        .iter()
+        .map(|t| t.to_string().to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let value = settings
+        .get(&name)
+        .cloned()
+        .or_else(|| default_setting(&name))
+        .ok_or_else(|| {
+            Error::sql(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            )
+        })?;
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let batch = arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::StringArray::from(vec![value]))],
+    )?;
+    Ok(Outcome::batches(schema, vec![batch]))
+}

@@ -1,0 +1,132 @@
+//! `CREATE` / `ALTER` / `DROP USER`: superusers only, except a user changing their own
+//! password; secrets from [`crate::auth`], stored as catalog commands.
+
+use std::collections::HashMap;
+
+use blueshift_common::error::sqlstate;
+
+use super::{Executor, Outcome, SESSION_USER, command};
+use crate::catalog::Command;
+use crate::error::{Error, Result};
+
+impl Executor {
+    /// CREATE / ALTER / DROP USER: superusers only, except a user changing their own
+    /// password.
+    pub(super) fn user_statement(
+        &self,
+        sql: &str,
+        settings: &HashMap<String, String>,
+    ) -> Result<Outcome> {
+        use crate::sql::users::{Password, UserStatement, parse_user_statement};
+        let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
+        let snapshot = self.leader.catalog.snapshot();
+        let superuser =
+            self.leader.users.contains(&me) || snapshot.users.get(&me).is_some_and(|u| u.superuser);
+        let Some(stmt) = parse_user_statement(sql)? else {
+            return Err(Error::sql(sqlstate::SYNTAX_ERROR, "not a user statement"));
+        };
+        let own_password = matches!(&stmt, UserStatement::Alter { name, options }
+            if *name == me && options.superuser.is_none() && options.create_db.is_none());
+        if !superuser && !own_password {
+            return Err(Error::sql(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "permission denied: only superusers may create, alter or drop users",
+            ));
+        }
+        let apply_password = |u: &mut crate::auth::UserDef, p: &Option<Password>| -> Result<()> {
+            match p {
+                Some(Password::Set(p)) => (u.scram, u.md5) = crate::auth::secrets(&u.name, p)?,
+                Some(Password::Disable) => (u.scram, u.md5) = (None, None),
+                None => {}
+            }
+            Ok(())
+        };
+        let (commands, tag) = match stmt {
+            UserStatement::Create { name, options } => {
+                let mut u = crate::auth::UserDef {
+                    name,
+                    id: snapshot
+                        .users
+                        .values()
+                        .map(|u| u.id)
+                        .max()
+                        .unwrap_or(99)
+                        .max(99)
+                        + 1,
+                    superuser: options.superuser.unwrap_or(false),
+                    create_db: options.create_db.unwrap_or(false),
+                    scram: None,
+                    md5: None,
+                };
+                apply_password(&mut u, &options.password)?;
+                (vec![Command::CreateUser(u)], "CREATE USER")
+            }
+            UserStatement::Alter { name, options } => {
+                let (mut u, exists) = match snapshot.users.get(&name) {
+                    Some(u) => (u.clone(), true),
+                    // The built-in password-less users get an entry once given a password.
+                    None if self.leader.users.contains(&name) => (
+                        crate::auth::UserDef {
+                            name: name.clone(),
+                            id: 10
+                                + self
+                                    .leader
+                                    .users
+                                    .iter()
+                                    .position(|u| *u == name)
+                                    .unwrap_or(0) as u32,
+                            superuser: true,
+                            create_db: true,
+                            scram: None,
+                            md5: None,
+                        },
+                        false,
+                    ),
+                    None => {
+                        return Err(Error::sql(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("user \"{name}\" does not exist"),
+                        ));
+                    }
+                };
+                if let Some(s) = options.superuser {
+                    u.superuser = s;
+                }
+                if let Some(c) = options.create_db {
+                    u.create_db = c;
+                }
+                apply_password(&mut u, &options.password)?;
+                let cmd = if exists {
+                    Command::AlterUser(u)
+                } else {
+                    Command::CreateUser(u)
+                };
+                (vec![cmd], "ALTER USER")
+            }
+            UserStatement::Drop { names, if_exists } => {
+                let mut cmds = Vec::new();
+                for name in names {
+                    if name == me {
+                        return Err(Error::sql(
+                            sqlstate::OBJECT_IN_USE,
+                            "current user cannot be dropped",
+                        ));
+                    }
+                    if snapshot.users.contains_key(&name) {
+                        cmds.push(Command::DropUser { name });
+                    } else if !if_exists {
+                        return Err(Error::sql(
+                            sqlstate::UNDEFINED_OBJECT,
+                            format!("user \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                (cmds, "DROP USER")
+            }
+        };
+        for c in commands {
+            self.leader.catalog.execute(|_| Ok(c))?;
+        }
+        Ok(command(tag))
+    }
+}
