@@ -1,0 +1,293 @@
+//! The extended query protocol: Parse (with the client's declared parameter types),
+//! Describe (parameter types inferred from the plan; NoData for statements without rows),
+//! Bind (parameters decoded by their declared or inferred types) and Execute.
+
+use super::*;
+
+/// A statement prepared through the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    sql: String,
+    param_types: Vec<Option<DataType>>,
+    result: Option<SchemaRef>,
+}
+
+/// The portal with each parameter the client sent as `unknown` (OID 0 or 705) typed: by
+/// inference when the plan knows its type, else as text. (arrow-pg decodes an unknown
+/// parameter by guessing: `'{a,b}'` becomes an array and a NULL is dropped, which shifts
+/// every later parameter.)
+fn with_resolved_parameter_types(
+    portal: &Portal<Prepared>,
+    inferred: &[Option<&DataType>],
+) -> PgWireResult<Portal<Prepared>> {
+    let types = (0..portal.parameter_len())
+        .map(|i| {
+            let declared = portal.statement.parameter_types.get(i).cloned().flatten();
+            match declared {
+                Some(t) if t != Type::UNKNOWN => Some(t),
+                _ if inferred.get(i).copied().flatten().is_some() => None,
+                _ => Some(Type::TEXT),
+            }
+        })
+        .collect();
+    let statement = pgwire::api::stmt::StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        types,
+    );
+    let formats = match &portal.parameter_format {
+        Format::UnifiedText => vec![],
+        Format::UnifiedBinary => vec![1],
+        Format::Individual(codes) => codes.clone(),
+    };
+    let bind = pgwire::messages::extendedquery::Bind::new(
+        Some(portal.name.clone()),
+        Some(portal.statement.id.clone()),
+        formats,
+        portal.parameters.clone(),
+        vec![],
+    );
+    Portal::try_new(&bind, Arc::new(statement))
+}
+
+/// The SQL type a declared parameter type casts to; `None` for types left to inference.
+fn sql_type_of(t: &Type) -> Option<&'static str> {
+    Some(match *t {
+        Type::BOOL => "boolean",
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::NUMERIC => "numeric",
+        Type::TEXT => "text",
+        Type::VARCHAR => "varchar",
+        Type::BPCHAR => "char",
+        Type::DATE => "date",
+        Type::TIMESTAMP => "timestamp",
+        Type::TIMESTAMPTZ => "timestamptz",
+        _ => return None,
+    })
+}
+
+pub(super) struct Parser {
+    pub(super) leader: Arc<LeaderState>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let sql = sql.trim().trim_end_matches(';').to_string();
+        if sql.is_empty() {
+            return Ok(None);
+        }
+        let kind = classify(&sql).map_err(user_error)?;
+        // Parameter types the client declared fix the parameters' types, as in PostgreSQL
+        // (`select $1` with $1 int2 returns an int2).
+        let sql = if matches!(kind, StatementKind::Query | StatementKind::Insert) {
+            let declared: Vec<Option<&'static str>> = types
+                .iter()
+                .map(|t| t.as_ref().and_then(sql_type_of))
+                .collect();
+            crate::sql::compat::with_parameter_types(&sql, &declared).map_err(user_error)?
+        } else {
+            sql
+        };
+        let mut prepared = Prepared {
+            sql: sql.clone(),
+            param_types: Vec::new(),
+            result: None,
+        };
+        if matches!(kind, StatementKind::Query | StatementKind::Insert) {
+            let qc = query_context(&self.leader).map_err(user_error)?;
+            let plan =
+                crate::sql::compat::logical_plan(&qc.ctx.state(), &sql, &qc.empty_catalog_tables)
+                    .await
+                    .map_err(user_error)?;
+            let ptypes = plan
+                .get_parameter_types()
+                .map_err(|e| user_error(e.into()))?;
+            let n = ptypes.len().max(types.len());
+            prepared.param_types = (1..=n)
+                .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
+                .collect();
+            if kind == StatementKind::Query {
+                prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
+            }
+        } else if kind == StatementKind::Show
+            && let Some(cmd) = crate::sql::show::parse_show_bound(&sql, None).map_err(user_error)?
+        {
+            prepared.result = Some(crate::sql::show::result_schema(cmd.objects.columns()));
+            let placeholders = crate::sql::words(&sql)
+                .map_err(user_error)?
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t,
+                        datafusion::sql::sqlparser::tokenizer::Token::Placeholder(_)
+                    )
+                })
+                .count();
+            prepared.param_types = vec![Some(DataType::Utf8); placeholders.max(types.len())];
+        } else if matches!(kind, StatementKind::Show | StatementKind::Explain) {
+            prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("result", DataType::Utf8, true),
+            ])));
+        }
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(dt) => into_pg_type(dt),
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result {
+            Some(s) => arrow_schema_to_pg_fields(s, format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let stmt = &portal.statement.statement;
+        let params = if portal.parameters.is_empty() {
+            None
+        } else {
+            let inferred: Vec<Option<&DataType>> =
+                stmt.param_types.iter().map(|t| t.as_ref()).collect();
+            let portal = with_resolved_parameter_types(portal, &inferred)?;
+            let values: ParamValues =
+                arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred)?;
+            Some(values)
+        };
+        let mut settings = settings_of(client);
+        let result = self.run(client, &stmt.sql, params, &mut settings).await;
+        store_settings(client, settings);
+        match result {
+            Ok(outcome) => into_response(outcome, &portal.result_column_format),
+            Err(e) => Err(user_error(e)),
+        }
+    }
+
+    /// As pgwire's, except that a statement with parameters and no result columns (an
+    /// INSERT) is described as ParameterDescription + NoData, as PostgreSQL does; pgwire
+    /// sends an empty RowDescription, and pgjdbc then expects rows from `executeUpdate`.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + pgwire::api::ClientPortalStore
+            + Sink<PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::{Entry, PortalStore};
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or("");
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &stmt).await?;
+                if described.fields.is_empty() {
+                    client
+                        .feed(PgWireBackendMessage::ParameterDescription(
+                            pgwire::messages::data::ParameterDescription::new(
+                                described.parameters.iter().map(|t| t.oid()).collect(),
+                            ),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(
+                            pgwire::messages::data::NoData::new(),
+                        ))
+                        .await?;
+                    return Ok(());
+                }
+                return pgwire::api::query::send_describe_response(client, &described).await;
+            }
+        }
+        self._on_describe(client, message).await
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        stmt: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let param_types = self.parser.get_parameter_types(&stmt.statement)?;
+        let param_types = stmt
+            .parameter_types
+            .iter()
+            .cloned()
+            .chain(std::iter::repeat(None))
+            .zip(param_types)
+            .map(|(given, inferred)| match given {
+                Some(t) if t != Type::UNKNOWN => t,
+                _ => inferred,
+            })
+            .collect();
+        let fields = self.parser.get_result_schema(&stmt.statement, None)?;
+        Ok(DescribeStatementResponse::new(param_types, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let fields = self.parser.get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+}
