@@ -134,6 +134,19 @@ fn info_for(
     Ok(Response::new(info))
 }
 
+/// The FlightInfo of a command whose ticket is the command itself.
+fn command_info<T: ProstMessageExt>(
+    cmd: &T,
+    schema: &Schema,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    info_for(
+        schema,
+        cmd.as_any().encode_to_vec().into(),
+        request.into_inner(),
+    )
+}
+
 impl BlueshiftFlightSql {
     pub fn new(leader: Arc<LeaderState>) -> Result<Self, Error> {
         let mut b = SqlInfoDataBuilder::new();
@@ -614,11 +627,7 @@ impl FlightSqlService for BlueshiftFlightSql {
         if !is_query {
             self.update_each(&sql, &user, params).await?;
         }
-        info_for(
-            &schema,
-            cmd.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&cmd, &schema, request)
     }
 
     async fn do_get_prepared_statement(
@@ -684,11 +693,7 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         let schema = query.into_builder().schema();
-        info_for(
-            &schema,
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_catalogs(
@@ -711,11 +716,7 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         let schema = query.clone().into_builder().schema();
-        info_for(
-            &schema,
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_schemas(
@@ -740,11 +741,7 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         let schema = query.clone().into_builder().schema();
-        info_for(
-            &schema,
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_tables(
@@ -780,11 +777,7 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         let schema = query.into_builder().schema();
-        info_for(
-            &schema,
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_table_types(
@@ -807,11 +800,7 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        info_for(
-            &schema,
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        command_info(&query, &schema, request)
     }
 
     async fn do_get_sql_info(
