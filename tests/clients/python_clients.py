@@ -68,6 +68,21 @@ def psycopg_client():
     bcur = conn.cursor(binary=True)
     bcur.execute("select id, name, amount, day from py_psycopg where id <= %s order by id", (3,))
     expect(bcur.fetchall(), ROWS, "binary rows")
+    # Binary results of every other column type.
+    cur.execute("drop table if exists py_types")
+    cur.execute(
+        "create table py_types (s smallint, b bigint, d double precision, r real, "
+        "f boolean, t timestamp, tz timestamptz, v varchar(5))")
+    cur.execute(
+        "insert into py_types values (7, 8, 1.5, 2.5, true, '2024-01-01 10:00:00', "
+        "'2024-01-01 10:00:00+00', 'x')")
+    bcur.execute("select s, b, d, r, f, t, tz, v from py_types")
+    expect(bcur.fetchone(), (
+        7, 8, 1.5, 2.5, True,
+        datetime.datetime(2024, 1, 1, 10, 0),
+        datetime.datetime(2024, 1, 1, 10, 0, tzinfo=datetime.timezone.utc),
+        "x",
+    ), "binary values of each column type")
 
     # More than 5 executions of one statement: psycopg prepares it server-side after 5.
     for i in range(1, 9):
