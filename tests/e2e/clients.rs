@@ -141,13 +141,17 @@ async fn tokio_postgres_logs_in_with_scram_and_wrong_passwords_fail_with_28p01()
         )
         .await
         .unwrap();
-    let got: Vec<(String, bool)> = columns.iter().map(|r| (r.get(0), r.get(2))).collect();
+    let got: Vec<(String, String, bool)> = columns
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let col = |n: &str, t: &str, not_null| (n.to_string(), t.to_string(), not_null);
     assert_eq!(
         got,
         vec![
-            ("id".to_string(), true),
-            ("name".to_string(), false),
-            ("amount".to_string(), false)
+            col("id", "integer", true),
+            col("name", "character varying(20)", false),
+            col("amount", "numeric(10,2)", false)
         ]
     );
     let me: String = client
@@ -215,6 +219,11 @@ async fn psql_lists_describes_queries_and_uses_a_cursor() {
     assert!(
         out.lines()
             .any(|l| l.contains(" id ") && l.contains("integer") && l.contains("not null")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" name ") && l.contains("character varying(20)")),
         "{out}"
     );
     assert!(out.contains("PostgreSQL 15"), "{out}");

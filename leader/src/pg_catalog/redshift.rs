@@ -4,8 +4,10 @@
 //! * `pg_class`: a real `relowner` (the table's creator; tables from before owners were
 //!   recorded belong to the built-in user, the only user there was), `reldiststyle` (0 EVEN,
 //!   1 KEY, 8 ALL, 9/10/11 AUTO(ALL/EVEN/KEY)), `relacl` (NULL: no grants);
-//! * `pg_attribute`: `attisdistkey`, `attsortkeyord` (position in the sort key, 0 if none),
-//!   `attencodingtype` (0: segments are Parquet, Redshift's encodings do not apply);
+//! * `pg_attribute`: the declared type of VARCHAR(n), CHAR(n) and NUMERIC(p,s) columns
+//!   (`atttypid`, `atttypmod`), `attisdistkey`, `attsortkeyord` (position in the sort key, 0
+//!   if none), `attencodingtype` (0: segments are Parquet, Redshift's encodings do not
+//!   apply);
 //! * `pg_attrdef.adsrc` (no column has a default, so the table is empty);
 //! * `format_encoding(int)`, `pg_get_viewdef(oid [, bool])` (no views: NULL), and
 //!   `pg_get_late_binding_view_cols()` (no late-binding views: no rows).
@@ -206,10 +208,48 @@ pub async fn pg_attribute(
     let encoding = |b: &RecordBatch| -> DfResult<ArrayRef> {
         Ok(Arc::new(Int16Array::from(vec![0i16; b.num_rows()])))
     };
+    // The declared type of our columns: VARCHAR(n) / CHAR(n) / NUMERIC(p,s) with their
+    // modifiers (Arrow keeps only Utf8 and Decimal128), so `format_type` shows them.
+    let declared = |b: &RecordBatch| -> DfResult<Vec<Option<(i32, i32)>>> {
+        use blueshift_common::types::ColumnType;
+        Ok(keys(b)?
+            .iter()
+            .map(|(t, n)| {
+                let col = t.as_ref()?.columns.get(usize::try_from(*n - 1).ok()?)?;
+                match col.ty {
+                    ColumnType::Varchar { len } => Some((1043, len as i32 + 4)),
+                    ColumnType::Char { len } => Some((1042, len as i32 + 4)),
+                    ColumnType::Decimal { precision, scale } => Some((
+                        1700,
+                        ((i32::from(precision) << 16) | i32::from(scale as u8)) + 4,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect())
+    };
+    let replaced = |name: &'static str, pick: fn((i32, i32)) -> i32| {
+        move |b: &RecordBatch| -> DfResult<ArrayRef> {
+            let old = column(b, name)?;
+            let old32 = arrow::compute::cast(old, &DataType::Int32)?;
+            let old32 = old32.as_primitive::<Int32Type>();
+            let values: Int32Array = declared(b)?
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Some(d) => Some(pick(*d)),
+                    None => old32.is_valid(i).then(|| old32.value(i)),
+                })
+                .collect();
+            Ok(arrow::compute::cast(&values, old.data_type())?)
+        }
+    };
+    let typid = replaced("atttypid", |(oid, _)| oid);
+    let typmod = replaced("atttypmod", |(_, m)| m);
     extend(
         &schema,
         batches,
-        &[],
+        &[("atttypid", &typid), ("atttypmod", &typmod)],
         &[
             (
                 Field::new("attisdistkey", DataType::Boolean, false),
