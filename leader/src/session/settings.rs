@@ -28,18 +28,22 @@ pub struct StatementSettings {
     pub changes: Arc<SettingChanges>,
 }
 
-/// `set_config(name, value, is_local)` calls of one statement. They are evaluated while the
-/// statement is planned (constant arguments) and applied to the session when planning ends;
-/// a call evaluated later (arguments that vary by row) fails rather than change nothing.
+/// `set_config(name, value, is_local)` calls of one statement. They take effect when their
+/// arguments are constants: DataFusion then evaluates them while planning, inside the
+/// statement's task, and the session applies them when planning ends. A call evaluated
+/// while rows stream (arguments that vary by row) runs in another task and fails, always,
+/// rather than change the session at a time nobody can predict.
 #[derive(Default)]
 pub struct SettingChanges {
     pending: std::sync::Mutex<Vec<(String, String)>>,
-    applied: std::sync::atomic::AtomicBool,
 }
 
 impl SettingChanges {
-    pub fn record(&self, name: String, value: String) -> Result<()> {
-        if self.applied.load(std::sync::atomic::Ordering::SeqCst) {
+    pub fn record(self: &Arc<Self>, name: String, value: String) -> Result<()> {
+        let planning = SETTINGS
+            .try_with(|s| Arc::ptr_eq(&s.changes, self))
+            .unwrap_or(false);
+        if !planning {
             return Err(Error::sql(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 "set_config needs constant arguments (use SET for per-row values)",
@@ -53,8 +57,6 @@ impl SettingChanges {
     }
 
     pub(super) fn apply(&self) -> Vec<(String, String)> {
-        self.applied
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         match self.pending.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
