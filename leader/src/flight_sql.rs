@@ -46,6 +46,7 @@ use arrow_flight::{
 };
 use base64::Engine;
 use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::scalar::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
@@ -253,20 +254,19 @@ impl BlueshiftFlightSql {
         HashMap::from([(SESSION_USER.to_string(), user.to_string())])
     }
 
-    /// The result schema of a query, by planning it (nothing runs).
-    async fn plan_schema(&self, sql: &str, user: &str) -> Result<SchemaRef, Error> {
+    /// The logical plan of a statement as `user` would run it (nothing runs).
+    async fn plan(&self, sql: &str, user: &str) -> Result<LogicalPlan, Error> {
         crate::session::CURRENT_USER
             .scope(user.to_string(), async {
-                let qc = query_context(&self.leader)?;
-                let plan = crate::sql::compat::logical_plan(
-                    &qc.ctx.state(),
-                    sql,
-                    &qc.empty_catalog_tables,
-                )
-                .await?;
-                Ok(Arc::new(plan.schema().as_arrow().clone()))
+                query_context(&self.leader)?.logical_plan(sql).await
             })
             .await
+    }
+
+    /// The result schema of a query, by planning it (nothing runs).
+    async fn plan_schema(&self, sql: &str, user: &str) -> Result<SchemaRef, Error> {
+        let plan = self.plan(sql, user).await?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 
     fn is_query(sql: &str) -> Result<bool, Error> {
@@ -523,19 +523,7 @@ impl FlightSqlService for BlueshiftFlightSql {
         let sql = Self::numbered_placeholders(&query.query).map_err(status)?;
         let kind = classify(&sql).map_err(status)?;
         let (schema, parameters) = if matches!(kind, StatementKind::Query | StatementKind::Insert) {
-            let plan_user = user.clone();
-            let plan = crate::session::CURRENT_USER
-                .scope(plan_user, async {
-                    let qc = query_context(&self.leader)?;
-                    crate::sql::compat::logical_plan(
-                        &qc.ctx.state(),
-                        &sql,
-                        &qc.empty_catalog_tables,
-                    )
-                    .await
-                })
-                .await
-                .map_err(status)?;
+            let plan = self.plan(&sql, &user).await.map_err(status)?;
             let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
             let mut names: Vec<&String> = types.keys().collect();
             names.sort_by_key(|n| n.trim_start_matches('$').parse::<usize>().unwrap_or(0));

@@ -92,6 +92,19 @@ pub struct LeaderState {
     pub loopback_only: bool,
 }
 
+impl LeaderState {
+    /// Whether `user` may manage users: a built-in user, or one created `CREATEUSER`.
+    pub fn is_superuser(&self, user: &str) -> bool {
+        self.users.iter().any(|u| u == user)
+            || self
+                .catalog
+                .snapshot()
+                .users
+                .get(user)
+                .is_some_and(|u| u.superuser)
+    }
+}
+
 /// The users `pg_roles` and friends list: the configured password-less users (OIDs from 10)
 /// and those of `CREATE USER` (their own OIDs).
 fn role_source(trusted: Vec<String>, catalog: Arc<Catalog>) -> pg_catalog::RoleSource {

@@ -160,11 +160,14 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
 }
 
 impl QueryContext {
-    /// Plans one SQL statement (after the PostgreSQL compatibility rewrites).
+    /// The logical plan of one SQL statement (after the PostgreSQL compatibility rewrites).
+    pub async fn logical_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        crate::sql::compat::logical_plan(&self.ctx.state(), sql, &self.empty_catalog_tables).await
+    }
+
+    /// Plans one SQL statement, ready to run.
     pub async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
-        let plan =
-            crate::sql::compat::logical_plan(&self.ctx.state(), sql, &self.empty_catalog_tables)
-                .await?;
+        let plan = self.logical_plan(sql).await?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 

@@ -34,21 +34,8 @@ pub fn register(
     schema.register_table("svv_table_info".into(), svv_table_info(catalog)?)?;
     schema.register_table("stl_load_errors".into(), stl_load_errors(leader)?)?;
     for (name, columns) in EXTERNAL_VIEWS {
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|(c, int)| {
-                Field::new(
-                    *c,
-                    if *int {
-                        DataType::Int32
-                    } else {
-                        DataType::Utf8
-                    },
-                    true,
-                )
-            })
-            .collect();
-        let schema_ref = Arc::new(Schema::new(fields));
+        // Same shape as a SHOW listing: `(name, integer?)`, all nullable.
+        let schema_ref = crate::sql::show::result_schema(columns);
         schema.register_table(
             name.to_string(),
             Arc::new(MemTable::try_new(schema_ref, vec![vec![]])?),

@@ -16,15 +16,21 @@ use datafusion::logical_expr::{
 
 /// `current_database()` / `current_catalog`: the database the client logged in to.
 pub fn current_database(name: &str) -> ScalarUDF {
-    let name = name.to_string();
+    session_constant("current_database", name)
+}
+
+/// A function without arguments that returns a value fixed for the statement's session
+/// (`current_database()`, `current_user`, ...).
+pub fn session_constant(name: &str, value: &str) -> ScalarUDF {
+    let value = value.to_string();
     datafusion::logical_expr::create_udf(
-        "current_database",
+        name,
         vec![],
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |_args: &[ColumnarValue]| {
             Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::Utf8(Some(name.clone())),
+                datafusion::scalar::ScalarValue::Utf8(Some(value.clone())),
             ))
         }),
     )

@@ -45,6 +45,7 @@ pub use roles::{RoleInfo, RoleSource};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use blueshift_common::types::TableDef;
 use functions::{
     CurrentDatabaseTable, JsonBuildObject, NoDescription, ToRegtype, current_database,
     pg_collation_is_visible, pg_type_is_visible,
@@ -60,6 +61,9 @@ pub struct PgCatalog {
     catalog: Arc<Catalog>,
     roles: RoleSource,
     keywords: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+    /// `generate_series` / `range` taking PostgreSQL's int4 bounds, built once (wrapping
+    /// them per statement would copy the whole session state twice).
+    int4_table_functions: Vec<(String, Arc<dyn datafusion::catalog::TableFunctionImpl>)>,
     to_regtype: ScalarUDF,
     /// `pg_catalog` tables that never have a row here (`pg_policy`, `pg_trigger`, ...).
     pub empty_tables: Arc<HashSet<String>>,
@@ -97,6 +101,7 @@ impl PgCatalog {
             catalog,
             roles,
             keywords: static_tables.pg_get_keywords.clone(),
+            int4_table_functions: int4_table_functions(),
             to_regtype: ScalarUDF::new_from_impl(ToRegtype::new(static_tables.pg_type.data())?),
             empty_tables: Arc::new(empty_tables),
         })
@@ -172,9 +177,28 @@ impl PgCatalog {
         for name in ["col_description", "obj_description", "shobj_description"] {
             ctx.register_udf(ScalarUDF::new_from_impl(NoDescription::new(name)));
         }
-        datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+        for (name, f) in &self.int4_table_functions {
+            ctx.register_udtf(name, f.clone());
+        }
         Ok(())
     }
+}
+
+/// DataFusion's `generate_series` and `range`, wrapped to take int4 bounds.
+fn int4_table_functions() -> Vec<(String, Arc<dyn datafusion::catalog::TableFunctionImpl>)> {
+    use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
+    let ctx = SessionContext::new();
+    CoerceIntArgsToBigInt::widen(&ctx);
+    let state = ctx.state();
+    ["generate_series", "range"]
+        .into_iter()
+        .filter_map(|name| {
+            state
+                .table_functions()
+                .get(name)
+                .map(|tf| (name.to_string(), Arc::clone(tf.function())))
+        })
+        .collect()
 }
 
 /// The type planner that lets `::regclass`, `::oid`, `::regtype` and friends parse.
@@ -196,8 +220,15 @@ impl std::fmt::Debug for UserTables {
 }
 
 impl UserTables {
-    fn is_user_schema(catalog: &str, schema: &str) -> bool {
-        catalog == DEFAULT_CATALOG && schema == DEFAULT_SCHEMA
+    /// One of our tables, by name.
+    fn table(&self, catalog: &str, schema: &str, table: &str) -> Option<TableDef> {
+        if catalog != DEFAULT_CATALOG || schema != DEFAULT_SCHEMA {
+            return None;
+        }
+        self.catalog
+            .snapshot()
+            .table_by_name(schema, table)
+            .cloned()
     }
 }
 
@@ -243,14 +274,7 @@ impl CatalogInfo for UserTables {
         schema: &str,
         table: &str,
     ) -> DfResult<Option<SchemaRef>> {
-        if !Self::is_user_schema(catalog, schema) {
-            return Ok(None);
-        }
-        Ok(self
-            .catalog
-            .snapshot()
-            .table_by_name(schema, table)
-            .map(|t| t.arrow_schema()))
+        Ok(self.table(catalog, schema, table).map(|t| t.arrow_schema()))
     }
 
     async fn table_type(
@@ -259,14 +283,7 @@ impl CatalogInfo for UserTables {
         schema: &str,
         table: &str,
     ) -> DfResult<Option<TableType>> {
-        if !Self::is_user_schema(catalog, schema) {
-            return Ok(None);
-        }
-        Ok(self
-            .catalog
-            .snapshot()
-            .table_by_name(schema, table)
-            .map(|_| TableType::Base))
+        Ok(self.table(catalog, schema, table).map(|_| TableType::Base))
     }
 }
 

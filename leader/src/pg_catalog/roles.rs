@@ -158,16 +158,5 @@ pub fn pg_get_userbyid(roles: Vec<RoleInfo>) -> ScalarUDF {
 
 /// `session_user` / `current_user` / `user`: the logged-in user of the statement's session.
 pub fn current_user(name: &'static str, user: &str) -> ScalarUDF {
-    let user = user.to_string();
-    datafusion::logical_expr::create_udf(
-        name,
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_args: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(
-                datafusion::scalar::ScalarValue::Utf8(Some(user.clone())),
-            ))
-        }),
-    )
+    super::functions::session_constant(name, user)
 }

@@ -110,10 +110,7 @@ impl QueryParser for Parser {
         };
         if matches!(kind, StatementKind::Query | StatementKind::Insert) {
             let qc = query_context(&self.leader).map_err(user_error)?;
-            let plan =
-                crate::sql::compat::logical_plan(&qc.ctx.state(), &sql, &qc.empty_catalog_tables)
-                    .await
-                    .map_err(user_error)?;
+            let plan = qc.logical_plan(&sql).await.map_err(user_error)?;
             let ptypes = plan
                 .get_parameter_types()
                 .map_err(|e| user_error(e.into()))?;

@@ -297,13 +297,7 @@ impl Handler {
     {
         let user = user_of(client);
         let leader = &self.executor.leader;
-        let superuser = leader.users.contains(&user)
-            || leader
-                .catalog
-                .snapshot()
-                .users
-                .get(&user)
-                .is_some_and(|u| u.superuser);
+        let superuser = leader.is_superuser(&user);
         client
             .metadata_mut()
             .insert(format!("{SETTING_PREFIX}{SESSION_USER}"), user.clone());

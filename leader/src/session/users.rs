@@ -20,8 +20,7 @@ impl Executor {
         use crate::sql::users::{Password, UserStatement, parse_user_statement};
         let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
         let snapshot = self.leader.catalog.snapshot();
-        let superuser =
-            self.leader.users.contains(&me) || snapshot.users.get(&me).is_some_and(|u| u.superuser);
+        let superuser = self.leader.is_superuser(&me);
         let Some(stmt) = parse_user_statement(sql)? else {
             return Err(Error::sql(sqlstate::SYNTAX_ERROR, "not a user statement"));
         };
