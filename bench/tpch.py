@@ -385,10 +385,52 @@ def sql_literal(s: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class MotoS3:
+    """moto's S3 server on loopback, an ephemeral port (see tests/src/s3.rs), for --store s3."""
+
+    def __init__(self, root: Path):
+        import urllib.request
+
+        log_path = root / "moto.log"
+        self.log = open(log_path, "wb")
+        moto = Path(sys.executable).with_name("moto_server")
+        self.proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", "0"], stdin=subprocess.DEVNULL,
+            stdout=self.log, stderr=subprocess.STDOUT, process_group=0,
+        )  # fmt: skip
+        atexit.register(self.kill)
+        deadline = time.monotonic() + 60
+        self.port = None
+        while self.port is None:
+            m = re.search(rb"http://127\.0\.0\.1:(\d+)", log_path.read_bytes())
+            if m:
+                self.port = int(m.group(1))
+            elif time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"moto_server did not start: {log_path.read_text(errors='replace')}")
+            else:
+                time.sleep(0.1)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        req = urllib.request.Request(f"{self.endpoint}/bench", method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+    def env(self) -> dict:
+        return {
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true",
+        }  # fmt: skip
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+
 class Cluster:
     """`blueshift local` in its own process group (see tests/src/cluster.rs)."""
 
-    def __init__(self, binary: Path, nodes: int, slices_per_node: int, root: Path):
+    def __init__(self, binary: Path, nodes: int, slices_per_node: int, root: Path, extra_args=(), extra_env=None):
         self.root = root
         self.log_path = root / "cluster.log"
         self.ready_file = root / "ready.json"
@@ -402,11 +444,12 @@ class Cluster:
             "--pg-port", "0",
             "--flight-sql-port", "0",
             "--ready-file", str(self.ready_file),
+            *extra_args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as logf:
             logf.write(f"==== bench: starting {' '.join(cmd)} ====\n".encode())
             logf.flush()
-            env = dict(os.environ, RUST_BACKTRACE="1", NO_COLOR="1")
+            env = dict(os.environ, RUST_BACKTRACE="1", NO_COLOR="1", **(extra_env or {}))
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 env=env, process_group=0,
@@ -707,6 +750,13 @@ def print_table(results: list[dict], load: dict, config: dict) -> dict:
         f"{fmt_ratio(g['blueshift'], g['duckdb']):>10} {fmt_ratio(g['blueshift'], g['datafusion']):>14}  "
         f"({len(common)} of {len(results)} queries)"
     )
+    if config.get("store") == "s3":
+        # The warm-up is each query's first run: the segments it reads come from S3 into the
+        # compute nodes' caches; the timed runs read them from the caches.
+        cold = [r for r in results if r["blueshift"]["warmup_s"] and r["blueshift"]["median_s"]]
+        gc, gw = geomean([r["blueshift"]["warmup_s"] for r in cold]), geomean([r["blueshift"]["median_s"] for r in cold])
+        p(f"segment cache (S3 store): geomean cold first run {fmt_s(gc)} s, warm {fmt_s(gw)} s, cold/warm {fmt_ratio(gc, gw)} ({len(cold)} queries)")
+        p("  " + "  ".join(f"{r['query']}={r['blueshift']['warmup_s']:.3f}/{r['blueshift']['median_s']:.3f}" for r in cold))
     ok = sum(1 for r in results if r["answer"] == "ok")
     p(f"answers: {ok} of {len(results)} ok (Blueshift vs DuckDB)")
     if any(len(r["blueshift"]["times_s"]) < config["runs"] and r["blueshift"]["median_s"] is not None for r in results):
@@ -735,6 +785,7 @@ def parse_args(argv):
     ap.add_argument("--slow", type=float, default=120, help="a query whose warm-up run takes longer than this many seconds gets one timed run (default 120)")
     ap.add_argument("--binary", default=str(TARGET / "release" / "blueshift"), help="blueshift binary (default target/release/blueshift)")
     ap.add_argument("--keep", action="store_true", help="keep the cluster's temp directory")
+    ap.add_argument("--store", choices=("local", "s3"), default="local", help="segment store: the embedded local directory, or an S3 bucket on a moto server started for the run (default local)")
     args = ap.parse_args(argv)
     args.sf = sf_label(args.sf)
     if args.queries.strip():
@@ -811,6 +862,7 @@ def main(argv=None) -> int:
         "sf": args.sf,
         "nodes": args.nodes,
         "slices_per_node": args.slices_per_node,
+        "store": args.store,
         "runs": args.runs,
         "slow_s": args.slow,
         "timeout_s": args.timeout,
@@ -843,7 +895,12 @@ def main(argv=None) -> int:
     try:
         log(f"starting {binary} local --nodes {args.nodes} --slices-per-node {args.slices_per_node} in {root}")
         t0 = time.monotonic()
-        cluster = Cluster(binary, args.nodes, args.slices_per_node, root)
+        extra_args, extra_env = [], {}
+        if args.store == "s3":
+            s3 = MotoS3(root)
+            log(f"S3 store: moto on {s3.endpoint}, bucket bench")
+            extra_args, extra_env = ["--store-url", "s3://bench/blueshift"], s3.env()
+        cluster = Cluster(binary, args.nodes, args.slices_per_node, root, extra_args, extra_env)
         config["cluster_start_s"] = time.monotonic() - t0
         log(f"cluster ready on port {cluster.pg_port} after {config['cluster_start_s']:.1f} s")
         blueshift = Blueshift(cluster)

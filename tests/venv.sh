@@ -51,7 +51,7 @@ def specs(path):
 for spec in specs(sys.argv[1]):
     name, _, version = spec.partition("==")
     try:
-        installed = metadata.version(name.strip())
+        installed = metadata.version(name.split("[", 1)[0].strip())
     except metadata.PackageNotFoundError:
         installed = None
     if installed != version.strip():

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use blueshift_common::store::S3Options;
 use blueshift_compute::ComputeConfig;
 use blueshift_leader::LeaderConfig;
 use clap::Args;
@@ -32,9 +33,12 @@ pub struct LeaderArgs {
     /// Slices of a new cluster (compute nodes x slices per node) [default: 4].
     #[arg(long, env = "BLUESHIFT_SLICES")]
     pub slices: Option<u32>,
-    /// Segment store URL [default: file://<data-dir>/store].
+    /// Segment store URL: file:///abs/dir or s3://bucket/prefix
+    /// [default: file://<data-dir>/store].
     #[arg(long, env = "BLUESHIFT_STORE_URL")]
     pub store_url: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Report ready only once this many compute nodes have joined.
     #[arg(long, env = "BLUESHIFT_EXPECT_NODES")]
     pub expect_nodes: Option<usize>,
@@ -49,6 +53,10 @@ pub struct LeaderArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "BLUESHIFT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds an unreferenced segment file (of a dropped table or a failed load) stays in
+    /// the store before garbage collection deletes it [default: 600].
+    #[arg(long, env = "BLUESHIFT_GC_GRACE_SECS")]
+    pub gc_grace_secs: Option<u64>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -80,9 +88,68 @@ pub struct ComputeArgs {
     /// Host name the leader and peers use to reach this node [default: 127.0.0.1].
     #[arg(long, env = "BLUESHIFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+    /// Bytes of segment files kept in <data-dir>/cache, e.g. `20GB` [default: 10% of the
+    /// disk under the data dir, at least 1GB].
+    #[arg(long, env = "BLUESHIFT_CACHE_SIZE")]
+    pub cache_size: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Validate the configuration and exit.
     #[arg(long)]
     pub config_check: bool,
+}
+
+/// Settings of an `s3://` segment store. Each one left unset comes from the config file's
+/// `s3` table, then from the standard `AWS_*` environment variables (`AWS_ENDPOINT_URL`,
+/// `AWS_REGION`, `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`). Credentials are read only from the file or the environment, never
+/// from flags (which other users of the machine can see).
+#[derive(Args, Debug, Default, Clone)]
+pub struct S3Args {
+    /// S3 endpoint, e.g. http://10.0.0.5:9000 for an S3-compatible server.
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Allow an http:// S3 endpoint.
+    #[arg(long)]
+    pub s3_allow_http: bool,
+    /// Virtual-hosted-style requests (bucket.host) instead of path-style (host/bucket).
+    #[arg(long)]
+    pub s3_virtual_hosted_style: bool,
+}
+
+impl S3Args {
+    /// These flags over the file's `s3` table.
+    pub fn over(&self, file: S3Options) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            allow_http: self.s3_allow_http.then_some(true),
+            virtual_hosted_style: self.s3_virtual_hosted_style.then_some(true),
+            ..Default::default()
+        }
+        .or(&file)
+    }
+
+    /// The same flags, for a child process (`blueshift local`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.s3_endpoint {
+            out.extend(["--s3-endpoint".to_string(), v.clone()]);
+        }
+        if let Some(v) = &self.s3_region {
+            out.extend(["--s3-region".to_string(), v.clone()]);
+        }
+        if self.s3_allow_http {
+            out.push("--s3-allow-http".to_string());
+        }
+        if self.s3_virtual_hosted_style {
+            out.push("--s3-virtual-hosted-style".to_string());
+        }
+        out
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -103,10 +170,13 @@ struct LeaderFile {
     grpc_listen: Option<SocketAddr>,
     slices: Option<u32>,
     store_url: Option<String>,
+    #[serde(default)]
+    s3: S3Options,
     expect_nodes: Option<usize>,
     query_memory_limit: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    gc_grace_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -116,6 +186,9 @@ struct ComputeFile {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     advertise_host: Option<String>,
+    cache_size: Option<String>,
+    #[serde(default)]
+    s3: S3Options,
 }
 
 fn read_file(path: &Option<PathBuf>) -> anyhow::Result<FileConfig> {
@@ -162,6 +235,12 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         query_memory_limit,
         slices,
         store_url: args.store_url.or(file.store_url),
+        s3: args.s3.over(file.s3),
+        gc_grace: args
+            .gc_grace_secs
+            .or(file.gc_grace_secs)
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(blueshift_leader::gc::DEFAULT_GRACE),
         expect_nodes: args.expect_nodes.or(file.expect_nodes).unwrap_or(0),
         users: vec!["blueshift".to_string()],
         database: "dev".to_string(),
@@ -221,7 +300,16 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
         .listen
         .or(file.listen)
         .unwrap_or(([0, 0, 0, 0], 5441).into());
+    let cache_bytes = match args.cache_size.or(file.cache_size) {
+        Some(v) => Some(
+            blueshift_leader::limits::parse_bytes(&v)
+                .map_err(|e| anyhow::anyhow!("cache_size: {}", e.user_message()))?,
+        ),
+        None => None,
+    };
     let config = ComputeConfig {
+        cache_bytes,
+        s3: args.s3.over(file.s3),
         leader,
         data_dir: args
             .data_dir

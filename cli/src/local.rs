@@ -37,6 +37,20 @@ pub struct LocalArgs {
     /// Write `{"pg_port":..,"grpc_port":..}` here once the cluster is ready.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+    /// Segment store shared by the nodes, e.g. s3://bucket/prefix (credentials from the
+    /// AWS_* environment) [default: the embedded store, file://<data-dir>/store].
+    #[arg(long, env = "BLUESHIFT_STORE_URL")]
+    pub store_url: Option<String>,
+    #[command(flatten)]
+    pub s3: crate::config::S3Args,
+    /// Seconds an unreferenced segment stays in the store before GC deletes it
+    /// [default: 600].
+    #[arg(long)]
+    pub gc_grace_secs: Option<u64>,
+    /// Segment cache size of each compute node, e.g. `2GB` [default: 10% of the disk, at
+    /// least 1GB].
+    #[arg(long)]
+    pub cache_size: Option<String>,
 }
 
 struct Children {
@@ -104,8 +118,11 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let ready_file = data_dir.join("leader.ready");
     let _ = std::fs::remove_file(&ports_file);
     let _ = std::fs::remove_file(&ready_file);
-    let store_url = blueshift_common::store::file_url(&data_dir.join("store"))
-        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+    let store_url = match &args.store_url {
+        Some(url) => url.clone(),
+        None => blueshift_common::store::file_url(&data_dir.join("store"))
+            .map_err(|e| anyhow::anyhow!(e.user_message()))?,
+    };
 
     let mut children = Children { procs: Vec::new() };
     let mut leader = Command::new(&exe);
@@ -123,6 +140,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .arg((args.nodes as u32 * args.slices_per_node).to_string())
         .arg("--store-url")
         .arg(&store_url)
+        .args(args.s3.to_args())
         .arg("--expect-nodes")
         .arg(args.nodes.to_string())
         .arg("--ports-file")
@@ -134,6 +152,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     if args.demo {
         leader.arg("--demo");
     }
+    if let Some(secs) = args.gc_grace_secs {
+        leader.arg("--gc-grace-secs").arg(secs.to_string());
+    }
     children.procs.push((
         "leader".into(),
         leader.spawn().context("cannot start the leader")?,
@@ -143,7 +164,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let ports = wait_for_file(&ports_file, &mut children, Duration::from_secs(60)).await?;
         let grpc_port = ports["grpc_port"].as_u64().context("bad ports file")?;
         for i in 0..args.nodes {
-            let child = spawn_compute(&exe, grpc_port, &data_dir, i)?;
+            let child = spawn_compute(&exe, grpc_port, &data_dir, i, &args)?;
             children.procs.push((format!("compute-{i}"), child));
         }
         // The demo load happens before the leader reports ready, so allow for it.
@@ -178,7 +199,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
 
     let exit = tokio::select! {
         _ = crate::shutdown_signal() => None,
-        name = watch(&mut children, &exe, grpc_port, &data_dir) => Some(name),
+        name = watch(&mut children, &exe, grpc_port, &data_dir, &args) => Some(name),
     };
     children.stop().await;
     match exit {
@@ -190,9 +211,19 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 }
 
-fn spawn_compute(exe: &Path, grpc_port: u64, data_dir: &Path, i: usize) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .arg("compute")
+fn spawn_compute(
+    exe: &Path,
+    grpc_port: u64,
+    data_dir: &Path,
+    i: usize,
+    args: &LocalArgs,
+) -> anyhow::Result<Child> {
+    let mut command = Command::new(exe);
+    command.arg("compute").args(args.s3.to_args());
+    if let Some(size) = &args.cache_size {
+        command.arg("--cache-size").arg(size);
+    }
+    command
         .arg("--leader")
         .arg(format!("http://127.0.0.1:{grpc_port}"))
         .arg("--data-dir")
@@ -206,7 +237,13 @@ fn spawn_compute(exe: &Path, grpc_port: u64, data_dir: &Path, i: usize) -> anyho
 }
 
 /// Restarts compute nodes that die (like a supervisor would); resolves when the leader exits.
-async fn watch(children: &mut Children, exe: &Path, grpc_port: u64, data_dir: &Path) -> String {
+async fn watch(
+    children: &mut Children,
+    exe: &Path,
+    grpc_port: u64,
+    data_dir: &Path,
+    args: &LocalArgs,
+) -> String {
     loop {
         for (i, (name, c)) in children.procs.iter_mut().enumerate() {
             if let Ok(Some(status)) = c.try_wait() {
@@ -215,7 +252,7 @@ async fn watch(children: &mut Children, exe: &Path, grpc_port: u64, data_dir: &P
                     return name.clone();
                 }
                 eprintln!("blueshift: {name} exited ({status}); restarting it");
-                match spawn_compute(exe, grpc_port, data_dir, i - 1) {
+                match spawn_compute(exe, grpc_port, data_dir, i - 1, args) {
                     Ok(child) => *c = child,
                     Err(e) => eprintln!("blueshift: cannot restart {name}: {e:#}"),
                 }

@@ -89,7 +89,14 @@ pub fn set_unreachable_hook(hook: UnreachableHook) {
 /// Turns a failed Flight call to `addr` into a query error, keeping the remote SQLSTATE.
 pub fn remote_error(addr: &str, status: &tonic::Status) -> DataFusionError {
     let err = Error::from_status(status, addr);
-    if err.sqlstate() == sqlstate::CONNECTION_FAILURE
+    // Only a failure to reach `addr` itself says `addr` is down: a status carrying a
+    // SQLSTATE came from `addr`, which may be reporting a peer it could not reach.
+    let reported = status
+        .metadata()
+        .get(crate::error::SQLSTATE_METADATA)
+        .is_some();
+    if !reported
+        && err.sqlstate() == sqlstate::CONNECTION_FAILURE
         && let Some(hook) = UNREACHABLE_HOOK.get()
     {
         hook(addr);

@@ -36,6 +36,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use crate::cache::CacheCounters;
 use crate::exec::Engine;
 use crate::{Error, Result};
 
@@ -68,6 +69,8 @@ struct QueryStages {
     ctx: Option<Arc<TaskContext>>,
     /// What each stage's producers run here, kept for its metrics.
     plans: BTreeMap<u32, Arc<dyn ExecutionPlan>>,
+    /// The query's reads through the segment cache (EXPLAIN ANALYZE).
+    cache: Arc<CacheCounters>,
 }
 
 impl QueryStages {
@@ -78,6 +81,7 @@ impl QueryStages {
             started: Instant::now(),
             ctx: None,
             plans: BTreeMap::new(),
+            cache: Arc::default(),
         }
     }
 }
@@ -358,7 +362,17 @@ impl Exchanges {
         {
             return Ok(ctx);
         }
-        let ctx = engine.query_task_ctx(req.query_memory_limit, &spill_dir.join("operators"))?;
+        let counters = self
+            .lock()
+            .queries
+            .get(&req.query_id)
+            .map(|q| q.cache.clone())
+            .unwrap_or_default();
+        let ctx = engine.query_task_ctx(
+            req.query_memory_limit,
+            &spill_dir.join("operators"),
+            counters.clone(),
+        )?;
         let mut reg = self.lock();
         if reg.released.contains(&req.query_id) {
             return Err(blueshift_common::Error::sql(
@@ -371,6 +385,10 @@ impl Exchanges {
             .queries
             .entry(req.query_id.clone())
             .or_insert_with(QueryStages::new);
+        if q.ctx.is_none() {
+            // The context that wins counts into the query's counters.
+            q.cache = counters;
+        }
         Ok(q.ctx.get_or_insert(ctx).clone())
     }
 
@@ -449,8 +467,12 @@ impl Exchanges {
         for stage in stages.values_mut() {
             stage.partitions.sort_by_key(|p| p.partition);
         }
+        let (cache_hits, cache_misses, store_bytes, _) = q.cache.snapshot();
         QueryMetrics {
             stages: stages.into_values().collect(),
+            cache_hits,
+            cache_misses,
+            store_bytes,
         }
     }
 
@@ -757,7 +779,7 @@ mod tests {
     async fn a_stage_past_its_memory_limit_spills_and_reads_back_in_order() {
         let dir = temp_dir("spill");
         let exchanges = Arc::new(Exchanges::new(dir.clone()));
-        let engine = Engine::new();
+        let engine = Engine::new(Default::default(), dir.join("cache"), 1 << 20);
         // 40 batches of 8192 i64 (2.6 MB) against a limit of 1 MiB.
         let (schema, input) = batches(40, 8192);
         let plan = MemorySourceConfig::try_new_exec(&[input], schema, None).unwrap();
@@ -803,7 +825,7 @@ mod tests {
     async fn hash_buckets_follow_the_slice_hash() {
         let dir = temp_dir("hash");
         let exchanges = Arc::new(Exchanges::new(dir.clone()));
-        let engine = Engine::new();
+        let engine = Engine::new(Default::default(), dir.join("cache"), 1 << 20);
         let (schema, input) = batches(3, 1000);
         let scan = MemorySourceConfig::try_new_exec(&[input], schema.clone(), None).unwrap();
         let repartition = RepartitionExec::try_new(

@@ -20,7 +20,8 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use blueshift_proto::v1::{
-    ExchangeTicket, LoadRequest, LoadResult, QueryMetricsRequest, ReleaseQuery, StartStage,
+    CacheStats, ExchangeTicket, LoadRequest, LoadResult, QueryMetricsRequest, ReleaseQuery,
+    StartStage,
 };
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -47,6 +48,7 @@ impl ComputeFlightService {
 pub const ACTION_START_STAGE: &str = "start_stage";
 pub const ACTION_RELEASE_QUERY: &str = "release_query";
 pub const ACTION_QUERY_METRICS: &str = "query_metrics";
+pub const ACTION_CACHE_STATS: &str = "cache_stats";
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -202,6 +204,25 @@ impl FlightService for ComputeFlightService {
                     Ok(result)
                 }))));
             }
+            ACTION_CACHE_STATS => {
+                let s = self.engine.cache()?.stats();
+                let stats = CacheStats {
+                    capacity_bytes: s.capacity_bytes,
+                    used_bytes: s.used_bytes,
+                    entries: s.entries,
+                    hits: s.hits,
+                    misses: s.misses,
+                    store_bytes: s.store_bytes,
+                    cached_bytes: s.cached_bytes,
+                    evictions: s.evictions,
+                };
+                let result = arrow_flight::Result {
+                    body: stats.encode_to_vec().into(),
+                };
+                return Ok(Response::new(Box::pin(futures::stream::once(async move {
+                    Ok(result)
+                }))));
+            }
             ACTION_RELEASE_QUERY => {
                 let req = ReleaseQuery::decode(action.body)
                     .map_err(|e| Status::invalid_argument(format!("bad ReleaseQuery: {e}")))?;
@@ -227,6 +248,11 @@ impl FlightService for ComputeFlightService {
                 ACTION_RELEASE_QUERY,
                 "stop and free a query's stages (ReleaseQuery)",
             ),
+            (
+                ACTION_QUERY_METRICS,
+                "what a query's stages did on this node (QueryMetrics)",
+            ),
+            (ACTION_CACHE_STATS, "the node's segment cache (CacheStats)"),
         ]
         .map(|(t, d)| {
             Ok(ActionType {

@@ -11,10 +11,12 @@
 //! ```
 //!
 //! Modules: [`flight`] (the Flight service), [`exchange`] (stage producers and their
-//! buffers), [`exec`] (the DataFusion engine),
-//! [`storage`] (writing sorted Parquet segments), [`membership`] (register + heartbeat).
+//! buffers), [`exec`] (the DataFusion engine), [`cache`] (the local cache of segment files
+//! read from the store), [`storage`] (writing sorted Parquet segments), [`membership`]
+//! (register + heartbeat).
 //! It must not depend on the leader crate: the two talk only through `proto` types.
 
+pub mod cache;
 pub mod error;
 pub mod exchange;
 pub mod exec;
@@ -41,6 +43,12 @@ pub struct ComputeConfig {
     pub data_dir: PathBuf,
     /// Host name other nodes and the leader use to reach this node's Flight port.
     pub advertise_host: String,
+    /// Bytes of segment files the node keeps in `data_dir/cache`; `None`: 10% of the file
+    /// system under `data_dir`, at least 1 GiB.
+    pub cache_bytes: Option<u64>,
+    /// This node's S3 settings and credentials (the leader's non-secret settings fill in
+    /// what is unset; the `AWS_*` environment what is still unset).
+    pub s3: blueshift_common::store::S3Options,
 }
 
 /// Runs a compute node on `listener` until `shutdown` resolves.
@@ -53,7 +61,14 @@ pub async fn run(
     let local: SocketAddr = listener.local_addr()?;
     let flight_addr = format!("{}:{}", config.advertise_host, local.port());
     let node_name = membership::node_name(&config.data_dir)?;
-    let engine = Arc::new(exec::Engine::new());
+    let cache_bytes = config
+        .cache_bytes
+        .unwrap_or_else(|| cache::default_cache_bytes(&config.data_dir));
+    let engine = Arc::new(exec::Engine::new(
+        config.s3.clone(),
+        config.data_dir.join("cache"),
+        cache_bytes,
+    ));
     // Spill files of a previous run belong to queries that are gone.
     let spill_dir = config.data_dir.join("spill");
     if spill_dir.exists() {

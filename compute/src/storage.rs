@@ -4,15 +4,12 @@
 //! however big the load. Segments become visible only when the leader commits them to the
 //! catalog; until then they are invisible files that garbage collection may delete.
 
-use std::sync::Arc;
-
 use arrow::array::RecordBatch;
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
+use blueshift_common::store::SegmentStore;
 use blueshift_proto::v1::SegmentInfo;
 use bytes::Bytes;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -23,7 +20,7 @@ use crate::{Error, Result};
 pub const MAX_SEGMENT_ROWS: usize = 2_000_000;
 
 pub struct SliceWriter {
-    store: Arc<dyn ObjectStore>,
+    store: SegmentStore,
     prefix: String,
     slice: u32,
     sort_columns: Vec<usize>,
@@ -36,7 +33,7 @@ pub struct SliceWriter {
 
 impl SliceWriter {
     pub fn new(
-        store: Arc<dyn ObjectStore>,
+        store: SegmentStore,
         table_id: u64,
         slice: u32,
         load_id: &str,
@@ -88,10 +85,8 @@ impl SliceWriter {
         let data = encode_parquet(&batch, self.row_group_rows)?;
         let bytes = data.len() as u64;
         let path = format!("{}-{:04}.parquet", self.prefix, self.segments.len());
-        self.store
-            .put(&Path::from(path.as_str()), data.into())
-            .await
-            .map_err(|e| Error::Common(e.into()))?;
+        // Durable and write-once: the leader commits the segment after this returns.
+        self.store.put_once(&path, data).await?;
         self.segments.push(SegmentInfo {
             path,
             slice: self.slice,
@@ -149,6 +144,7 @@ mod tests {
     use super::*;
     use arrow::array::{AsArray, Int32Array};
     use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+    use std::sync::Arc;
 
     #[test]
     fn segments_are_sorted_by_the_sort_key() {

@@ -3,8 +3,10 @@
 //! each, fsynced) under `<data-dir>/catalog/`, and the whole state is snapshotted every
 //! [`SNAPSHOT_EVERY`] commands, so a restart replays snapshot + log and loses nothing that was
 //! acknowledged. Readers take an `Arc<CatalogState>`: a pinned version that later commands do
-//! not change (snapshot isolation for queries). Applying a command must depend only on the
-//! state and the command, so the log can later be replicated with raft.
+//! not change (snapshot isolation for queries). The snapshot is written to a temporary file,
+//! fsynced, renamed into place and the directory fsynced before the log is truncated.
+//! Applying a command must depend only on the state and the command, so the log can later be
+//! replicated with raft.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -213,6 +215,7 @@ impl Catalog {
             .append(true)
             .open(&log_path)
             .map_err(io)?;
+        blueshift_common::store::sync_dir(dir).map_err(|e| Error::CatalogIo(e.to_string()))?;
         let catalog = Catalog {
             dir: dir.to_path_buf(),
             inner: Mutex::new(Inner {
@@ -288,6 +291,10 @@ impl Catalog {
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, self.dir.join("snapshot.json")).map_err(io)?;
+        // The rename must be durable before the log is emptied: otherwise a power cut could
+        // leave the old snapshot beside an empty log.
+        blueshift_common::store::sync_dir(&self.dir)
+            .map_err(|e| Error::CatalogIo(e.to_string()))?;
         // Entries up to the snapshot's version are now redundant.
         let log = OpenOptions::new()
             .create(true)

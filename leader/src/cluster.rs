@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use blueshift_common::error::sqlstate;
 use blueshift_proto::v1::cluster_server::Cluster;
-use blueshift_proto::v1::{HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse};
+use blueshift_proto::v1::{
+    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, StoreOptions,
+};
 use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
@@ -62,13 +64,22 @@ impl SliceMap {
 pub struct Membership {
     nodes: Mutex<Vec<NodeInfo>>,
     store_url: String,
+    /// The store's non-secret S3 settings, told to every node that registers.
+    store_options: StoreOptions,
 }
 
 impl Membership {
-    pub fn new(store_url: String) -> Self {
+    pub fn new(store_url: String, s3: &blueshift_common::store::S3Options) -> Self {
+        let public = s3.without_secrets();
         Self {
             nodes: Mutex::new(Vec::new()),
             store_url,
+            store_options: StoreOptions {
+                endpoint: public.endpoint,
+                region: public.region,
+                allow_http: public.allow_http,
+                virtual_hosted_style: public.virtual_hosted_style,
+            },
         }
     }
 
@@ -175,6 +186,7 @@ impl Cluster for ClusterService {
             node_id,
             store_url: self.membership.store_url().to_string(),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+            store_options: Some(self.membership.store_options.clone()),
         }))
     }
 
@@ -194,7 +206,7 @@ mod tests {
 
     #[test]
     fn slices_are_spread_in_contiguous_runs() {
-        let m = Membership::new("file:///tmp".into());
+        let m = Membership::new("file:///tmp".into(), &Default::default());
         m.register("a", "h:1");
         m.register("b", "h:2");
         let map = m.slice_map(4).unwrap();
@@ -205,7 +217,7 @@ mod tests {
 
     #[test]
     fn reregistering_keeps_the_node_id() {
-        let m = Membership::new("file:///tmp".into());
+        let m = Membership::new("file:///tmp".into(), &Default::default());
         let a = m.register("a", "h:1");
         assert_eq!(m.register("a", "h:9"), a);
         assert_eq!(m.nodes()[0].flight_addr, "h:9");

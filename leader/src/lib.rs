@@ -13,7 +13,7 @@
 //! (parsing what DataFusion does not), [`catalog`] (the state machine and its log),
 //! [`cluster`] (membership), [`planner`] and [`scheduler`] (distributed execution),
 //! [`interrupt`] (cancel requests, statement_timeout), [`limits`] (per-query memory),
-//! [`load`] (COPY / INSERT),
+//! [`load`] (COPY / INSERT), [`gc`] (garbage collection of the segment store),
 //! [`system_tables`], [`demo`]. It must not depend on the
 //! compute crate: the two talk only through `proto` types over gRPC / Flight.
 
@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod flight_sql;
+pub mod gc;
 pub mod interrupt;
 pub mod limits;
 pub mod load;
@@ -58,6 +59,8 @@ pub struct LeaderConfig {
     pub slices: u32,
     /// Segment store URL; default `file://<data_dir>/store`.
     pub store_url: Option<String>,
+    /// Settings and credentials of an `s3://` store (unset ones from `AWS_*`).
+    pub s3: blueshift_common::store::S3Options,
     /// Wait for this many compute nodes before reporting ready.
     pub expect_nodes: usize,
     /// Users that may log in without a password (local mode).
@@ -74,6 +77,8 @@ pub struct LeaderConfig {
     /// TLS certificate and key (PEM) for the PostgreSQL port; `None`: a self-signed pair
     /// generated under `data_dir/tls` (see [`tls`]).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long an unreferenced segment stays in the store before [`gc`] deletes it.
+    pub gc_grace: Duration,
 }
 
 /// State shared by every session of the leader.
@@ -87,6 +92,11 @@ pub struct LeaderState {
     /// The cluster's default per-query memory limit (bytes per node, 0 = none).
     pub query_memory_limit: u64,
     pub load_errors: SharedLoadErrors,
+    /// Statements run again after losing a compute node (`stl_retries`).
+    pub retries: session::retry::RetryLog,
+    /// Running statements, which keep the segments they may read from [`gc`].
+    pub pins: Arc<gc::Pins>,
+    pub gc: Arc<gc::Gc>,
     pub users: Vec<String>,
     pub database: String,
     pub loopback_only: bool,
@@ -155,7 +165,8 @@ pub async fn run(
         role_source(config.users.clone(), catalog.clone()),
     )?;
 
-    let membership = Arc::new(Membership::new(store_url.clone()));
+    let store = blueshift_common::store::SegmentStore::open(&store_url, &config.s3)?;
+    let membership = Arc::new(Membership::new(store_url.clone(), &config.s3));
     {
         // Exchange readers report unreachable nodes so the next query avoids them.
         let membership = membership.clone();
@@ -163,7 +174,14 @@ pub async fn run(
             membership.suspect(addr)
         }));
     }
-    let runtime = planner::leader_runtime(&store_url)?;
+    let runtime = planner::leader_runtime(&store)?;
+    let pins = Arc::new(gc::Pins::default());
+    let gc = Arc::new(gc::Gc::new(
+        store,
+        catalog.clone(),
+        pins.clone(),
+        config.gc_grace,
+    ));
     let leader = Arc::new(LeaderState {
         catalog,
         pg_catalog,
@@ -175,6 +193,9 @@ pub async fn run(
         runtime,
         query_memory_limit: config.query_memory_limit,
         load_errors: Default::default(),
+        retries: Default::default(),
+        pins,
+        gc: gc.clone(),
         users: config.users.clone(),
         database: config.database.clone(),
         loopback_only: config.loopback_only,
@@ -193,6 +214,9 @@ pub async fn run(
         )
         .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
     let grpc_task = tokio::spawn(grpc);
+    // Sweep a few times per grace period (at least every second, at most every minute).
+    let gc_interval = (config.gc_grace / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let gc_task = tokio::spawn(gc.run(gc_interval));
     let tls = tls::acceptor(&tls::files(config.tls.clone(), &config.data_dir)?)?;
     let pg_task = tokio::spawn(pgwire::serve(leader.clone(), pg_listener, Some(tls)));
     let flight_sql_task = {
@@ -243,5 +267,6 @@ pub async fn run(
     pg_task.abort();
     flight_sql_task.abort();
     grpc_task.abort();
+    gc_task.abort();
     Ok(())
 }

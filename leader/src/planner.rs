@@ -19,7 +19,7 @@ pub use explain::{analyze_lines, explain_lines};
 use std::sync::Arc;
 
 use blueshift_common::functions::register_functions;
-use blueshift_common::store::register_store;
+use blueshift_common::store::SegmentStore;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::error::Result as DfResult;
@@ -52,17 +52,21 @@ pub struct QueryContext {
 }
 
 /// Shared DataFusion runtime of the leader (segment store registered once).
-pub fn leader_runtime(store_url: &str) -> Result<Arc<RuntimeEnv>> {
+pub fn leader_runtime(store: &SegmentStore) -> Result<Arc<RuntimeEnv>> {
     let runtime = Arc::new(RuntimeEnv::default());
-    register_store(&runtime, store_url)?;
+    SegmentStore::register_with(&runtime, store.object_store())?;
     Ok(runtime)
 }
 
 /// Builds a session over the current catalog version and live slice map.
 pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
+    // Taken before the catalog version: GC keeps what this statement may read while the
+    // pin lives, which is as long as the statement's task context (the config extension).
+    let pin = Arc::new(leader.pins.pin());
     let catalog = leader.catalog.snapshot();
     let slices = leader.membership.slice_map(catalog.slices)?;
     let config = SessionConfig::new()
+        .with_extension(pin)
         .with_target_partitions(catalog.slices.max(1) as usize)
         .with_batch_size(8192)
         // Ours (`pg_catalog::information_schema`) wraps DataFusion's.

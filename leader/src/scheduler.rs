@@ -16,7 +16,7 @@ use blueshift_common::Error as CommonError;
 use blueshift_common::codec::encode_plan;
 use blueshift_common::exchange::{Channels, remote_error};
 use blueshift_proto::v1::{
-    ExchangeKind, QueryMetrics, QueryMetricsRequest, ReleaseQuery, StartStage,
+    CacheStats, ExchangeKind, QueryMetrics, QueryMetricsRequest, ReleaseQuery, StartStage,
 };
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -157,8 +157,12 @@ impl ExecutionPlan for DistributedQueryExec {
         // The query runs on the query runtime; this stream only forwards its batches, so
         // the session's task stays free to notice a cancel request. Dropping the stream
         // aborts the task, which drops the guard, which releases the query on the nodes.
+        // The task context carries the statement's GC pin (`planner::query_context`): it
+        // must live as long as the query runs, not only until its streams are built.
+        let pinned = context.clone();
         let task = blueshift_common::runtime::query_runtime().spawn(async move {
             let _guard = guard;
+            let _pinned = pinned;
             let run = async {
                 start_stages(&scheduler, requests).await?;
                 let mut stream = root.execute(0, context)?;
@@ -220,8 +224,10 @@ impl DistributedQueryExec {
         let root = self.root.clone();
         let scheduler = self.scheduler.0.clone();
         let query_id = self.query_id.clone();
+        let pinned = context.clone();
         let task = blueshift_common::runtime::query_runtime().spawn(async move {
             let _guard = guard;
+            let _pinned = pinned;
             let started = std::time::Instant::now();
             start_stages(&scheduler, requests).await?;
             let mut stream = root.execute(0, context)?;
@@ -247,6 +253,36 @@ impl DistributedQueryExec {
             .map_err(|e| DataFusionError::Execution(format!("EXPLAIN ANALYZE task: {e}")))?;
         drop(abort);
         result
+    }
+}
+
+impl Scheduler {
+    /// The segment cache of the node at `addr` (`stv_node_cache`).
+    pub async fn cache_stats(&self, addr: &str) -> Result<CacheStats> {
+        let mut client = self
+            .channels
+            .flight_client(addr)
+            .map_err(CommonError::into_datafusion)?;
+        let action = Action {
+            r#type: "cache_stats".to_string(),
+            body: Default::default(),
+        };
+        let mut results = client
+            .do_action(action)
+            .await
+            .map_err(|s| remote_error(addr, &s))?
+            .into_inner();
+        let mut stats = CacheStats::default();
+        while let Some(r) = results
+            .message()
+            .await
+            .map_err(|s| remote_error(addr, &s))?
+        {
+            stats = CacheStats::decode(r.body).map_err(|e| {
+                DataFusionError::Execution(format!("bad CacheStats from {addr}: {e}"))
+            })?;
+        }
+        Ok(stats)
     }
 }
 

@@ -9,6 +9,16 @@
 //!   err_code, err_reason)`: rows that `COPY ... MAXERROR n` rejected (most recent 10 000).
 //! * `svv_external_schemas`, `svv_external_tables`, `svv_external_columns`: Spectrum's
 //!   views, always empty (no external tables).
+//! * `stl_retries (query, starttime, attempt, sqlstate, error, querytxt)`: statements run
+//!   again after they lost a compute node (most recent 1000).
+//! * `stv_node_cache (node, address, capacity_bytes, used_bytes, segments, hits, misses,
+//!   store_bytes, cached_bytes, evictions)`: every live node's segment cache, asked when the
+//!   view is scanned.
+//! * `svv_store_usage (kind, table_id, tablename, segments, bytes)`: the store's size by table
+//!   (`kind = 'table'`, from the catalog) and the unreferenced segments garbage collection
+//!   has found but not deleted yet (`kind = 'awaiting_gc'`, by table id).
+
+mod lazy;
 
 use std::sync::Arc;
 
@@ -33,6 +43,9 @@ pub fn register(
     schema.register_table("stv_tbl_perm".into(), stv_tbl_perm(catalog)?)?;
     schema.register_table("svv_table_info".into(), svv_table_info(catalog)?)?;
     schema.register_table("stl_load_errors".into(), stl_load_errors(leader)?)?;
+    schema.register_table("stl_retries".into(), stl_retries(leader)?)?;
+    schema.register_table("svv_store_usage".into(), svv_store_usage(leader, catalog)?)?;
+    schema.register_table("stv_node_cache".into(), stv_node_cache(leader))?;
     for (name, columns) in EXTERNAL_VIEWS {
         // Same shape as a SHOW listing: `(name, integer?)`, all nullable.
         let schema_ref = crate::sql::show::result_schema(columns);
@@ -283,4 +296,137 @@ fn stl_load_errors(leader: &LeaderState) -> Result<Arc<MemTable>> {
             )),
         ],
     )
+}
+
+fn stl_retries(leader: &LeaderState) -> Result<Arc<MemTable>> {
+    let events = leader.retries.events();
+    let text = |f: fn(&crate::session::retry::RetryEvent) -> &str| {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f))) as ArrayRef
+    };
+    table(
+        vec![
+            Field::new("query", DataType::Utf8, false),
+            Field::new(
+                "starttime",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("attempt", DataType::Int32, false),
+            Field::new("sqlstate", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, false),
+            Field::new("querytxt", DataType::Utf8, false),
+        ],
+        vec![
+            text(|e| e.query_id.as_str()),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(
+                events.iter().map(|e| e.time.timestamp_micros()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                events.iter().map(|e| e.attempt as i32),
+            )),
+            text(|e| e.sqlstate.as_str()),
+            text(|e| e.error.as_str()),
+            text(|e| e.statement.as_str()),
+        ],
+    )
+}
+
+fn svv_store_usage(leader: &LeaderState, catalog: &CatalogState) -> Result<Arc<MemTable>> {
+    let mut kind = Vec::new();
+    let mut id = Vec::new();
+    let mut name: Vec<Option<String>> = Vec::new();
+    let mut segments = Vec::new();
+    let mut bytes = Vec::new();
+    for t in catalog.tables.values() {
+        let segs: Vec<_> = t.segments.values().flatten().collect();
+        kind.push("table");
+        id.push(t.id as i64);
+        name.push(Some(t.name.clone()));
+        segments.push(segs.len() as i64);
+        bytes.push(segs.iter().map(|s| s.bytes as i64).sum::<i64>());
+    }
+    for (table_id, (files, size)) in leader.gc.stats().pending {
+        kind.push("awaiting_gc");
+        id.push(table_id as i64);
+        name.push(catalog.tables.get(&table_id).map(|t| t.name.clone()));
+        segments.push(files as i64);
+        bytes.push(size as i64);
+    }
+    table(
+        vec![
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("table_id", DataType::Int64, false),
+            Field::new("tablename", DataType::Utf8, true),
+            Field::new("segments", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+        ],
+        vec![
+            Arc::new(StringArray::from(kind)),
+            Arc::new(Int64Array::from(id)),
+            Arc::new(StringArray::from(name)),
+            Arc::new(Int64Array::from(segments)),
+            Arc::new(Int64Array::from(bytes)),
+        ],
+    )
+}
+
+fn stv_node_cache(leader: &LeaderState) -> Arc<lazy::LazyTable> {
+    let fields = [
+        "capacity_bytes",
+        "used_bytes",
+        "segments",
+        "hits",
+        "misses",
+        "store_bytes",
+        "cached_bytes",
+        "evictions",
+    ];
+    let mut all = vec![
+        Field::new("node", DataType::Int32, false),
+        Field::new("address", DataType::Utf8, false),
+    ];
+    all.extend(
+        fields
+            .iter()
+            .map(|f| Field::new(*f, DataType::Int64, false)),
+    );
+    let schema = Arc::new(Schema::new(all));
+    let nodes = leader.membership.live_nodes();
+    let scheduler = leader.scheduler.clone();
+    let out_schema = schema.clone();
+    let rows: lazy::Rows = Arc::new(move || {
+        let nodes = nodes.clone();
+        let scheduler = scheduler.clone();
+        let schema = out_schema.clone();
+        Box::pin(async move {
+            let asks = nodes.iter().map(|n| {
+                let scheduler = scheduler.clone();
+                async move { scheduler.cache_stats(&n.flight_addr).await }
+            });
+            let stats = futures::future::try_join_all(asks).await?;
+            let column = |f: fn(&blueshift_proto::v1::CacheStats) -> u64| {
+                Arc::new(Int64Array::from_iter_values(
+                    stats.iter().map(|s| f(s) as i64),
+                )) as ArrayRef
+            };
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int32Array::from_iter_values(
+                    nodes.iter().map(|n| n.id as i32),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    nodes.iter().map(|n| n.flight_addr.as_str()),
+                )),
+                column(|s| s.capacity_bytes),
+                column(|s| s.used_bytes),
+                column(|s| s.entries),
+                column(|s| s.hits),
+                column(|s| s.misses),
+                column(|s| s.store_bytes),
+                column(|s| s.cached_bytes),
+                column(|s| s.evictions),
+            ];
+            Ok(RecordBatch::try_new(schema, columns)?)
+        })
+    });
+    Arc::new(lazy::LazyTable::new(schema, rows))
 }

@@ -37,6 +37,10 @@ mod restart;
 // Fault injection: a compute node killed with SIGKILL mid-session.
 mod node_failure;
 
+// The S3 segment store (moto), the segment cache, garbage collection, and queries retried
+// on the remaining nodes while compute nodes are killed.
+mod s3_store;
+
 // The MPP planner: EXPLAIN join labels (collocated, ALL, broadcast, redistributed) and
 // their answers against DuckDB; errors raised inside stages.
 mod mpp;

@@ -1,13 +1,13 @@
-//! A compute node killed with SIGKILL: queries right after it must return either the correct
-//! answer or a clear connection error (SQLSTATE 08006 / 57P03), never a wrong count or a hang,
-//! and the cluster recovers (local mode restarts the node; the shared store keeps its slices).
+//! A compute node killed with SIGKILL: queries right after it are run again on the live node
+//! (the store keeps every slice, so any node can serve it) and return the correct answer,
+//! never an error, a wrong count or a hang; local mode restarts the node.
 
 use std::time::{Duration, Instant};
 
 use blueshift_tests::{Cluster, pg};
 
 #[tokio::test]
-async fn killed_compute_node_gives_an_error_or_the_right_answer_then_recovers() {
+async fn queries_right_after_a_compute_node_is_killed_are_retried_and_right() {
     let cluster = Cluster::start(2, 2).await.unwrap();
     let _logs = cluster.logs_on_panic();
     let client = cluster.client().await.unwrap();
@@ -34,31 +34,22 @@ async fn killed_compute_node_gives_an_error_or_the_right_answer_then_recovers() 
         .unwrap();
     assert!(killed.success(), "no compute process matched {pattern}");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut errors = 0;
-    loop {
-        match client.query_one("select count(*) from f", &[]).await {
-            Ok(row) => {
-                let n: i64 = row.get(0);
-                assert_eq!(
-                    n, 5000,
-                    "a query during a node failure returned a wrong count"
-                );
-                break;
-            }
-            Err(e) => {
-                let db = e
-                    .as_db_error()
-                    .unwrap_or_else(|| panic!("not a server error: {e}"));
-                pg::assert_sqlstate(db, &["08006", "57P03"], "query while a node is down");
-                errors += 1;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cluster did not recover within 60 s"
+    // The next queries are planned on a node that is gone (its heartbeat has not timed
+    // out yet): the leader notices, plans again on the live node and answers.
+    for _ in 0..5 {
+        let started = Instant::now();
+        let n = pg::query_i64(&client, "select count(*) from f")
+            .await
+            .unwrap_or_else(|e| panic!("a query right after a node was killed failed: {e:#}"));
+        assert_eq!(
+            n, 5000,
+            "a query during a node failure returned a wrong count"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a retried query took {:?}",
+            started.elapsed()
+        );
     }
     // The session stays usable and answers stay right after recovery.
     assert_eq!(
@@ -67,5 +58,8 @@ async fn killed_compute_node_gives_an_error_or_the_right_answer_then_recovers() 
             .unwrap(),
         (1..=5000i64).map(|x| x % 7).sum::<i64>()
     );
-    eprintln!("queries that failed cleanly while the node was down: {errors}");
+    let retries = pg::query_i64(&client, "select count(*) from stl_retries")
+        .await
+        .unwrap();
+    eprintln!("retries after the node was killed: {retries}");
 }

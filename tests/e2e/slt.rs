@@ -65,14 +65,28 @@ async fn slt_files_pass_on_the_cluster() {
     let _logs = tpch.cluster.logs_on_panic();
     let port = tpch.cluster.pg_port();
 
-    let mut failures = Vec::new();
-    for file in slt_files() {
-        if complete_mode() {
+    if complete_mode() {
+        for file in slt_files() {
             complete_file(&mut runner(port), &file)
                 .await
                 .unwrap_or_else(|e| panic!("completing {}: {e:#}", file.display()));
             eprintln!("rewrote {} from the cluster's answers", file.display());
         }
+    }
+    let failures = run_slt_files(port).await;
+    assert!(
+        failures.is_empty(),
+        "{} sqllogictest records failed:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Runs every record of every `.slt` file against the cluster on `port` (TPC-H loaded);
+/// returns the failures.
+pub async fn run_slt_files(port: u16) -> Vec<String> {
+    let mut failures = Vec::new();
+    for file in slt_files() {
         let records = parse_file::<DefaultColumnType>(&file)
             .unwrap_or_else(|e| panic!("parsing {}: {e}", file.display()));
         let mut runner = runner(port);
@@ -83,12 +97,7 @@ async fn slt_files_pass_on_the_cluster() {
         }
         runner.shutdown_async().await;
     }
-    assert!(
-        failures.is_empty(),
-        "{} sqllogictest records failed:\n\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    failures
 }
 
 /// Rewrites the expected output of every `query` record of `file` with the cluster's answer

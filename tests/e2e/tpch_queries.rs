@@ -30,7 +30,7 @@ static ORACLE: OnceLock<Result<Vec<Result<Rows, String>>, String>> = OnceLock::n
 
 /// DuckDB's answers, in the order of [`TPCH_QUERIES`]; an answer is the rows or DuckDB's
 /// error. Panics if the oracle itself cannot run.
-fn duckdb_answers(data: &TpchData) -> &'static [Result<Rows, String>] {
+pub fn duckdb_answers(data: &TpchData) -> &'static [Result<Rows, String>] {
     let answers = ORACLE.get_or_init(|| {
         let queries: Vec<String> = TPCH_QUERIES
             .iter()
@@ -49,7 +49,11 @@ fn duckdb_answers(data: &TpchData) -> &'static [Result<Rows, String>] {
 /// Runs all 22 queries on `cluster` and compares each with `expected`. Returns one message
 /// per failing query, prefixed with `label` and the query's name. If a failure closed the
 /// connection, the next query gets a new one.
-async fn run_all(cluster: &Cluster, label: &str, expected: &[Result<Rows, String>]) -> Vec<String> {
+pub async fn run_all(
+    cluster: &Cluster,
+    label: &str,
+    expected: &[Result<Rows, String>],
+) -> Vec<String> {
     let mut failures = Vec::new();
     let mut client = match cluster.client().await {
         Ok(client) => client,
@@ -100,7 +104,7 @@ async fn run_all(cluster: &Cluster, label: &str, expected: &[Result<Rows, String
 }
 
 /// Panics with every failure, if there are any.
-fn report(what: &str, runs: usize, failures: &[String]) {
+pub fn report(what: &str, runs: usize, failures: &[String]) {
     assert!(
         failures.is_empty(),
         "{what}: {} failures in {runs} query runs:\n\n{}",

@@ -38,6 +38,30 @@ const POLL: Duration = Duration::from_millis(50);
 /// Lines of each log file shown on failure.
 const LOG_TAIL_LINES: usize = 150;
 
+/// How to start a cluster beyond its shape: extra `blueshift local` flags (e.g.
+/// `--store-url s3://...`, `--gc-grace-secs 2`) and environment (e.g. the `AWS_*` of an
+/// [`crate::S3Server`]).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ClusterOptions {
+    /// A cluster whose segments live in `bucket` of `s3` under `prefix`.
+    pub fn s3(s3: &crate::S3Server, bucket: &str, prefix: &str) -> ClusterOptions {
+        ClusterOptions {
+            args: vec!["--store-url".into(), format!("s3://{bucket}/{prefix}")],
+            env: s3.env(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
 /// A running `blueshift local` cluster. See the module docs.
 pub struct Cluster {
     root: PathBuf,
@@ -61,16 +85,55 @@ impl Cluster {
             .prefix("blueshift-e2e-")
             .tempdir()
             .context("creating the cluster's temp dir")?;
-        let mut cluster = Self::spawn(temp.path(), nodes, slices_per_node, true).await?;
+        let mut cluster = Self::spawn(
+            temp.path(),
+            nodes,
+            slices_per_node,
+            true,
+            &ClusterOptions::default(),
+        )
+        .await?;
         cluster.temp = Some(temp);
         Ok(cluster)
+    }
+
+    /// [`Cluster::start`] with `options`.
+    pub async fn start_with(
+        nodes: usize,
+        slices_per_node: usize,
+        options: &ClusterOptions,
+    ) -> Result<Cluster> {
+        let temp = tempfile::Builder::new()
+            .prefix("blueshift-e2e-")
+            .tempdir()
+            .context("creating the cluster's temp dir")?;
+        let mut cluster = Self::spawn(temp.path(), nodes, slices_per_node, true, options).await?;
+        cluster.temp = Some(temp);
+        Ok(cluster)
+    }
+
+    /// [`Cluster::start_in`] with `options`.
+    pub async fn start_in_with(
+        root: &Path,
+        nodes: usize,
+        slices_per_node: usize,
+        options: &ClusterOptions,
+    ) -> Result<Cluster> {
+        Self::spawn(root, nodes, slices_per_node, false, options).await
     }
 
     /// Starts a cluster whose state lives under `root` (data in `root/data`, log in
     /// `root/cluster.log`), e.g. to start it again on the same data after [`Cluster::stop`].
     /// `root` is left in place when the cluster is dropped.
     pub async fn start_in(root: &Path, nodes: usize, slices_per_node: usize) -> Result<Cluster> {
-        Self::spawn(root, nodes, slices_per_node, false).await
+        Self::spawn(
+            root,
+            nodes,
+            slices_per_node,
+            false,
+            &ClusterOptions::default(),
+        )
+        .await
     }
 
     async fn spawn(
@@ -78,6 +141,7 @@ impl Cluster {
         nodes: usize,
         slices_per_node: usize,
         remove_root_at_exit: bool,
+        options: &ClusterOptions,
     ) -> Result<Cluster> {
         let bin = paths::blueshift_bin();
         if !bin.is_file() {
@@ -106,8 +170,9 @@ impl Cluster {
         writeln!(
             log,
             "==== test harness: starting {} local --nodes {nodes} --slices-per-node \
-             {slices_per_node} ====",
-            bin.display()
+             {slices_per_node} {} ====",
+            bin.display(),
+            options.args.join(" ")
         )?;
         let stderr = log.try_clone()?;
 
@@ -126,6 +191,8 @@ impl Cluster {
             .arg("0")
             .arg("--ready-file")
             .arg(&ready_file)
+            .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log)

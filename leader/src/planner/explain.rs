@@ -52,6 +52,16 @@ pub fn analyze_lines(query: &DistributedQueryExec, analysis: &Analysis) -> Vec<S
         analysis.rows,
         analysis.elapsed.as_secs_f64() * 1e3
     )];
+    let (hits, misses, store_bytes) = analysis.nodes.iter().fold((0, 0, 0), |acc, (_, m)| {
+        (
+            acc.0 + m.cache_hits,
+            acc.1 + m.cache_misses,
+            acc.2 + m.store_bytes,
+        )
+    });
+    lines.push(format!(
+        "Segment cache: hits={hits}, misses={misses}, bytes read from the store={store_bytes}"
+    ));
     for l in DisplayableExecutionPlan::with_metrics(query.root().as_ref())
         .indent(true)
         .to_string()

@@ -34,6 +34,7 @@ use crate::sql::ddl::{parse_create_table, parse_drop_table};
 use crate::sql::{StatementKind, classify, keyword, words};
 
 mod metadata;
+pub mod retry;
 mod settings;
 mod users;
 
@@ -240,11 +241,49 @@ impl Executor {
         Ok(qc.distribute(plan, self.scheduler())?)
     }
 
-    async fn query(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
+    /// Plans a query on the live nodes and starts it; gives its stream and query id.
+    async fn start_query(
+        &self,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream, String)> {
         let qc = query_context(&self.leader)?;
         let plan = self.plan_query(&qc, sql, params).await?;
         let schema = plan.schema();
         let stream = execute_stream(plan, qc.ctx.task_ctx())?;
+        Ok((schema, stream, qc.query_id))
+    }
+
+    /// A query, run again on the remaining nodes if it loses one ([`retry`]).
+    async fn query(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
+        let (schema, stream, query_id) = self.start_query(sql, params.clone()).await?;
+        // A retry plans again outside this statement's task, so it takes the statement's
+        // user, settings and memory limit along.
+        let leader = self.leader.clone();
+        let sql_text = sql.to_string();
+        let view = statement_settings();
+        let user = current_user();
+        let memory_limit = crate::limits::current();
+        let replan: retry::Replan = Box::new(move || {
+            let executor = Executor {
+                leader: leader.clone(),
+            };
+            let sql = sql_text.clone();
+            let params = params.clone();
+            let run = crate::limits::QUERY_MEMORY_LIMIT.scope(memory_limit, async move {
+                let (_, stream, id) = executor.start_query(&sql, params).await?;
+                Ok((stream, id))
+            });
+            Box::pin(SETTINGS.scope(view.clone(), CURRENT_USER.scope(user.clone(), run)))
+        });
+        let stream = retry::retrying(
+            self.leader.clone(),
+            sql.to_string(),
+            schema.clone(),
+            stream,
+            query_id,
+            replan,
+        );
         Ok(Outcome::Rows { schema, stream })
     }
 
@@ -520,6 +559,8 @@ impl Executor {
         mut rx: tokio::sync::mpsc::Receiver<Result<arrow::array::RecordBatch>>,
         reader: tokio::task::JoinHandle<()>,
     ) -> Result<u64> {
+        // Keeps GC off the segments this load writes until it commits or fails.
+        let _pin = self.leader.pins.pin();
         let mut router = Router::new(table.clone(), slices, map, self.leader.scheduler.clone());
         while let Some(batch) = rx.recv().await {
             router.push(batch?).await?;
@@ -587,6 +628,7 @@ impl Executor {
         table: &blueshift_common::types::TableDef,
         mut stream: SendableRecordBatchStream,
     ) -> Result<u64> {
+        let _pin = self.leader.pins.pin();
         let snapshot = self.leader.catalog.snapshot();
         let map = self.leader.membership.slice_map(snapshot.slices)?;
         let mut router = Router::new(
