@@ -41,6 +41,23 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The `Segment cache:` line of an EXPLAIN ANALYZE: `(hits, misses, bytes from the store)`.
 async fn cache_line(client: &tokio_postgres::Client, sql: &str) -> (u64, u64, u64) {
     let rows = pg::query(client, &format!("explain analyze {sql}"))
@@ -252,19 +269,32 @@ async fn gc_removes_dropped_tables_and_killed_loads() {
         ],
         "the table is exactly as before the killed load"
     );
-    eventually(
-        Duration::from_secs(30),
-        "the killed load's segments are deleted",
-        async || parquet_files(&big_dir).len() == 1,
-    )
-    .await;
-    let awaiting = pg::query_i64(
-        &client,
-        "select count(*) from svv_store_usage where kind = 'awaiting_gc'",
-    )
-    .await
-    .unwrap();
-    assert_eq!(awaiting, 0, "nothing is left awaiting GC");
+    // GC deletes the killed load's files (segments and any temp file it left) and then
+    // reports nothing awaiting it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let awaiting = pg::query_i64(
+            &client,
+            "select count(*) from svv_store_usage where kind = 'awaiting_gc'",
+        )
+        .await
+        .unwrap();
+        if parquet_files(&big_dir).len() == 1 && awaiting == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let usage = pg::query(&client, "select * from svv_store_usage")
+                .await
+                .unwrap();
+            panic!(
+                "unreferenced segments left after 30 s: svv_store_usage {usage:?}, store \
+                 files {:?}\n{}",
+                walk(&store),
+                cluster.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         pg::query_i64(&client, "select count(*) from big")
             .await
