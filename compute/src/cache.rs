@@ -32,7 +32,7 @@ pub const MIN_DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// The default cache size for a data dir: 10% of its file system, at least 1 GiB.
 pub fn default_cache_bytes(dir: &std::path::Path) -> u64 {
     let total = nix::sys::statvfs::statvfs(dir)
-        .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks().saturating_mul(s.fragment_size()))
         .unwrap_or(0);
     (total / 10).max(MIN_DEFAULT_CACHE_BYTES)
 }

@@ -259,62 +259,50 @@ impl DistributedQueryExec {
 impl Scheduler {
     /// The segment cache of the node at `addr` (`stv_node_cache`).
     pub async fn cache_stats(&self, addr: &str) -> Result<CacheStats> {
+        self.action_reply(addr, "cache_stats", Vec::new()).await
+    }
+
+    /// Runs the Flight action `kind` on the node at `addr` and decodes its (last) reply.
+    async fn action_reply<T: Message + Default>(
+        &self,
+        addr: &str,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
         let mut client = self
             .channels
             .flight_client(addr)
             .map_err(CommonError::into_datafusion)?;
         let action = Action {
-            r#type: "cache_stats".to_string(),
-            body: Default::default(),
+            r#type: kind.to_string(),
+            body: body.into(),
         };
         let mut results = client
             .do_action(action)
             .await
             .map_err(|s| remote_error(addr, &s))?
             .into_inner();
-        let mut stats = CacheStats::default();
+        let mut reply = T::default();
         while let Some(r) = results
             .message()
             .await
             .map_err(|s| remote_error(addr, &s))?
         {
-            stats = CacheStats::decode(r.body).map_err(|e| {
-                DataFusionError::Execution(format!("bad CacheStats from {addr}: {e}"))
+            reply = T::decode(r.body).map_err(|e| {
+                DataFusionError::Execution(format!("bad {kind} reply from {addr}: {e}"))
             })?;
         }
-        Ok(stats)
+        Ok(reply)
     }
 }
 
 async fn query_metrics(scheduler: &Scheduler, addr: &str, query_id: &str) -> Result<QueryMetrics> {
-    let mut client = scheduler
-        .channels
-        .flight_client(addr)
-        .map_err(CommonError::into_datafusion)?;
-    let action = Action {
-        r#type: "query_metrics".to_string(),
-        body: QueryMetricsRequest {
-            query_id: query_id.to_string(),
-        }
-        .encode_to_vec()
-        .into(),
+    let request = QueryMetricsRequest {
+        query_id: query_id.to_string(),
     };
-    let mut results = client
-        .do_action(action)
+    scheduler
+        .action_reply(addr, "query_metrics", request.encode_to_vec())
         .await
-        .map_err(|s| remote_error(addr, &s))?
-        .into_inner();
-    let mut metrics = QueryMetrics::default();
-    while let Some(r) = results
-        .message()
-        .await
-        .map_err(|s| remote_error(addr, &s))?
-    {
-        metrics = QueryMetrics::decode(r.body).map_err(|e| {
-            DataFusionError::Execution(format!("bad QueryMetrics from {addr}: {e}"))
-        })?;
-    }
-    Ok(metrics)
 }
 
 impl DistributedQueryExec {
