@@ -302,8 +302,8 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
         .unwrap_or(([0, 0, 0, 0], 5441).into());
     let cache_bytes = match args.cache_size.or(file.cache_size) {
         Some(v) => Some(
-            blueshift_leader::limits::parse_bytes(&v)
-                .map_err(|e| anyhow::anyhow!("cache_size: {}", e.user_message()))?,
+            blueshift_leader::limits::parse_size("cache_size", &v)
+                .map_err(|e| anyhow::anyhow!(e.user_message()))?,
         ),
         None => None,
     };

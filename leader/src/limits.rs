@@ -32,10 +32,15 @@ pub fn current() -> u64 {
 /// Parses a size: bytes, or a number with `kB`, `MB`, `GB` or `TB` (powers of 1024, as in
 /// PostgreSQL settings; case-insensitive, `B` optional).
 pub fn parse_bytes(value: &str) -> Result<u64, Error> {
+    parse_size(SETTING, value)
+}
+
+/// [`parse_bytes`] for the setting `name` (named in the error).
+pub fn parse_size(name: &str, value: &str) -> Result<u64, Error> {
     let bad = || {
         Error::sql(
             sqlstate::INVALID_PARAMETER_VALUE,
-            format!("invalid value for parameter \"{SETTING}\": \"{value}\" (use e.g. '512MB')"),
+            format!("invalid value for parameter \"{name}\": \"{value}\" (use e.g. '512MB')"),
         )
     };
     let (n, unit) = number_and_unit(value).ok_or_else(bad)?;
