@@ -71,14 +71,25 @@ impl fmt::Debug for S3Options {
 }
 
 impl S3Options {
-    /// The settings without credentials: what the leader tells compute nodes (each node
-    /// takes its credentials from its own configuration or environment).
-    pub fn without_secrets(&self) -> S3Options {
+    /// The settings the leader tells registering compute nodes: no credentials (each node
+    /// takes its own from its configuration or environment).
+    pub fn to_proto(&self) -> blueshift_proto::v1::StoreOptions {
+        blueshift_proto::v1::StoreOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+            virtual_hosted_style: self.virtual_hosted_style,
+        }
+    }
+
+    /// The settings a compute node was told by the leader.
+    pub fn from_proto(options: blueshift_proto::v1::StoreOptions) -> S3Options {
         S3Options {
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            ..self.clone()
+            endpoint: options.endpoint,
+            region: options.region,
+            allow_http: options.allow_http,
+            virtual_hosted_style: options.virtual_hosted_style,
+            ..Default::default()
         }
     }
 
@@ -199,14 +210,6 @@ impl SegmentStore {
                 ),
             )),
         }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub fn is_s3(&self) -> bool {
-        matches!(self.kind, Kind::S3)
     }
 
     /// The store itself, for reads.
@@ -415,7 +418,8 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{o:?}").contains("hunter2"));
-        let public = o.without_secrets();
+        // What the leader sends has no credential fields at all; the rest survives the trip.
+        let public = S3Options::from_proto(o.to_proto());
         assert_eq!(public.endpoint.as_deref(), Some("http://x"));
         assert!(public.secret_access_key.is_none() && public.access_key_id.is_none());
         let merged = S3Options::default().or(&o);

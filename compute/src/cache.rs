@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use blueshift_proto::v1::CacheStats;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -57,19 +58,6 @@ impl CacheCounters {
             self.cached_bytes.load(Ordering::Relaxed),
         )
     }
-}
-
-/// A point-in-time view of the node's cache.
-#[derive(Debug, Clone, Default)]
-pub struct CacheStats {
-    pub capacity_bytes: u64,
-    pub used_bytes: u64,
-    pub entries: u64,
-    pub hits: u64,
-    pub misses: u64,
-    pub store_bytes: u64,
-    pub cached_bytes: u64,
-    pub evictions: u64,
 }
 
 struct Entry {

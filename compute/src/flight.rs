@@ -20,8 +20,7 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use blueshift_proto::v1::{
-    CacheStats, ExchangeTicket, LoadRequest, LoadResult, QueryMetricsRequest, ReleaseQuery,
-    StartStage,
+    ExchangeTicket, LoadRequest, LoadResult, QueryMetricsRequest, ReleaseQuery, StartStage,
 };
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -205,17 +204,7 @@ impl FlightService for ComputeFlightService {
                 }))));
             }
             ACTION_CACHE_STATS => {
-                let s = self.engine.cache()?.stats();
-                let stats = CacheStats {
-                    capacity_bytes: s.capacity_bytes,
-                    used_bytes: s.used_bytes,
-                    entries: s.entries,
-                    hits: s.hits,
-                    misses: s.misses,
-                    store_bytes: s.store_bytes,
-                    cached_bytes: s.cached_bytes,
-                    evictions: s.evictions,
-                };
+                let stats = self.engine.cache()?.stats();
                 let result = arrow_flight::Result {
                     body: stats.encode_to_vec().into(),
                 };

@@ -53,14 +53,8 @@ async fn register_and_heartbeat(
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
         .into_inner();
-    let options = reply.store_options.unwrap_or_default();
-    let leader_s3 = blueshift_common::store::S3Options {
-        endpoint: options.endpoint,
-        region: options.region,
-        allow_http: options.allow_http,
-        virtual_hosted_style: options.virtual_hosted_style,
-        ..Default::default()
-    };
+    let leader_s3 =
+        blueshift_common::store::S3Options::from_proto(reply.store_options.unwrap_or_default());
     engine.set_store(&reply.store_url, &leader_s3)?;
     tracing::info!(node_id = reply.node_id, store = %reply.store_url, "registered with leader");
     let interval = Duration::from_millis(u64::from(reply.heartbeat_interval_ms.max(100)));

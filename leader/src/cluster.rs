@@ -70,16 +70,10 @@ pub struct Membership {
 
 impl Membership {
     pub fn new(store_url: String, s3: &blueshift_common::store::S3Options) -> Self {
-        let public = s3.without_secrets();
         Self {
             nodes: Mutex::new(Vec::new()),
             store_url,
-            store_options: StoreOptions {
-                endpoint: public.endpoint,
-                region: public.region,
-                allow_http: public.allow_http,
-                virtual_hosted_style: public.virtual_hosted_style,
-            },
+            store_options: s3.to_proto(),
         }
     }
 

@@ -115,10 +115,6 @@ impl Gc {
         }
     }
 
-    pub fn grace(&self) -> Duration {
-        self.grace
-    }
-
     pub fn stats(&self) -> GcStats {
         match self.stats.lock() {
             Ok(g) => g.clone(),

@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 
 use crate::LeaderState;
 use crate::error::Result;
+use crate::scheduler::AbortOnDrop;
 
 /// Runs of one statement at most (the first one included).
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -216,13 +217,4 @@ async fn mark_unreachable_nodes(leader: &LeaderState) {
             }
         });
     futures::future::join_all(probes).await;
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
