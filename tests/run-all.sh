@@ -24,10 +24,12 @@ log() { echo "run-all: $*"; }
 # 1. Python venv with the pinned requirements.
 "$root/tests/venv.sh" "$requirements" run-all
 
-# 2. psql, java and the PostgreSQL JDBC driver (tests/e2e/clients.rs).
+# 2. psql, java and the PostgreSQL JDBC driver (tests/e2e/clients.rs), iproute2.
 missing_packages=()
 command -v psql >/dev/null || missing_packages+=(postgresql-client)
 command -v java >/dev/null || missing_packages+=(default-jre-headless)
+# `ip netns` for the multi-host test.
+command -v ip >/dev/null || missing_packages+=(iproute2)
 [ -f /usr/share/java/postgresql.jar ] || missing_packages+=(libpostgresql-jdbc-java)
 if [ ${#missing_packages[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use blueshift_common::store::S3Options;
@@ -85,13 +86,19 @@ pub struct ComputeArgs {
     /// Arrow Flight listen address [default: 0.0.0.0:5441].
     #[arg(long, env = "BLUESHIFT_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Host name the leader and peers use to reach this node [default: 127.0.0.1].
+    /// Host name the leader and peers use to reach this node [default: the --listen IP, or
+    /// if that is 0.0.0.0 this host's address on the route to the leader].
     #[arg(long, env = "BLUESHIFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
     /// Bytes of segment files kept in <data-dir>/cache, e.g. `20GB` [default: 10% of the
     /// disk under the data dir, at least 1GB].
     #[arg(long, env = "BLUESHIFT_CACHE_SIZE")]
     pub cache_size: Option<String>,
+    /// On SIGTERM the node drains: it takes no new work, finishes what runs, leaves the
+    /// cluster and exits 0. After this many seconds it exits anyway [default: 300]. A second
+    /// SIGTERM / Ctrl-C stops it at once.
+    #[arg(long, env = "BLUESHIFT_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
     #[command(flatten)]
     pub s3: S3Args,
     /// Validate the configuration and exit.
@@ -187,6 +194,7 @@ struct ComputeFile {
     listen: Option<SocketAddr>,
     advertise_host: Option<String>,
     cache_size: Option<String>,
+    drain_timeout_secs: Option<u64>,
     #[serde(default)]
     s3: S3Options,
 }
@@ -315,10 +323,12 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./blueshift-compute")),
-        advertise_host: args
-            .advertise_host
-            .or(file.advertise_host)
-            .unwrap_or_else(|| "127.0.0.1".to_string()),
+        advertise_host: args.advertise_host.or(file.advertise_host),
+        drain_timeout: Duration::from_secs(
+            args.drain_timeout_secs
+                .or(file.drain_timeout_secs)
+                .unwrap_or(300),
+        ),
     };
     if args.config_check {
         println!("{config:#?}");
@@ -327,7 +337,15 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for Arrow Flight on {listen}"))?;
-    blueshift_compute::run(config, listener, crate::shutdown_signal())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.to_string()))
+    // The first signal drains the node; a second one stops it at once (exit status 1).
+    let second_signal = async {
+        crate::shutdown_signal().await;
+        crate::shutdown_signal().await;
+    };
+    tokio::select! {
+        r = blueshift_compute::run(config, listener, crate::shutdown_signal()) => {
+            r.map_err(|e| anyhow::anyhow!(e.to_string()))
+        }
+        _ = second_signal => anyhow::bail!("stopped while draining (second signal)"),
+    }
 }

@@ -1,8 +1,9 @@
 //! `blueshift local`: a whole cluster on this machine. It starts the leader and N compute
 //! nodes as separate OS processes on loopback (the same binary, `leader` / `compute`
 //! subcommands), waits until every node has joined, prints how to connect, and stops them
-//! all on Ctrl-C / SIGTERM. A compute node that dies is restarted; if the leader dies, the
-//! whole cluster stops. Layout under `--data-dir`: `leader/` (catalog), `store/`
+//! all on Ctrl-C / SIGTERM. A compute node that dies is restarted, except one that exits 0:
+//! it was drained (`kill -TERM <pid>`) and left the cluster on purpose. If the leader dies,
+//! the whole cluster stops. Layout under `--data-dir`: `leader/` (catalog), `store/`
 //! (segments, shared by all nodes), `compute-<i>/` (node identity).
 
 use std::path::{Path, PathBuf};
@@ -244,12 +245,21 @@ async fn watch(
     data_dir: &Path,
     args: &LocalArgs,
 ) -> String {
+    let mut drained = vec![false; children.procs.len()];
     loop {
         for (i, (name, c)) in children.procs.iter_mut().enumerate() {
+            if drained[i] {
+                continue;
+            }
             if let Ok(Some(status)) = c.try_wait() {
                 // procs[0] is the leader; procs[n + 1] is compute-n.
                 if i == 0 {
                     return name.clone();
+                }
+                if status.success() {
+                    eprintln!("blueshift: {name} drained and left the cluster; not restarting it");
+                    drained[i] = true;
+                    continue;
                 }
                 eprintln!("blueshift: {name} exited ({status}); restarting it");
                 match spawn_compute(exe, grpc_port, data_dir, i - 1, args) {

@@ -17,6 +17,8 @@ pub enum Error {
     Transport(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("configuration error: {0}")]
+    Config(String),
     #[error("this node has not registered with the leader yet")]
     NotRegistered,
 }

@@ -28,6 +28,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
+use crate::drain::InFlight;
 use crate::exchange::Exchanges;
 use crate::exec::Engine;
 use crate::storage::SliceWriter;
@@ -35,11 +36,17 @@ use crate::storage::SliceWriter;
 pub struct ComputeFlightService {
     engine: Arc<Engine>,
     exchanges: Arc<Exchanges>,
+    /// Loads in progress (a drain waits for them).
+    loads: Arc<InFlight>,
 }
 
 impl ComputeFlightService {
-    pub fn new(engine: Arc<Engine>, exchanges: Arc<Exchanges>) -> Self {
-        Self { engine, exchanges }
+    pub fn new(engine: Arc<Engine>, exchanges: Arc<Exchanges>, loads: Arc<InFlight>) -> Self {
+        Self {
+            engine,
+            exchanges,
+            loads,
+        }
     }
 }
 
@@ -126,6 +133,7 @@ impl FlightService for ComputeFlightService {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        let _load = self.loads.enter();
         let mut incoming = request.into_inner();
         let first = incoming
             .message()

@@ -13,10 +13,12 @@
 //! Modules: [`flight`] (the Flight service), [`exchange`] (stage producers and their
 //! buffers), [`exec`] (the DataFusion engine), [`cache`] (the local cache of segment files
 //! read from the store), [`storage`] (writing sorted Parquet segments), [`membership`]
-//! (register + heartbeat).
+//! (register + heartbeat), [`drain`] (leaving the cluster on SIGTERM without failing a
+//! query).
 //! It must not depend on the leader crate: the two talk only through `proto` types.
 
 pub mod cache;
+pub mod drain;
 pub mod error;
 pub mod exchange;
 pub mod exec;
@@ -41,17 +43,21 @@ pub struct ComputeConfig {
     pub leader: String,
     /// Local working directory (node identity, spill files).
     pub data_dir: PathBuf,
-    /// Host name other nodes and the leader use to reach this node's Flight port.
-    pub advertise_host: String,
+    /// Host name other nodes and the leader use to reach this node's Flight port; `None`:
+    /// the listening IP, or if that is 0.0.0.0 the local address of the route to the leader.
+    pub advertise_host: Option<String>,
     /// Bytes of segment files the node keeps in `data_dir/cache`; `None`: 10% of the file
     /// system under `data_dir`, at least 1 GiB.
     pub cache_bytes: Option<u64>,
     /// This node's S3 settings and credentials (the leader's non-secret settings fill in
     /// what is unset; the `AWS_*` environment what is still unset).
     pub s3: blueshift_common::store::S3Options,
+    /// How long a drain may wait for running work before the node stops anyway.
+    pub drain_timeout: std::time::Duration,
 }
 
-/// Runs a compute node on `listener` until `shutdown` resolves.
+/// Runs a compute node on `listener` until `shutdown` resolves, then drains it
+/// ([`drain`]) and returns.
 pub async fn run(
     config: ComputeConfig,
     listener: TcpListener,
@@ -59,8 +65,20 @@ pub async fn run(
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let local: SocketAddr = listener.local_addr()?;
-    let flight_addr = format!("{}:{}", config.advertise_host, local.port());
-    let node_name = membership::node_name(&config.data_dir)?;
+    let advertise_host = match &config.advertise_host {
+        Some(h) => h.clone(),
+        None => membership::default_advertise_host(&config.leader, local.ip()).await?,
+    };
+    let flight_addr = if advertise_host.contains(':') && !advertise_host.starts_with('[') {
+        format!("[{advertise_host}]:{}", local.port())
+    } else {
+        format!("{advertise_host}:{}", local.port())
+    };
+    let node = Arc::new(membership::NodeState::new(
+        config.leader.clone(),
+        membership::node_name(&config.data_dir)?,
+        flight_addr.clone(),
+    ));
     let cache_bytes = config
         .cache_bytes
         .unwrap_or_else(|| cache::default_cache_bytes(&config.data_dir));
@@ -86,24 +104,46 @@ pub async fn run(
         })
     };
 
-    let service = flight::ComputeFlightService::new(engine.clone(), exchanges.clone());
+    let loads = Arc::new(drain::InFlight::default());
+    let service =
+        flight::ComputeFlightService::new(engine.clone(), exchanges.clone(), loads.clone());
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(
             FlightServiceServer::new(service)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(blueshift_common::net::incoming_nodelay(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            blueshift_common::net::incoming_nodelay(listener),
+            async move {
+                let _ = server_stopped.await;
+            },
+        );
+    // Spawned, so that it keeps accepting connections while the node drains.
+    let mut server = tokio::spawn(server);
 
-    let membership = tokio::spawn(membership::run(
-        config.leader.clone(),
-        node_name,
-        flight_addr.clone(),
-        engine,
-    ));
+    let membership = tokio::spawn(membership::run(node.clone(), engine));
     tracing::info!(%flight_addr, leader = %config.leader, "compute node serving Arrow Flight");
-    let result = server.await;
+    let early = tokio::select! {
+        r = &mut server => Some(r),
+        _ = shutdown => None,
+    };
+    if early.is_none() {
+        let work = drain::Work { exchanges, loads };
+        drain::drain(&node, &work, config.drain_timeout, || membership.abort()).await;
+        let _ = stop_server.send(());
+    }
     membership.abort();
     sweeper.abort();
-    result.map_err(|e| Error::Transport(e.to_string()))
+    let result = match early {
+        Some(r) => r,
+        None => server.await,
+    };
+    match result {
+        Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
+        Err(e) => Err(Error::Transport(format!(
+            "the Flight server task failed: {e}"
+        ))),
+    }
 }

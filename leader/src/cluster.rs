@@ -4,6 +4,11 @@
 //!
 //! Slice assignment: live nodes sorted by id; slice `i` of `S` goes to node
 //! `i * live / S`, so each node owns a contiguous run of slices (node 0: slices 0..k, ...).
+//!
+//! Resize: a node that registers serves slices in every slice map made after that (each
+//! statement takes one when it starts). A node that drains (SIGTERM) says so in its
+//! heartbeat; from then on it is left out of new slice maps while the statements that
+//! already use it finish, and it calls `Leave` when it has nothing left to do.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -11,7 +16,8 @@ use std::time::{Duration, Instant};
 use blueshift_common::error::sqlstate;
 use blueshift_proto::v1::cluster_server::Cluster;
 use blueshift_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse, StoreOptions,
+    HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse, RegisterRequest,
+    RegisterResponse, StoreOptions,
 };
 use tonic::{Request, Response, Status};
 
@@ -27,11 +33,22 @@ pub struct NodeInfo {
     pub name: String,
     pub flight_addr: String,
     pub last_seen: Instant,
+    /// The node is leaving: no new work goes to it.
+    pub draining: bool,
 }
 
 impl NodeInfo {
     pub fn is_up(&self) -> bool {
         self.last_seen.elapsed() < NODE_TIMEOUT
+    }
+
+    /// `up`, `draining` or `down`, as system views show it.
+    pub fn state(&self) -> &'static str {
+        match (self.is_up(), self.draining) {
+            (false, _) => "down",
+            (true, true) => "draining",
+            (true, false) => "up",
+        }
     }
 }
 
@@ -84,11 +101,12 @@ impl Membership {
         }
     }
 
-    pub fn register(&self, name: &str, flight_addr: &str) -> u64 {
+    pub fn register(&self, name: &str, flight_addr: &str, draining: bool) -> u64 {
         let mut nodes = self.lock();
         if let Some(n) = nodes.iter_mut().find(|n| n.name == name) {
             n.flight_addr = flight_addr.to_string();
             n.last_seen = Instant::now();
+            n.draining = draining;
             return n.id;
         }
         let id = nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
@@ -97,19 +115,34 @@ impl Membership {
             name: name.to_string(),
             flight_addr: flight_addr.to_string(),
             last_seen: Instant::now(),
+            draining,
         });
         tracing::info!(node_id = id, %name, %flight_addr, "compute node joined");
         id
     }
 
-    pub fn heartbeat(&self, id: u64) -> bool {
+    /// Records that node `id` is alive (and whether it is draining); false if unknown.
+    pub fn heartbeat(&self, id: u64, draining: bool) -> bool {
         let mut nodes = self.lock();
         match nodes.iter_mut().find(|n| n.id == id) {
             Some(n) => {
                 n.last_seen = Instant::now();
+                if draining && !n.draining {
+                    tracing::info!(node_id = id, name = %n.name, "compute node draining");
+                }
+                n.draining = draining;
                 true
             }
             None => false,
+        }
+    }
+
+    /// Forgets a node that drained and left.
+    pub fn leave(&self, id: u64, name: &str) {
+        let mut nodes = self.lock();
+        if let Some(pos) = nodes.iter().position(|n| n.id == id && n.name == name) {
+            let n = nodes.remove(pos);
+            tracing::info!(node_id = id, name = %n.name, "compute node left the cluster");
         }
     }
 
@@ -128,8 +161,14 @@ impl Membership {
         self.lock().clone()
     }
 
+    /// The nodes that take new work: up and not draining, by id.
     pub fn live_nodes(&self) -> Vec<NodeInfo> {
-        let mut live: Vec<NodeInfo> = self.lock().iter().filter(|n| n.is_up()).cloned().collect();
+        let mut live: Vec<NodeInfo> = self
+            .lock()
+            .iter()
+            .filter(|n| n.is_up() && !n.draining)
+            .cloned()
+            .collect();
         live.sort_by_key(|n| n.id);
         live
     }
@@ -175,7 +214,9 @@ impl Cluster for ClusterService {
                 "node_name and flight_addr are required",
             ));
         }
-        let node_id = self.membership.register(&req.node_name, &req.flight_addr);
+        let node_id = self
+            .membership
+            .register(&req.node_name, &req.flight_addr, req.draining);
         Ok(Response::new(RegisterResponse {
             node_id,
             store_url: self.membership.store_url().to_string(),
@@ -189,8 +230,17 @@ impl Cluster for ClusterService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.into_inner();
-        let known = self.membership.heartbeat(req.node_id);
+        let known = self.membership.heartbeat(req.node_id, req.draining);
         Ok(Response::new(HeartbeatResponse { known }))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<LeaveRequest>,
+    ) -> Result<Response<LeaveResponse>, Status> {
+        let req = request.into_inner();
+        self.membership.leave(req.node_id, &req.node_name);
+        Ok(Response::new(LeaveResponse {}))
     }
 }
 
@@ -201,8 +251,8 @@ mod tests {
     #[test]
     fn slices_are_spread_in_contiguous_runs() {
         let m = Membership::new("file:///tmp".into(), &Default::default());
-        m.register("a", "h:1");
-        m.register("b", "h:2");
+        m.register("a", "h:1", false);
+        m.register("b", "h:2", false);
         let map = m.slice_map(4).unwrap();
         let nodes: Vec<u64> = map.owners.iter().map(|(n, _)| *n).collect();
         assert_eq!(nodes, vec![1, 1, 2, 2]);
@@ -212,8 +262,32 @@ mod tests {
     #[test]
     fn reregistering_keeps_the_node_id() {
         let m = Membership::new("file:///tmp".into(), &Default::default());
-        let a = m.register("a", "h:1");
-        assert_eq!(m.register("a", "h:9"), a);
+        let a = m.register("a", "h:1", false);
+        assert_eq!(m.register("a", "h:9", false), a);
         assert_eq!(m.nodes()[0].flight_addr, "h:9");
+    }
+
+    #[test]
+    fn a_draining_node_gets_no_slices_and_leaves() {
+        let m = Membership::new("file:///tmp".into(), &Default::default());
+        let a = m.register("a", "h:1", false);
+        let b = m.register("b", "h:2", false);
+        assert!(m.heartbeat(b, true));
+        let map = m.slice_map(4).unwrap();
+        assert!(map.owners.iter().all(|(n, _)| *n == a));
+        assert_eq!(m.nodes()[1].state(), "draining");
+        m.leave(b, "b");
+        assert_eq!(m.nodes().len(), 1);
+        assert!(!m.heartbeat(b, true), "a node that left is unknown");
+        // A node joining later takes over its share.
+        let c = m.register("c", "h:3", false);
+        let nodes: Vec<u64> = m
+            .slice_map(4)
+            .unwrap()
+            .owners
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(nodes, vec![a, a, c, c]);
     }
 }

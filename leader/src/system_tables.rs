@@ -115,11 +115,14 @@ fn stv_slices(leader: &LeaderState, slices: &SliceMap) -> Result<Arc<MemTable>> 
     let mut address = Vec::new();
     let mut state = Vec::new();
     for (i, (id, addr)) in slices.owners.iter().enumerate() {
-        let up = nodes.iter().any(|n| n.id == *id && n.is_up());
+        let node_state = nodes
+            .iter()
+            .find(|n| n.id == *id)
+            .map_or("gone", |n| n.state());
         node.push(*id as i32);
         slice.push(i as i32);
         address.push(addr.clone());
-        state.push(if up { "up" } else { "down" }.to_string());
+        state.push(node_state.to_string());
     }
     table(
         vec![

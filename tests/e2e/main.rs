@@ -41,6 +41,14 @@ mod node_failure;
 // on the remaining nodes while compute nodes are killed.
 mod s3_store;
 
+// Elastic resize: a node joins a running cluster and serves within seconds; drained nodes
+// (SIGTERM) leave with no failed or retried query.
+mod resize;
+
+// Many machines: leader and two compute nodes in separate network namespaces sharing only
+// a moto S3 server; TPC-H against DuckDB before and after a compute node is killed.
+mod multi_host;
+
 // The MPP planner: EXPLAIN join labels (collocated, ALL, broadcast, redistributed) and
 // their answers against DuckDB; errors raised inside stages.
 mod mpp;

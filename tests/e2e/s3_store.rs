@@ -16,13 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use blueshift_tests::tpch_queries::{TPCH_QUERIES, order_by_columns};
-use blueshift_tests::{
-    Cluster, ClusterOptions, S3Server, compare_rows_ordered_by, load_tpch, pg, tpch_data,
-};
+use blueshift_tests::tpch_queries::TPCH_QUERIES;
+use blueshift_tests::{Cluster, ClusterOptions, S3Server, load_tpch, pg, tpch_data};
 
 use crate::slt::run_slt_files;
-use crate::tpch_queries::{duckdb_answers, report, run_all};
+use crate::tpch_queries::{QueryLoops, duckdb_answers, report, run_all};
 
 /// Parquet files under `dir`, recursively.
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
@@ -304,37 +302,11 @@ async fn queries_survive_killed_compute_nodes() {
         .await
         .unwrap();
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
-    for c in 0..2usize {
-        let client = cluster.client().await.unwrap();
-        let stop = stop.clone();
-        clients.push(tokio::spawn(async move {
-            let mut runs = 0usize;
-            let mut failures = Vec::new();
-            let mut i = c * 7;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ((name, sql), want) = (
-                    &TPCH_QUERIES[i % TPCH_QUERIES.len()],
-                    &expected[i % TPCH_QUERIES.len()],
-                );
-                i += 1;
-                runs += 1;
-                match (pg::query(&client, sql).await, want) {
-                    (Ok(rows), Ok(want)) => {
-                        if let Err(diff) =
-                            compare_rows_ordered_by(&rows, want, order_by_columns(name))
-                        {
-                            failures.push(format!("client {c} {name}: wrong answer: {diff}"));
-                        }
-                    }
-                    (Err(e), _) => failures.push(format!("client {c} {name}: {e:#}")),
-                    (_, Err(_)) => {}
-                }
-            }
-            (runs, failures)
-        }));
+    for _ in 0..2 {
+        clients.push(cluster.client().await.unwrap());
     }
+    let workload = QueryLoops::start(clients, expected);
     for node in ["compute-1", "compute-2"] {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let pattern = format!("{}.*{node}", cluster.root().display());
@@ -347,14 +319,7 @@ async fn queries_survive_killed_compute_nodes() {
     }
     // Let the restarted nodes rejoin and serve for a while.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut runs = 0;
-    let mut failures = Vec::new();
-    for c in clients {
-        let (r, f) = c.await.unwrap();
-        runs += r;
-        failures.extend(f);
-    }
+    let (runs, failures) = workload.finish().await;
     let client = cluster.client().await.unwrap();
     let retries = pg::query_i64(&client, "select count(*) from stl_retries")
         .await

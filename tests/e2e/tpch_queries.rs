@@ -47,15 +47,34 @@ pub fn duckdb_answers(data: &TpchData) -> &'static [Result<Rows, String>] {
 }
 
 /// Runs all 22 queries on `cluster` and compares each with `expected`. Returns one message
-/// per failing query, prefixed with `label` and the query's name. If a failure closed the
-/// connection, the next query gets a new one.
+/// per failing query, prefixed with `label` and the query's name, and one if a process of
+/// the cluster panicked.
 pub async fn run_all(
     cluster: &Cluster,
     label: &str,
     expected: &[Result<Rows, String>],
 ) -> Vec<String> {
+    let mut failures = run_all_with(|| cluster.client(), label, expected).await;
+    let panics = cluster.panics_in_log();
+    if !panics.is_empty() {
+        failures.push(format!("{label}: a cluster process panicked: {panics:#?}"));
+    }
+    failures
+}
+
+/// [`run_all`] on connections from `connect`. If a failure closed the connection, the next
+/// query gets a new one.
+pub async fn run_all_with<F, Fut>(
+    connect: F,
+    label: &str,
+    expected: &[Result<Rows, String>],
+) -> Vec<String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<tokio_postgres::Client>>,
+{
     let mut failures = Vec::new();
-    let mut client = match cluster.client().await {
+    let mut client = match connect().await {
         Ok(client) => client,
         Err(e) => return vec![format!("{label}: cannot connect: {e:#}")],
     };
@@ -73,7 +92,7 @@ pub async fn run_all(
                 let e = e.strip_suffix(&format!("\n  in: {sql}")).unwrap_or(&e);
                 failures.push(format!("{label} {name}: Blueshift failed: {e}"));
                 if client.is_closed() {
-                    match cluster.client().await {
+                    match connect().await {
                         Ok(new) => client = new,
                         Err(e) => {
                             failures.push(format!("{label}: cannot reconnect: {e:#}"));
@@ -96,14 +115,77 @@ pub async fn run_all(
         started.elapsed().as_secs_f64(),
         timings.join(", ")
     );
-    let panics = cluster.panics_in_log();
-    if !panics.is_empty() {
-        failures.push(format!("{label}: a cluster process panicked: {panics:#?}"));
-    }
     failures
 }
 
-/// Panics with every failure, if there are any.
+/// Clients that run the 22 TPC-H queries round and round, each answer checked against
+/// DuckDB's, until [`QueryLoops::finish`]: the workload of tests that change the cluster
+/// underneath its queries (killed, added and drained nodes).
+pub struct QueryLoops {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl QueryLoops {
+    /// One loop per client; client `c` starts at query `7 * c` so they do not run in step.
+    pub fn start(
+        clients: Vec<tokio_postgres::Client>,
+        expected: &'static [Result<Rows, String>],
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = clients
+            .into_iter()
+            .enumerate()
+            .map(|(c, client)| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut runs = 0usize;
+                    let mut failures = Vec::new();
+                    let mut i = c * 7;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let n = i % TPCH_QUERIES.len();
+                        let ((name, sql), want) = (&TPCH_QUERIES[n], &expected[n]);
+                        i += 1;
+                        runs += 1;
+                        match (pg::query(&client, sql).await, want) {
+                            (Ok(rows), Ok(want)) => {
+                                if let Err(diff) =
+                                    compare_rows_ordered_by(&rows, want, order_by_columns(name))
+                                {
+                                    failures
+                                        .push(format!("client {c} {name}: wrong answer: {diff}"));
+                                }
+                            }
+                            (Err(e), _) => failures.push(format!("client {c} {name}: {e:#}")),
+                            (_, Err(_)) => {}
+                        }
+                    }
+                    (runs, failures)
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the loops (each finishes its current query); the number of queries run and
+    /// every failure.
+    pub async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut runs = 0;
+        let mut failures = Vec::new();
+        for task in self.tasks {
+            match task.await {
+                Ok((r, f)) => {
+                    runs += r;
+                    failures.extend(f);
+                }
+                Err(e) => failures.push(format!("a query loop panicked: {e}")),
+            }
+        }
+        (runs, failures)
+    }
+}
+
 pub fn report(what: &str, runs: usize, failures: &[String]) {
     assert!(
         failures.is_empty(),

@@ -27,6 +27,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
 use crate::paths;
+use crate::process::Process;
 
 /// How long a cluster may take to write its ready file (override:
 /// `BLUESHIFT_READY_TIMEOUT_SECS`).
@@ -75,6 +76,8 @@ pub struct Cluster {
     flight_sql_port: u16,
     nodes: usize,
     slices_per_node: usize,
+    /// The environment the cluster was started with, for nodes added later.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -215,6 +218,7 @@ impl Cluster {
             flight_sql_port: 0,
             nodes,
             slices_per_node,
+            env: options.env.clone(),
         };
         match cluster.wait_ready(&ready_file).await {
             Ok((pg_port, grpc_port, flight_sql_port)) => {
@@ -300,24 +304,7 @@ impl Cluster {
 
     /// The last lines of every log file under the cluster's root, for failure messages.
     pub fn logs(&self) -> String {
-        let mut files = Vec::new();
-        collect_logs(&self.root, 4, &mut files);
-        files.sort();
-        let mut out = String::new();
-        for file in files {
-            out.push_str(&format!(
-                "---- {} (last {LOG_TAIL_LINES} lines) ----\n",
-                file.display()
-            ));
-            out.push_str(&tail(&file, LOG_TAIL_LINES));
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
-        }
-        if out.is_empty() {
-            out.push_str("(no log files)\n");
-        }
-        out
+        logs_under(&self.root)
     }
 
     /// Lines of `cluster.log` that report a Rust panic in any process of the cluster.
@@ -335,6 +322,25 @@ impl Cluster {
     /// alive. Useful for clusters shared through a `static`, which are never dropped.
     pub fn logs_on_panic(&self) -> LogsOnPanic<'_> {
         LogsOnPanic { cluster: self }
+    }
+
+    /// Starts one more compute node that joins the running cluster: a separate `blueshift
+    /// compute` process (not supervised by `blueshift local`) in the cluster's process group,
+    /// data in `root/<name>`, output in `root/<name>.log`.
+    pub fn add_compute(&self, name: &str) -> Result<Process> {
+        let mut command = Command::new(paths::blueshift_bin());
+        command
+            .arg("compute")
+            .arg("--leader")
+            .arg(format!("http://127.0.0.1:{}", self.grpc_port))
+            .arg("--data-dir")
+            .arg(self.root.join(name))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // The cluster's group: killing the cluster kills it too.
+            .process_group(self.pgid);
+        Process::spawn(command, &self.root.join(format!("{name}.log")))
     }
 
     /// Sends SIGTERM to `blueshift local` and waits for it and every process of its group to
@@ -485,6 +491,28 @@ fn live_group_members(pgid: i32) -> Vec<i32> {
         }
     }
     alive
+}
+
+/// The last lines of every `*.log` file under `dir` (4 levels deep), for failure messages.
+pub fn logs_under(dir: &Path) -> String {
+    let mut files = Vec::new();
+    collect_logs(dir, 4, &mut files);
+    files.sort();
+    let mut out = String::new();
+    for file in files {
+        out.push_str(&format!(
+            "---- {} (last {LOG_TAIL_LINES} lines) ----\n",
+            file.display()
+        ));
+        out.push_str(&tail(&file, LOG_TAIL_LINES));
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(no log files)\n");
+    }
+    out
 }
 
 fn collect_logs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {

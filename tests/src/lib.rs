@@ -13,9 +13,12 @@
 //! Modules:
 //! - [`cluster`]: [`Cluster`], which owns a `blueshift local` process group (ready file,
 //!   logs, SIGTERM stop, SIGKILL on drop).
+//! - [`process`]: [`Process`], a child process started by hand, killed on drop.
 //! - [`pg`]: connect, run SQL, read text rows, capture errors with their SQLSTATE.
 //! - [`duckdb`]: [`DuckDb`], the oracle.
 //! - [`s3`]: [`S3Server`], a moto S3 server on loopback for clusters on an S3 store.
+//! - [`netns`]: [`netns::Hosts`], network namespaces on a bridge, for clusters spread over
+//!   "hosts" that share only the network.
 //! - [`tpch`]: TPC-H SF 0.01 data, DDL, loader, Q1 and Q6.
 //! - [`tpch_queries`]: the text of all 22 TPC-H queries (validation parameters) and their
 //!   ORDER BY columns.
@@ -30,8 +33,10 @@
 pub mod cluster;
 pub mod compare;
 pub mod duckdb;
+pub mod netns;
 pub mod paths;
 pub mod pg;
+pub mod process;
 pub mod s3;
 pub mod slt;
 pub mod tpch;
@@ -40,6 +45,7 @@ pub mod tpch_queries;
 pub use cluster::{Cluster, ClusterOptions};
 pub use compare::{assert_rows_eq, compare_rows, compare_rows_ordered_by};
 pub use duckdb::DuckDb;
+pub use process::Process;
 pub use s3::S3Server;
 pub use tpch::{TpchData, load_tpch, tpch_data, tpch_ddl};
 pub use tpch_queries::TPCH_QUERIES;

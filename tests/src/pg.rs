@@ -19,15 +19,30 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Connects to the leader on `127.0.0.1:port` as user `blueshift`, database `dev`, and
 /// drives the connection on the current tokio runtime.
 pub async fn connect(port: u16) -> Result<Client> {
-    let config = format!("host=127.0.0.1 port={port} user=blueshift dbname=dev connect_timeout=30");
-    let (client, connection) =
-        tokio::time::timeout(QUERY_TIMEOUT, tokio_postgres::connect(&config, NoTls))
-            .await
-            .map_err(|_| anyhow!("timed out connecting to 127.0.0.1:{port}"))?
-            .map_err(|e| anyhow!("connecting to 127.0.0.1:{port}: {}", describe(&e)))?;
+    connect_to("127.0.0.1", port, None).await
+}
+
+/// Connects to the leader at `host:port` as user `blueshift`, database `dev`, with
+/// `password` if given (a login from another host needs one).
+pub async fn connect_to(host: &str, port: u16, password: Option<&str>) -> Result<Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user("blueshift")
+        .dbname("dev")
+        .connect_timeout(Duration::from_secs(30));
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let (client, connection) = tokio::time::timeout(QUERY_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| anyhow!("timed out connecting to {host}:{port}"))?
+        .map_err(|e| anyhow!("connecting to {host}:{port}: {}", describe(&e)))?;
+    let peer = format!("{host}:{port}");
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            eprintln!("postgres connection to port {port} ended: {}", describe(&e));
+            eprintln!("postgres connection to {peer} ended: {}", describe(&e));
         }
     });
     Ok(client)

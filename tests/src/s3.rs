@@ -1,6 +1,6 @@
 //! [`S3Server`]: a real S3-compatible server for tests, `moto_server` (PyPI `moto[server]`,
-//! pinned in `tests/requirements.txt`) on loopback on an ephemeral port, in its own process
-//! group, killed on drop. Buckets are created with a plain HTTP `PUT /bucket`.
+//! pinned in `tests/requirements.txt`) on loopback (or another local address) on an ephemeral
+//! port, in its own process group, killed on drop. Buckets are created with a plain HTTP `PUT /bucket`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -18,12 +18,18 @@ pub const REGION: &str = "us-east-1";
 
 pub struct S3Server {
     child: Child,
+    host: String,
     port: u16,
 }
 
 impl S3Server {
-    /// Starts `moto_server` from the test venv and waits until it listens.
+    /// Starts `moto_server` from the test venv on loopback and waits until it listens.
     pub fn start() -> Result<S3Server> {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// [`S3Server::start`] listening on `host` (an IPv4 address of this machine).
+    pub fn start_on(host: &str) -> Result<S3Server> {
         let python = paths::python();
         let bin = python.with_file_name("moto_server");
         if !bin.is_file() {
@@ -34,14 +40,15 @@ impl S3Server {
             );
         }
         let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", "0"])
+            .args(["-H", host, "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        // Werkzeug prints " * Running on http://127.0.0.1:PORT" on stdout or stderr.
+        // Werkzeug prints " * Running on http://HOST:PORT" on stdout or stderr.
+        let running_on = format!("http://{host}:");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         for pipe in [
             child
@@ -73,7 +80,7 @@ impl S3Server {
             }
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                    if let Some(rest) = line.split(running_on.as_str()).nth(1) {
                         let digits: String =
                             rest.chars().take_while(|c| c.is_ascii_digit()).collect();
                         if let Ok(port) = digits.parse::<u16>() {
@@ -88,11 +95,15 @@ impl S3Server {
                 }
             }
         };
-        Ok(S3Server { child, port })
+        Ok(S3Server {
+            child,
+            host: host.to_string(),
+            port,
+        })
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Creates `bucket` (HTTP `PUT /bucket`).
@@ -121,14 +132,14 @@ impl S3Server {
 
     /// One unsigned HTTP/1.1 request (moto does not check signatures); status and body.
     fn request(&self, method: &str, path: &str) -> Result<(u16, String)> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))
+        let mut stream = std::net::TcpStream::connect((self.host.as_str(), self.port))
             .context("connecting to moto_server")?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: 0\r\n\
              Connection: close\r\n\r\n",
-            self.port
+            self.host, self.port
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
