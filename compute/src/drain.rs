@@ -20,7 +20,7 @@ use blueshift_proto::v1::LeaveRequest;
 use blueshift_proto::v1::cluster_client::ClusterClient;
 
 use crate::exchange::Exchanges;
-use crate::membership::NodeState;
+use crate::membership::{NodeState, heartbeat_now};
 
 /// How long a draining node must have been idle before it leaves.
 pub const QUIET: Duration = Duration::from_secs(1);
@@ -78,15 +78,21 @@ pub async fn drain(
         node_id = node.node_id(),
         "draining: no new work; finishing running work"
     );
-    // 1. Wait until the leader has heard of the drain.
-    let told = loop {
-        if node.drain_acknowledged_at().is_some() {
-            break true;
-        }
-        if started.elapsed() > TELL_LEADER {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // 1. Tell the leader, and wait until it has heard.
+    let told = match tokio::time::timeout(TELL_LEADER, heartbeat_now(node)).await {
+        Ok(Ok(true)) => true,
+        // Unknown to the leader (it restarted, or we never registered): the heartbeat loop
+        // registers again, saying it drains.
+        Ok(Ok(false)) => loop {
+            if node.drain_acknowledged_at().is_some() {
+                break true;
+            }
+            if started.elapsed() > TELL_LEADER {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        },
+        Ok(Err(_)) | Err(_) => false,
     };
     if !told {
         tracing::warn!(leader = %node.leader, "leader unreachable while draining; stopping now");

@@ -150,6 +150,35 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
     }
 }
 
+/// Tells the leader now (one heartbeat on a new connection) whether this node is draining;
+/// false if the leader does not know the node (it restarted: the heartbeat loop registers
+/// again, saying it drains).
+pub async fn heartbeat_now(node: &NodeState) -> Result<bool> {
+    let node_id = node.node_id();
+    if node_id == 0 {
+        return Ok(false);
+    }
+    let draining = node.is_draining();
+    let mut client = ClusterClient::connect(node.leader.clone())
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let known = client
+        .heartbeat(HeartbeatRequest {
+            node_id,
+            flight_addr: node.flight_addr.clone(),
+            node_name: node.name.clone(),
+            draining,
+        })
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .into_inner()
+        .known;
+    if known {
+        node.answered(draining);
+    }
+    Ok(known)
+}
+
 /// The address other hosts reach this node at when none is configured: the listening IP if
 /// it is a specific one, else the local address of the route to the leader (127.0.0.1 only
 /// when the leader is on loopback). Nothing is sent: connecting a UDP socket only picks the

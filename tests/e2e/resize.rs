@@ -4,8 +4,9 @@
 //! (answers checked against DuckDB) on a 2-node cluster on an S3 store (moto) while
 //! - a third node (`blueshift compute`, started by hand) joins: it must serve slices in
 //!   `stv_slices` within seconds, and read segments (its cache counts misses);
-//! - one of the original nodes gets SIGTERM: it drains, leaves `stv_slices`, exits 0, and
-//!   `blueshift local` does not restart it;
+//! - one of the original nodes gets SIGTERM while a CTAS runs: it drains, leaves
+//!   `stv_slices`, exits 0, `blueshift local` does not restart it, and the CTAS succeeds
+//!   with every row;
 //! - the added node is drained too, leaving one node to serve every slice.
 //!
 //! No query may fail or differ, and none may even need a retry (`stl_retries` stays empty):
@@ -100,7 +101,17 @@ async fn nodes_join_and_drain_while_queries_run() {
         "the new node never read a segment: it did not really serve"
     );
 
-    // An original node drains: SIGTERM to the process `blueshift local` started.
+    // An original node drains (SIGTERM to the process `blueshift local` started) while a
+    // write runs, which must complete.
+    let writer = cluster.client().await.unwrap();
+    let write = tokio::spawn(async move {
+        pg::execute(
+            &writer,
+            "create table lineitem_copy as select * from lineitem",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let compute0 = format!("{}.*compute-0", cluster.root().display());
     let signalled = std::process::Command::new("pkill")
         .args(["-TERM", "-f", &compute0])
@@ -121,6 +132,18 @@ async fn nodes_join_and_drain_while_queries_run() {
         "compute-0 left stv_slices {:.2} s after SIGTERM and exited {:.2} s later",
         drained.as_secs_f64(),
         started.elapsed().as_secs_f64()
+    );
+    write
+        .await
+        .unwrap()
+        .expect("a write that ran while its node drained must succeed");
+    assert_eq!(
+        pg::query_i64(&admin, "select count(*) from lineitem_copy")
+            .await
+            .unwrap(),
+        pg::query_i64(&admin, "select count(*) from lineitem")
+            .await
+            .unwrap()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
