@@ -79,3 +79,56 @@ async fn rows_sent_by_the_client_are_loaded() {
     assert_eq!(n, 5, "nothing of the failed COPY is committed");
     pg::execute(&client, "drop table stdin_t").await.unwrap();
 }
+
+/// A client killed in the middle of `COPY ... FROM STDIN` (psql, SIGKILL after 5,000 rows
+/// went out) commits nothing: only CopyDone ends the data.
+#[tokio::test]
+async fn a_client_killed_mid_copy_commits_nothing() {
+    use std::io::Write;
+    let cluster = scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    let client = cluster.client().await.unwrap();
+    pg::execute(
+        &client,
+        "create table stdin_killed (a integer, b varchar(20))",
+    )
+    .await
+    .unwrap();
+    let mut psql = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &cluster.pg_port().to_string()])
+        .args([
+            "-U",
+            "blueshift",
+            "-d",
+            "dev",
+            "-c",
+            "COPY stdin_killed FROM STDIN",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = psql.stdin.take().unwrap();
+    for i in 0..5_000 {
+        writeln!(stdin, "{i}\trow {i}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // psql forwards what it read as CopyData; give the leader time to receive it all.
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(psql.try_wait().unwrap().is_none(), "psql ended early");
+    psql.kill().unwrap();
+    let _ = psql.wait();
+    drop(stdin);
+    // Whatever the leader does with the broken load, it must not commit any of it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let rows = pg::query_i64(&client, "select count(*) from stdin_killed")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        0,
+        "rows of a killed COPY were committed ({:?} after they were sent)",
+        started.elapsed()
+    );
+}

@@ -213,6 +213,12 @@ fn read_delimited_from(
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(Error::sql(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!("reading \"{}\": {e}; nothing was loaded", file.display()),
+                ));
+            }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 return Err(Error::sql(

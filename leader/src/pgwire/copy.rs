@@ -1,7 +1,9 @@
 //! `COPY ... FROM STDIN`: the client's CopyData messages feed the load the statement
-//! started; CopyDone commits it, CopyFail aborts it (nothing is committed).
+//! started; CopyDone commits it; CopyFail, or a client that goes away before CopyDone, aborts
+//! it (nothing is committed).
 
 use super::*;
+use crate::session::CopyChunk;
 
 /// The `COPY ... FROM STDIN` a session is in the middle of.
 pub(super) struct CopyInState(pub(super) std::sync::Mutex<Option<CopyInLoad>>);
@@ -14,7 +16,7 @@ impl CopyInState {
         }
     }
 
-    fn sender(&self) -> Option<tokio::sync::mpsc::Sender<bytes::Bytes>> {
+    fn sender(&self) -> Option<tokio::sync::mpsc::Sender<CopyChunk>> {
         match self.0.lock() {
             Ok(g) => g.as_ref().map(|l| l.data.clone()),
             Err(p) => p.into_inner().as_ref().map(|l| l.data.clone()),
@@ -36,7 +38,7 @@ impl CopyHandler for Handler {
             .and_then(|s| s.sender());
         // A closed channel means the load already failed; its error comes with CopyDone.
         if let Some(sender) = sender {
-            let _ = sender.send(copy_data.data).await;
+            let _ = sender.send(CopyChunk::Data(copy_data.data)).await;
         }
         Ok(())
     }
@@ -57,7 +59,9 @@ impl CopyHandler for Handler {
                     "CopyDone without a COPY in progress",
                 ))
             })?;
-        // End of data: the parser sees EOF, the load commits.
+        // End of data: the parser sees EOF, the load commits. (Without this the channel's
+        // closing would be a disconnect, and the load would fail.)
+        let _ = load.data.send(CopyChunk::Done).await;
         drop(load.data);
         let rows = load
             .task

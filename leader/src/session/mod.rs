@@ -76,25 +76,46 @@ pub enum Outcome {
 }
 
 /// A `COPY ... FROM STDIN` in progress: the client's data goes into `data`; `task` parses,
-/// routes and (once the data ends) commits it, answering the row count.
+/// routes and (once the data ends with CopyDone) commits it, answering the row count.
+/// Dropped without [`CopyChunk::Done`] (the client disconnected), the load fails and
+/// commits nothing.
 pub struct CopyInLoad {
-    pub data: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    pub data: tokio::sync::mpsc::Sender<CopyChunk>,
     pub task: tokio::task::JoinHandle<Result<u64>>,
 }
 
-/// The client's COPY data as a blocking `Read` for the parser thread; EOF when the sender
-/// is dropped (CopyDone).
+/// What the client sent during `COPY ... FROM STDIN`.
+pub enum CopyChunk {
+    /// A CopyData message.
+    Data(bytes::Bytes),
+    /// CopyDone: the data is complete. Only this ends the data; a channel that closes
+    /// without it means the client went away.
+    Done,
+}
+
+/// The client's COPY data as a blocking `Read` for the parser thread: EOF at
+/// [`CopyChunk::Done`], an error if the channel closes before it.
 struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    rx: tokio::sync::mpsc::Receiver<CopyChunk>,
     current: bytes::Bytes,
+    done: bool,
 }
 
 impl std::io::Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+                Some(CopyChunk::Data(chunk)) => self.current = chunk,
+                Some(CopyChunk::Done) => self.done = true,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the client disconnected before the end of the COPY data",
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -521,6 +542,7 @@ impl Executor {
             let source = ChannelReader {
                 rx: data_rx,
                 current: bytes::Bytes::new(),
+                done: false,
             };
             let reader =
                 tokio::task::spawn_blocking(move || read_stdin(spec, Box::new(source), tx));
