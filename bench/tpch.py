@@ -611,6 +611,11 @@ class Blueshift:
         _, rows = self.execute(sql)
         return [list(r) for r in rows]
 
+    def store_bytes(self) -> int:
+        """Bytes every compute node's segment cache has fetched from the store so far."""
+        _, rows = self.execute("select sum(store_bytes) from stv_node_cache")
+        return int(rows[0][0] or 0)
+
     def close(self):
         if self.conn is not None:
             try:
@@ -668,10 +673,12 @@ def timed(fn, *args):
     return time.perf_counter() - started, result
 
 
-def bench_engine(run, sql: str, runs: int, slow_s: float) -> dict:
+def bench_engine(run, sql: str, runs: int, slow_s: float, probe=None) -> dict:
     """One warm-up run (its result is returned), then `runs` timed runs; only one timed run
-    when the warm-up took longer than `slow_s`."""
+    when the warm-up took longer than `slow_s`. `probe()`, if given, is read before the
+    warm-up, after it and after the timed runs (`probe` key: the three readings)."""
     out = {"warmup_s": None, "times_s": [], "median_s": None, "error": None}
+    readings = [probe()] if probe else None
     try:
         elapsed, result = timed(run, sql)
     except KeyboardInterrupt:
@@ -683,6 +690,8 @@ def bench_engine(run, sql: str, runs: int, slow_s: float) -> dict:
         return out
     out["warmup_s"] = elapsed
     out["result"] = result
+    if probe:
+        readings.append(probe())
     n = runs if elapsed <= slow_s else 1
     for _ in range(n):
         try:
@@ -697,6 +706,9 @@ def bench_engine(run, sql: str, runs: int, slow_s: float) -> dict:
         out["times_s"].append(elapsed)
     if out["times_s"]:
         out["median_s"] = statistics.median(out["times_s"])
+    if probe:
+        readings.append(probe())
+        out["probe"] = readings
     return out
 
 
@@ -751,12 +763,24 @@ def print_table(results: list[dict], load: dict, config: dict) -> dict:
         f"({len(common)} of {len(results)} queries)"
     )
     if config.get("store") == "s3":
-        # The warm-up is each query's first run: the segments it reads come from S3 into the
-        # compute nodes' caches; the timed runs read them from the caches.
+        # The warm-up is each query's first run: the segments it reads that no earlier query
+        # read come from S3 into the compute nodes' caches; the timed runs read the caches.
+        # The bytes fetched from S3 (stv_node_cache.store_bytes) by each say which is which.
         cold = [r for r in results if r["blueshift"]["warmup_s"] and r["blueshift"]["median_s"]]
         gc, gw = geomean([r["blueshift"]["warmup_s"] for r in cold]), geomean([r["blueshift"]["median_s"] for r in cold])
-        p(f"segment cache (S3 store): geomean cold first run {fmt_s(gc)} s, warm {fmt_s(gw)} s, cold/warm {fmt_ratio(gc, gw)} ({len(cold)} queries)")
-        p("  " + "  ".join(f"{r['query']}={r['blueshift']['warmup_s']:.3f}/{r['blueshift']['median_s']:.3f}" for r in cold))
+        p(f"segment cache (S3 store): geomean first run {fmt_s(gc)} s, warm {fmt_s(gw)} s, first/warm {fmt_ratio(gc, gw)} ({len(cold)} queries)")
+        fetched = lambda r, a, b: (r["blueshift"]["probe"][b] - r["blueshift"]["probe"][a]) if r["blueshift"].get("probe") and len(r["blueshift"]["probe"]) > b else None
+        mb = lambda n: "?" if n is None else f"{n / 1e6:.1f}MB"
+        first_bytes = [fetched(r, 0, 1) for r in cold]
+        warm_bytes = [fetched(r, 1, 2) for r in cold]
+        p(f"  fetched from S3: first runs {mb(sum(b or 0 for b in first_bytes))}, timed warm runs {mb(sum(b or 0 for b in warm_bytes))}")
+        p("  query=first/warm s (S3 bytes of the first run): " + "  ".join(
+            f"{r['query']}={r['blueshift']['warmup_s']:.3f}/{r['blueshift']['median_s']:.3f} ({mb(b)})" for r, b in zip(cold, first_bytes)))
+        cold_only = [r for r, b in zip(cold, first_bytes) if b]
+        if cold_only:
+            gc2 = geomean([r["blueshift"]["warmup_s"] for r in cold_only])
+            gw2 = geomean([r["blueshift"]["median_s"] for r in cold_only])
+            p(f"  queries whose first run fetched from S3 ({len(cold_only)}): geomean first {fmt_s(gc2)} s, warm {fmt_s(gw2)} s, {fmt_ratio(gc2, gw2)}")
     ok = sum(1 for r in results if r["answer"] == "ok")
     p(f"answers: {ok} of {len(results)} ok (Blueshift vs DuckDB)")
     if any(len(r["blueshift"]["times_s"]) < config["runs"] and r["blueshift"]["median_s"] is not None for r in results):
@@ -925,7 +949,8 @@ def main(argv=None) -> int:
         for name, sql, order_by in queries:
             log(f"{name}: blueshift")
             entry = {"query": name}
-            bs = bench_engine(blueshift.run, sql, args.runs, args.slow)
+            probe = blueshift.store_bytes if args.store == "s3" else None
+            bs = bench_engine(blueshift.run, sql, args.runs, args.slow, probe)
             log(f"{name}: duckdb")
             dk = bench_engine(duck.run, sql, args.runs, args.slow)
             log(f"{name}: datafusion")

@@ -1,35 +1,35 @@
-//! Leaving the cluster without failing a query. On SIGTERM a compute node drains:
+//! Leaving the cluster without failing a statement. On SIGTERM a compute node drains:
 //!
 //! 1. its heartbeat tells the leader at once that it is draining; the leader leaves it out
 //!    of every slice map made after that (each statement takes one when it starts);
-//! 2. it keeps serving the statements that already use it (stages, exchange reads, loads)
-//!    until it has been idle for [`QUIET`]: long enough for a statement that took its slice
-//!    map just before the leader heard of the drain to reach the node;
+//! 2. it keeps serving the statements that already hold a slice map naming it (stages,
+//!    exchange reads, loads) until the leader's heartbeat answer says none is left and no
+//!    load is being written here;
 //! 3. it calls `Leave` (the leader forgets it) and stops.
 //!
-//! If the leader cannot be reached, nobody will read what the node still holds, so it stops
-//! at once; after `drain_timeout` it stops anyway (the leader retries what it loses). It must
-//! not refuse work while draining: a stage that arrives late belongs to a statement that
-//! counts on this node.
+//! The leader counts the statements, not the node: a statement may hold its map for a while
+//! before it first reaches this node (planning, a load whose first rows for these slices
+//! come late), and queries the leader never released (it restarted) must not keep a node
+//! from leaving. If the leader cannot be reached, nobody will read what the node still
+//! holds, so it stops; after `drain_timeout` it stops anyway (the leader retries the
+//! queries it loses). It must not refuse work while draining.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use blueshift_proto::v1::LeaveRequest;
-use blueshift_proto::v1::cluster_client::ClusterClient;
 
-use crate::exchange::Exchanges;
-use crate::membership::{NodeState, heartbeat_now};
+use crate::membership::{self, NodeState, heartbeat_now};
 
-/// How long a draining node must have been idle before it leaves.
-pub const QUIET: Duration = Duration::from_secs(1);
 /// How long to wait for the leader to hear of the drain.
 const TELL_LEADER: Duration = Duration::from_secs(5);
 /// A draining node whose leader has not answered for this long stops waiting.
 const LEADER_GONE: Duration = Duration::from_secs(5);
+/// How often a draining node asks the leader whether statements still use it.
+const POLL: Duration = Duration::from_millis(100);
 
-/// Requests in progress that are not part of a query's stages (loads).
+/// Loads being written on this node (a drain also waits for them).
 #[derive(Default)]
 pub struct InFlight(AtomicUsize);
 
@@ -52,23 +52,11 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// What the node is doing, for the drain to wait on.
-pub struct Work {
-    pub exchanges: Arc<Exchanges>,
-    pub loads: Arc<InFlight>,
-}
-
-impl Work {
-    fn busy(&self) -> bool {
-        self.exchanges.active_queries() > 0 || self.loads.count() > 0
-    }
-}
-
-/// Drains the node (see the module doc); returns when it may stop. The caller stops the
-/// heartbeat loop before the node's last word, `Leave`, so it does not register again.
+/// Drains the node (see the module doc); returns when it may stop. `stop_heartbeats` is
+/// called before the node's last word, `Leave`, so that it does not register again.
 pub async fn drain(
     node: &NodeState,
-    work: &Work,
+    loads: &InFlight,
     timeout: Duration,
     stop_heartbeats: impl FnOnce(),
 ) {
@@ -78,57 +66,52 @@ pub async fn drain(
         node_id = node.node_id(),
         "draining: no new work; finishing running work"
     );
-    // 1. Tell the leader, and wait until it has heard.
-    let told = match tokio::time::timeout(TELL_LEADER, heartbeat_now(node)).await {
-        Ok(Ok(true)) => true,
-        // Unknown to the leader (it restarted, or we never registered): the heartbeat loop
-        // registers again, saying it drains.
-        Ok(Ok(false)) => loop {
-            if node.drain_acknowledged_at().is_some() {
-                break true;
-            }
-            if started.elapsed() > TELL_LEADER {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        },
-        Ok(Err(_)) | Err(_) => false,
-    };
-    if !told {
-        tracing::warn!(leader = %node.leader, "leader unreachable while draining; stopping now");
-        stop_heartbeats();
-        return;
-    }
-    // 2. Wait for the running work, then for a quiet spell.
-    let mut idle_since: Option<Instant> = None;
+    let mut client =
+        match tokio::time::timeout(TELL_LEADER, membership::connect(&node.leader)).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
+        };
+    let mut last_heard = Instant::now();
     loop {
-        if work.busy() {
-            idle_since = None;
-        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= QUIET {
-            break;
+        // Ask the leader directly (the heartbeat loop also says we drain, every 500 ms).
+        if let Some(c) = client.as_mut() {
+            match tokio::time::timeout(TELL_LEADER, heartbeat_now(node, c)).await {
+                Ok(Ok(true)) => last_heard = Instant::now(),
+                Ok(Ok(false)) => {} // re-registering through the heartbeat loop
+                Ok(Err(_)) | Err(_) => client = None,
+            }
+        }
+        if let Some(answer) = node.drain_answer() {
+            last_heard = last_heard.max(answer.at);
+            if answer.statements == 0 && loads.count() == 0 {
+                break;
+            }
+        }
+        if last_heard.elapsed() > LEADER_GONE {
+            tracing::warn!(leader = %node.leader, "leader unreachable while draining; stopping now");
+            stop_heartbeats();
+            return;
         }
         if started.elapsed() > timeout {
             tracing::warn!(
-                queries = work.exchanges.active_queries(),
-                loads = work.loads.count(),
+                statements = node.drain_answer().map(|a| a.statements),
+                loads = loads.count(),
                 "drain timeout reached; stopping with work still running"
             );
             break;
         }
-        if node
-            .drain_acknowledged_at()
-            .is_none_or(|at| at.elapsed() > LEADER_GONE)
-        {
-            tracing::warn!(leader = %node.leader, "leader gone while draining; stopping now");
-            stop_heartbeats();
-            return;
+        if client.is_none() {
+            client = membership::connect(&node.leader).await.ok();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
     }
-    // 3. Say goodbye.
+    // Say goodbye.
     stop_heartbeats();
     let leave = async {
-        let mut client = ClusterClient::connect(node.leader.clone()).await.ok()?;
+        let mut client = match client {
+            Some(c) => c,
+            None => membership::connect(&node.leader).await.ok()?,
+        };
         client
             .leave(LeaveRequest {
                 node_id: node.node_id(),

@@ -36,6 +36,9 @@ use tokio::net::TcpListener;
 
 pub use error::{Error, Result};
 
+/// How long the Flight server may take to close its connections once the node drained.
+const SERVER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a compute node needs to start.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
@@ -67,7 +70,17 @@ pub async fn run(
     let local: SocketAddr = listener.local_addr()?;
     let advertise_host = match &config.advertise_host {
         Some(h) => h.clone(),
-        None => membership::default_advertise_host(&config.leader, local.ip()).await?,
+        None => match membership::default_advertise_host(&config.leader, local.ip()).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot find this host's address on the route to the leader; advertising \
+                     127.0.0.1, which only a leader on this host reaches (set advertise_host)"
+                );
+                "127.0.0.1".to_string()
+            }
+        },
     };
     let flight_addr = if advertise_host.contains(':') && !advertise_host.starts_with('[') {
         format!("[{advertise_host}]:{}", local.port())
@@ -130,15 +143,25 @@ pub async fn run(
         _ = shutdown => None,
     };
     if early.is_none() {
-        let work = drain::Work { exchanges, loads };
-        drain::drain(&node, &work, config.drain_timeout, || membership.abort()).await;
+        drain::drain(&node, &loads, config.drain_timeout, || membership.abort()).await;
         let _ = stop_server.send(());
     }
     membership.abort();
     sweeper.abort();
     let result = match early {
         Some(r) => r,
-        None => server.await,
+        // A graceful stop waits for every connection to close; a peer that vanished without
+        // closing its TCP connection would hold it forever.
+        None => match tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    "connections still open {SERVER_STOP_TIMEOUT:?} after the drain; closing them"
+                );
+                server.abort();
+                return Ok(());
+            }
+        },
     };
     match result {
         Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),

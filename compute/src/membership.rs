@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use blueshift_proto::v1::cluster_client::ClusterClient;
 use blueshift_proto::v1::{HeartbeatRequest, RegisterRequest};
 use tokio::sync::Notify;
+use tonic::transport::Channel;
 
 use crate::exec::Engine;
 use crate::{Error, Result};
@@ -31,6 +32,14 @@ pub fn node_name(data_dir: &Path) -> Result<String> {
     }
 }
 
+/// The leader's answer to one heartbeat (or registration).
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub at: Instant,
+    pub draining: bool,
+    pub statements: u32,
+}
+
 /// Who this node is to the leader, shared by the heartbeat loop and the drain.
 pub struct NodeState {
     pub leader: String,
@@ -39,8 +48,9 @@ pub struct NodeState {
     draining: AtomicBool,
     /// The id the leader gave us; 0 until registered.
     node_id: AtomicU64,
-    /// When the leader last answered a heartbeat that carried the current drain flag.
-    last_answer: Mutex<Option<(Instant, bool)>>,
+    /// The leader's last answer to a heartbeat: when, whether that heartbeat said the node
+    /// drains, and how many statements still held a slice map naming the node.
+    last_answer: Mutex<Option<Answer>>,
     /// Wakes the heartbeat loop so the leader hears of a drain at once.
     wake: Notify,
 }
@@ -72,24 +82,29 @@ impl NodeState {
         self.wake.notify_one();
     }
 
-    fn answered(&self, draining: bool) {
+    fn answered(&self, draining: bool, statements: u32) {
         let mut last = match self.last_answer.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *last = Some((Instant::now(), draining));
+        // An answer to a heartbeat sent before the drain began says nothing about it.
+        if self.is_draining() && !draining {
+            return;
+        }
+        *last = Some(Answer {
+            at: Instant::now(),
+            draining,
+            statements,
+        });
     }
 
-    /// When the leader last acknowledged that this node is draining.
-    pub fn drain_acknowledged_at(&self) -> Option<Instant> {
+    /// The leader's last answer to a heartbeat that told it this node drains.
+    pub fn drain_answer(&self) -> Option<Answer> {
         let last = match self.last_answer.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        match *last {
-            Some((at, true)) => Some(at),
-            _ => None,
-        }
+        last.filter(|a| a.draining)
     }
 }
 
@@ -120,7 +135,9 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
         .map_err(|e| Error::Transport(e.to_string()))?
         .into_inner();
     node.node_id.store(reply.node_id, Ordering::SeqCst);
-    node.answered(draining);
+    // A new registration: statements of the leader's previous life are gone, and new ones
+    // leave a draining node out; the count comes with the next heartbeat.
+    node.answered(draining, u32::MAX);
     let leader_s3 =
         blueshift_common::store::S3Options::from_proto(reply.store_options.unwrap_or_default());
     engine.set_store(&reply.store_url, &leader_s3)?;
@@ -132,7 +149,7 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
             _ = node.wake.notified() => {}
         }
         let draining = node.is_draining();
-        let known = client
+        let answer = client
             .heartbeat(HeartbeatRequest {
                 node_id: reply.node_id,
                 flight_addr: node.flight_addr.clone(),
@@ -141,28 +158,24 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
             })
             .await
             .map_err(|e| Error::Transport(e.to_string()))?
-            .into_inner()
-            .known;
-        if !known {
+            .into_inner();
+        if !answer.known {
             return Ok(());
         }
-        node.answered(draining);
+        node.answered(draining, answer.statements);
     }
 }
 
-/// Tells the leader now (one heartbeat on a new connection) whether this node is draining;
-/// false if the leader does not know the node (it restarted: the heartbeat loop registers
-/// again, saying it drains).
-pub async fn heartbeat_now(node: &NodeState) -> Result<bool> {
+/// Tells the leader now, on `client`, whether this node is draining; false if the leader
+/// does not know the node (it restarted: the heartbeat loop registers again, saying it
+/// drains).
+pub async fn heartbeat_now(node: &NodeState, client: &mut ClusterClient<Channel>) -> Result<bool> {
     let node_id = node.node_id();
     if node_id == 0 {
         return Ok(false);
     }
     let draining = node.is_draining();
-    let mut client = ClusterClient::connect(node.leader.clone())
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
-    let known = client
+    let answer = client
         .heartbeat(HeartbeatRequest {
             node_id,
             flight_addr: node.flight_addr.clone(),
@@ -171,12 +184,18 @@ pub async fn heartbeat_now(node: &NodeState) -> Result<bool> {
         })
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
-        .into_inner()
-        .known;
-    if known {
-        node.answered(draining);
+        .into_inner();
+    if answer.known {
+        node.answered(draining, answer.statements);
     }
-    Ok(known)
+    Ok(answer.known)
+}
+
+/// A client of the leader's cluster service on a new connection.
+pub async fn connect(leader: &str) -> Result<ClusterClient<Channel>> {
+    ClusterClient::connect(leader.to_string())
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))
 }
 
 /// The address other hosts reach this node at when none is configured: the listening IP if
@@ -197,24 +216,26 @@ pub async fn default_advertise_host(leader: &str, listen_ip: IpAddr) -> Result<S
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(5440);
-    let target = tokio::net::lookup_host((host.as_str(), port))
+    let targets: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| Error::Config(format!("cannot resolve the leader host {host:?}: {e}")))?
-        .next()
-        .ok_or_else(|| Error::Config(format!("the leader host {host:?} has no address")))?;
-    let bind: std::net::SocketAddr = if target.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = tokio::net::UdpSocket::bind(bind).await?;
-    socket.connect(target).await.map_err(|e| {
-        Error::Config(format!(
-            "no route to the leader at {target} to find this node's address \
-             (set advertise_host): {e}"
-        ))
-    })?;
-    Ok(socket.local_addr()?.ip().to_string())
+        // A node listening on 0.0.0.0 is reachable over IPv4 only.
+        .filter(|a| listen_ip.is_ipv6() || a.is_ipv4())
+        .collect();
+    let mut last_error = format!("the leader host {host:?} has no usable address");
+    for target in targets {
+        let bind: std::net::SocketAddr = if target.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = tokio::net::UdpSocket::bind(bind).await?;
+        match socket.connect(target).await {
+            Ok(()) => return Ok(socket.local_addr()?.ip().to_string()),
+            Err(e) => last_error = format!("no route to the leader at {target}: {e}"),
+        }
+    }
+    Err(Error::Config(last_error))
 }
 
 #[cfg(test)]
@@ -238,5 +259,12 @@ mod tests {
             "127.0.0.7"
         );
         assert!(default_advertise_host("not a uri", any).await.is_err());
+        // `localhost` may resolve to ::1 first; a node on 0.0.0.0 must still get IPv4.
+        assert_eq!(
+            default_advertise_host("http://localhost:5440", any)
+                .await
+                .unwrap(),
+            "127.0.0.1"
+        );
     }
 }

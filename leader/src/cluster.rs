@@ -7,10 +7,13 @@
 //!
 //! Resize: a node that registers serves slices in every slice map made after that (each
 //! statement takes one when it starts). A node that drains (SIGTERM) says so in its
-//! heartbeat; from then on it is left out of new slice maps while the statements that
-//! already use it finish, and it calls `Leave` when it has nothing left to do.
+//! heartbeat; from then on it is left out of new slice maps. Every slice map holds a
+//! [`Lease`] on the nodes it names until the statement that took it ends (the map lives in
+//! its task context); the heartbeat reply tells a node how many statements still hold one,
+//! and a draining node calls `Leave` when that is 0.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blueshift_common::error::sqlstate;
@@ -57,6 +60,39 @@ impl NodeInfo {
 pub struct SliceMap {
     /// `(node id, flight address)` per slice.
     pub owners: Vec<(u64, String)>,
+    /// Counts this map (and its clones) as a user of its nodes while it lives.
+    _lease: Arc<Lease>,
+}
+
+/// Statements holding a slice map, per node id.
+type LeaseCounts = Arc<Mutex<HashMap<u64, u32>>>;
+
+/// One statement's hold on the nodes of its slice map; see the module docs.
+#[derive(Debug)]
+pub struct Lease {
+    counts: LeaseCounts,
+    nodes: Vec<u64>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        for n in &self.nodes {
+            if let Some(c) = counts.get_mut(n) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    counts.remove(n);
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl SliceMap {
@@ -80,6 +116,7 @@ impl SliceMap {
 
 pub struct Membership {
     nodes: Mutex<Vec<NodeInfo>>,
+    leases: LeaseCounts,
     store_url: String,
     /// The store's non-secret S3 settings, told to every node that registers.
     store_options: StoreOptions,
@@ -89,16 +126,19 @@ impl Membership {
     pub fn new(store_url: String, s3: &blueshift_common::store::S3Options) -> Self {
         Self {
             nodes: Mutex::new(Vec::new()),
+            leases: Arc::default(),
             store_url,
             store_options: s3.to_proto(),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<NodeInfo>> {
-        match self.nodes.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.nodes)
+    }
+
+    /// Statements running now whose slice map names node `id`.
+    pub fn statements_using(&self, id: u64) -> u32 {
+        lock(&self.leases).get(&id).copied().unwrap_or(0)
     }
 
     pub fn register(&self, name: &str, flight_addr: &str, draining: bool) -> u64 {
@@ -121,16 +161,18 @@ impl Membership {
         id
     }
 
-    /// Records that node `id` is alive (and whether it is draining); false if unknown.
-    pub fn heartbeat(&self, id: u64, draining: bool) -> bool {
+    /// Records that node `id` called `name` is alive, and draining if it says so (a drain
+    /// ends only with a new registration); false if no such node is known (ids are handed
+    /// out again after a leader restart, so the name must match too).
+    pub fn heartbeat(&self, id: u64, name: &str, draining: bool) -> bool {
         let mut nodes = self.lock();
-        match nodes.iter_mut().find(|n| n.id == id) {
+        match nodes.iter_mut().find(|n| n.id == id && n.name == name) {
             Some(n) => {
                 n.last_seen = Instant::now();
                 if draining && !n.draining {
                     tracing::info!(node_id = id, name = %n.name, "compute node draining");
+                    n.draining = true;
                 }
-                n.draining = draining;
                 true
             }
             None => false,
@@ -183,13 +225,28 @@ impl Membership {
             ));
         }
         let s = slices.max(1) as usize;
-        let owners = (0..s)
+        let owners: Vec<(u64, String)> = (0..s)
             .map(|i| {
                 let n = &live[i * live.len() / s];
                 (n.id, n.flight_addr.clone())
             })
             .collect();
-        Ok(SliceMap { owners })
+        let mut nodes: Vec<u64> = owners.iter().map(|(id, _)| *id).collect();
+        nodes.dedup();
+        {
+            let mut counts = lock(&self.leases);
+            for n in &nodes {
+                *counts.entry(*n).or_default() += 1;
+            }
+        }
+        let lease = Arc::new(Lease {
+            counts: self.leases.clone(),
+            nodes,
+        });
+        Ok(SliceMap {
+            owners,
+            _lease: lease,
+        })
     }
 
     pub fn store_url(&self) -> &str {
@@ -199,7 +256,7 @@ impl Membership {
 
 /// The gRPC face of [`Membership`].
 pub struct ClusterService {
-    pub membership: std::sync::Arc<Membership>,
+    pub membership: Arc<Membership>,
 }
 
 #[tonic::async_trait]
@@ -230,8 +287,13 @@ impl Cluster for ClusterService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.into_inner();
-        let known = self.membership.heartbeat(req.node_id, req.draining);
-        Ok(Response::new(HeartbeatResponse { known }))
+        let known = self
+            .membership
+            .heartbeat(req.node_id, &req.node_name, req.draining);
+        Ok(Response::new(HeartbeatResponse {
+            known,
+            statements: self.membership.statements_using(req.node_id),
+        }))
     }
 
     async fn leave(
@@ -272,13 +334,29 @@ mod tests {
         let m = Membership::new("file:///tmp".into(), &Default::default());
         let a = m.register("a", "h:1", false);
         let b = m.register("b", "h:2", false);
-        assert!(m.heartbeat(b, true));
+        let before = m.slice_map(4).unwrap();
+        assert_eq!(m.statements_using(b), 1, "a statement holds a map naming b");
+        assert!(m.heartbeat(b, "b", true));
+        assert!(!m.heartbeat(b, "other", true), "ids are matched with names");
+        assert!(
+            m.heartbeat(b, "b", false),
+            "a stale heartbeat does not end a drain"
+        );
         let map = m.slice_map(4).unwrap();
         assert!(map.owners.iter().all(|(n, _)| *n == a));
         assert_eq!(m.nodes()[1].state(), "draining");
+        assert_eq!(m.statements_using(b), 1);
+        let copy = before.clone();
+        drop(before);
+        assert_eq!(m.statements_using(b), 1, "a clone keeps the lease");
+        drop(copy);
+        assert_eq!(m.statements_using(b), 0);
+        assert_eq!(m.statements_using(a), 1);
+        drop(map);
+        assert_eq!(m.statements_using(a), 0);
         m.leave(b, "b");
         assert_eq!(m.nodes().len(), 1);
-        assert!(!m.heartbeat(b, true), "a node that left is unknown");
+        assert!(!m.heartbeat(b, "b", true), "a node that left is unknown");
         // A node joining later takes over its share.
         let c = m.register("c", "h:3", false);
         let nodes: Vec<u64> = m

@@ -67,6 +67,8 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let slices = leader.membership.slice_map(catalog.slices)?;
     let config = SessionConfig::new()
         .with_extension(pin)
+        // Likewise the slice map's lease: a draining node waits until it is dropped.
+        .with_extension(Arc::new(slices.clone()))
         .with_target_partitions(catalog.slices.max(1) as usize)
         .with_batch_size(8192)
         // Ours (`pg_catalog::information_schema`) wraps DataFusion's.

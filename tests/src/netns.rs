@@ -170,37 +170,54 @@ impl Drop for Hosts {
             let _ = ip(&["link", "del", &format!("bsv{}h{i}", std::process::id())]);
         }
         for host in &self.hosts {
-            if let Err(e) = ip(&["netns", "del", &host.namespace]) {
-                eprintln!("cleaning up: {e:#}");
-            }
+            delete_namespace(&host.namespace);
         }
         let _ = ip(&["link", "del", &self.bridge]);
     }
 }
 
-/// Removes namespaces (and bridges) of earlier runs whose process is gone.
-fn remove_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix(NS_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-        else {
-            continue;
-        };
-        if std::path::Path::new("/proc").join(pid).exists() {
-            continue;
+/// Kills what still runs in a namespace (deleting it would not), then deletes it.
+fn delete_namespace(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
-        eprintln!("removing network namespace {name} left by an earlier run");
-        let _ = ip(&["netns", "del", name]);
-        let _ = ip(&["link", "del", &format!("bsbr{pid}")]);
     }
-    // veth ends of earlier runs whose process is gone: `bsv<pid>h<i>`.
+    if let Err(e) = ip(&["netns", "del", name]) {
+        eprintln!("cleaning up: {e:#}");
+    }
+}
+
+/// Removes the namespaces, bridges and veth ends of earlier runs whose process is gone (and
+/// any of this pid's: they belong to a dead process that had it before).
+fn remove_stale() {
+    let me = std::process::id().to_string();
+    let stale = |pid: &str| {
+        !pid.is_empty()
+            && pid.chars().all(|c| c.is_ascii_digit())
+            && (pid == me || !std::path::Path::new("/proc").join(pid).exists())
+    };
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(pid) = name
+                .strip_prefix(NS_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+            else {
+                continue;
+            };
+            if stale(pid) {
+                eprintln!("removing network namespace {name} left by an earlier run");
+                delete_namespace(name);
+            }
+        }
+    }
+    // Bridges `bsbr<pid>` and veth ends `bsv<pid>h<i>`.
     let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() else {
         return;
     };
@@ -208,13 +225,14 @@ fn remove_stale() {
         let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
             continue;
         };
-        let Some(pid) = name.strip_prefix("bsv").and_then(|r| r.split('h').next()) else {
+        let pid = if let Some(rest) = name.strip_prefix("bsbr") {
+            rest
+        } else if let Some(rest) = name.strip_prefix("bsv") {
+            rest.split('h').next().unwrap_or_default()
+        } else {
             continue;
         };
-        if !pid.is_empty()
-            && pid.chars().all(|c| c.is_ascii_digit())
-            && !std::path::Path::new("/proc").join(pid).exists()
-        {
+        if stale(pid) {
             let _ = ip(&["link", "del", name]);
         }
     }

@@ -213,7 +213,11 @@ fn read_delimited_from(
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+            // The client went away in the middle of COPY FROM STDIN (see ChannelReader).
+            Err(e)
+                if matches!(e.kind(), csv::ErrorKind::Io(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionAborted) =>
+            {
                 return Err(Error::sql(
                     sqlstate::CONNECTION_FAILURE,
                     format!("reading \"{}\": {e}; nothing was loaded", file.display()),
