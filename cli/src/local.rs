@@ -1,7 +1,7 @@
 //! `blueshift local`: a whole cluster on this machine. It starts the leader and N compute
 //! nodes as separate OS processes on loopback (the same binary, `leader` / `compute`
 //! subcommands), waits until every node has joined, prints how to connect, and stops them
-//! all on Ctrl-C / SIGTERM. A compute node that dies is restarted, except one that exits 0:
+//! all on Ctrl-C / SIGTERM (compute nodes first: they drain, then the leader). A compute node that dies is restarted, except one that exits 0:
 //! it was drained (`kill -TERM <pid>`) and left the cluster on purpose. If the leader dies,
 //! the whole cluster stops. Layout under `--data-dir`: `leader/` (catalog), `store/`
 //! (segments, shared by all nodes), `compute-<i>/` (node identity).
@@ -59,22 +59,32 @@ struct Children {
 }
 
 impl Children {
+    /// Stops the compute nodes first (each drains while the leader can still answer it),
+    /// then the leader.
     async fn stop(&mut self) {
-        for (_, c) in &self.procs {
-            if let Some(pid) = c.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+        let first = self.procs.len().min(1);
+        let (leader, compute) = self.procs.split_at_mut(first);
+        stop_all(compute).await;
+        stop_all(leader).await;
+    }
+}
+
+/// SIGTERM to every process, then up to 10 s for each to exit before SIGKILL.
+async fn stop_all(procs: &mut [(String, Child)]) {
+    for (_, c) in procs.iter() {
+        if let Some(pid) = c.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
-        for (name, c) in &mut self.procs {
-            match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
-                Ok(_) => {}
-                Err(_) => {
-                    eprintln!("blueshift: {name} did not stop in 10 s; killing it");
-                    let _ = c.kill().await;
-                }
+    }
+    for (name, c) in procs.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("blueshift: {name} did not stop in 10 s; killing it");
+                let _ = c.kill().await;
             }
         }
     }
