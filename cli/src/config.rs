@@ -293,6 +293,8 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
+    // Listened to from the start: a SIGTERM during start-up drains the node once it runs.
+    let mut signals = crate::Signals::listen();
     blueshift_common::logging::init("compute");
     let file = read_file(&args.config)?.compute;
     let leader = args
@@ -338,14 +340,24 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for Arrow Flight on {listen}"))?;
     // The first signal drains the node; a second one stops it at once (exit status 1).
-    let second_signal = async {
-        crate::shutdown_signal().await;
-        crate::shutdown_signal().await;
+    // Both are counted by one task, registered before the node starts, so none is lost.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    let counter = tokio::spawn(async move {
+        signals.next().await;
+        let _ = first_tx.send(());
+        signals.next().await;
+        let _ = second_tx.send(());
+    });
+    let drained = async move {
+        let _ = first_rx.await;
     };
-    tokio::select! {
-        r = blueshift_compute::run(config, listener, crate::shutdown_signal()) => {
+    let result = tokio::select! {
+        r = blueshift_compute::run(config, listener, drained) => {
             r.map_err(|e| anyhow::anyhow!(e.to_string()))
         }
-        _ = second_signal => anyhow::bail!("stopped while draining (second signal)"),
-    }
+        Ok(()) = second_rx => Err(anyhow::anyhow!("stopped while draining (second signal)")),
+    };
+    counter.abort();
+    result
 }
