@@ -19,6 +19,8 @@ use crate::tpch::TpchData;
 
 /// The oracle script (see its docstring for the protocol).
 const ORACLE_PY: &str = include_str!("duckdb_oracle.py");
+/// The line `duckdb_oracle.py` prints before its answer (DuckDB may print before it).
+const ANSWER_MARKER: &str = "==== blueshift duckdb oracle answer ====";
 
 /// A DuckDB session description: setup statements run before every batch of queries.
 #[derive(Clone, Debug)]
@@ -101,8 +103,14 @@ impl DuckDb {
                 paths::SETUP_HINT
             );
         }
-        let answers: Value =
-            serde_json::from_slice(&output.stdout).context("DuckDB oracle printed bad JSON")?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let head: String = stdout.chars().take(2000).collect();
+        let json = stdout
+            .split_once(ANSWER_MARKER)
+            .map(|(_, answer)| answer)
+            .ok_or_else(|| anyhow!("DuckDB oracle printed no answer: {head:?}"))?;
+        let answers: Value = serde_json::from_str(json)
+            .with_context(|| format!("DuckDB oracle printed bad JSON: {head:?}"))?;
         let answers = answers
             .as_array()
             .ok_or_else(|| anyhow!("DuckDB oracle did not print a JSON array"))?;

@@ -3,7 +3,7 @@
 Reads one JSON object from stdin:
     {"setup": ["CREATE VIEW ...", ...], "queries": ["SELECT ...", ...]}
 runs the setup statements, then every query, in one in-memory DuckDB database, and
-writes one JSON array to stdout with one entry per query:
+writes a marker line and then one JSON array to stdout with one entry per query:
     {"rows": [[cell, ...], ...]}   or   {"error": "message"}
 Every cell is rendered as the PostgreSQL text protocol would send it (NULL as JSON null,
 booleans as t/f, dates as YYYY-MM-DD, decimals with their scale), so the Rust side can
@@ -19,6 +19,9 @@ import math
 import sys
 
 import duckdb
+
+# Must match tests/src/duckdb.rs.
+ANSWER_MARKER = "==== blueshift duckdb oracle answer ===="
 
 
 def render(value):
@@ -50,6 +53,9 @@ def render(value):
 def main():
     request = json.load(sys.stdin)
     con = duckdb.connect(":memory:")
+    # DuckDB can print to stdout on its own (a progress bar on a slow query); the answer
+    # follows a marker line, so nothing printed before it can corrupt it.
+    con.execute("SET enable_progress_bar = false")
     for statement in request.get("setup", []):
         con.execute(statement)
     answers = []
@@ -59,6 +65,7 @@ def main():
             answers.append({"rows": [[render(v) for v in row] for row in rows]})
         except duckdb.Error as exc:
             answers.append({"error": str(exc)})
+    sys.stdout.write("\n" + ANSWER_MARKER + "\n")
     json.dump(answers, sys.stdout)
 
 
