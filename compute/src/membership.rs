@@ -121,9 +121,7 @@ pub async fn run(node: Arc<NodeState>, engine: Arc<Engine>) {
 }
 
 async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()> {
-    let mut client = ClusterClient::connect(node.leader.clone())
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
+    let mut client = connect(&node.leader).await?;
     let draining = node.is_draining();
     let reply = client
         .register(RegisterRequest {
@@ -148,27 +146,15 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
             _ = tokio::time::sleep(interval) => {}
             _ = node.wake.notified() => {}
         }
-        let draining = node.is_draining();
-        let answer = client
-            .heartbeat(HeartbeatRequest {
-                node_id: reply.node_id,
-                flight_addr: node.flight_addr.clone(),
-                node_name: node.name.clone(),
-                draining,
-            })
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .into_inner();
-        if !answer.known {
+        if !heartbeat_now(node, &mut client).await? {
             return Ok(());
         }
-        node.answered(draining, answer.statements);
     }
 }
 
-/// Tells the leader now, on `client`, whether this node is draining; false if the leader
-/// does not know the node (it restarted: the heartbeat loop registers again, saying it
-/// drains).
+/// One heartbeat on `client`: tells the leader that this node is alive and whether it is
+/// draining, and records the answer; false if the leader does not know the node (it
+/// restarted: the heartbeat loop registers again, saying whether it drains).
 pub async fn heartbeat_now(node: &NodeState, client: &mut ClusterClient<Channel>) -> Result<bool> {
     let node_id = node.node_id();
     if node_id == 0 {
