@@ -93,7 +93,8 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
     while !ready.exists() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "the leader did not report 2 compute nodes within 120 s\n{}",
+            "the leader did not report 2 compute nodes within 120 s ({})\n{}",
+            Hosts::firewall_hint().unwrap_or_else(|| "no firewall hint".into()),
             logs_under(root)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

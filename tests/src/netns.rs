@@ -74,6 +74,19 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 impl Hosts {
+    /// Why traffic between the namespaces might not pass, if this machine shows a reason:
+    /// with `br_netfilter` loaded, bridged packets go through iptables' FORWARD chain, which
+    /// Docker or ufw set to DROP.
+    pub fn firewall_hint() -> Option<String> {
+        let setting =
+            std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").ok()?;
+        (setting.trim() == "1").then(|| {
+            "net.bridge.bridge-nf-call-iptables is 1: iptables filters bridged traffic; if its \
+             FORWARD policy is DROP (Docker, ufw), the namespaces cannot reach each other"
+                .to_string()
+        })
+    }
+
     /// Creates `count` hosts on a fresh bridge, or says why it cannot.
     pub fn create(count: usize) -> Result<Hosts, Unavailable> {
         // SAFETY: geteuid(2) has no preconditions.
