@@ -27,12 +27,7 @@ async fn queries_right_after_a_compute_node_is_killed_are_retried_and_right() {
         5000
     );
 
-    let pattern = format!("{}.*compute-1", cluster.root().display());
-    let killed = std::process::Command::new("pkill")
-        .args(["-KILL", "-f", &pattern])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "no compute process matched {pattern}");
+    cluster.signal("compute-1", "KILL").unwrap();
 
     // The next queries are planned on a node that is gone (its heartbeat has not timed
     // out yet): the leader notices, plans again on the live node and answers.

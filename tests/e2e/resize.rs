@@ -45,15 +45,6 @@ async fn wait_for_nodes(client: &tokio_postgres::Client, want: i64, cluster: &Cl
     }
 }
 
-fn running(pattern: &str) -> bool {
-    std::process::Command::new("pgrep")
-        .args(["-f", pattern])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[tokio::test]
 async fn nodes_join_and_drain_while_queries_run() {
     let data = tpch_data().unwrap();
@@ -119,15 +110,10 @@ async fn nodes_join_and_drain_while_queries_run() {
         .await
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let compute0 = format!("{}.*compute-0", cluster.root().display());
-    let signalled = std::process::Command::new("pkill")
-        .args(["-TERM", "-f", &compute0])
-        .status()
-        .unwrap();
-    assert!(signalled.success(), "no process matched {compute0}");
+    cluster.signal("compute-0", "TERM").unwrap();
     let drained = wait_for_nodes(&admin, 2, &cluster).await;
     let started = Instant::now();
-    while running(&compute0) {
+    while cluster.is_running("compute-0") {
         assert!(
             started.elapsed() < WITHIN,
             "compute-0 still runs {WITHIN:?} after it left stv_slices\n{}",
@@ -154,7 +140,7 @@ async fn nodes_join_and_drain_while_queries_run() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        !running(&compute0),
+        !cluster.is_running("compute-0"),
         "blueshift local restarted a drained node"
     );
     let log = std::fs::read_to_string(cluster.root().join("cluster.log")).unwrap();

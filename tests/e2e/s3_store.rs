@@ -227,12 +227,7 @@ async fn gc_removes_dropped_tables_and_killed_loads() {
         async || parquet_files(&big_dir).len() >= 2,
     )
     .await;
-    let pattern = format!("{}/data/leader", root.path().display());
-    let killed = std::process::Command::new("pkill")
-        .args(["-KILL", "-f", &pattern])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "no leader process matched {pattern}");
+    cluster.signal("leader", "KILL").unwrap();
     assert!(
         copy.await.unwrap().is_err(),
         "a COPY whose leader died cannot report success"
@@ -309,12 +304,7 @@ async fn queries_survive_killed_compute_nodes() {
     let workload = QueryLoops::start(clients, expected);
     for node in ["compute-1", "compute-2"] {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let pattern = format!("{}.*{node}", cluster.root().display());
-        let killed = std::process::Command::new("pkill")
-            .args(["-KILL", "-f", &pattern])
-            .status()
-            .unwrap();
-        assert!(killed.success(), "no process matched {pattern}");
+        cluster.signal(node, "KILL").unwrap();
         eprintln!("killed {node}");
     }
     // Let the restarted nodes rejoin and serve for a while.

@@ -324,6 +324,35 @@ impl Cluster {
         LogsOnPanic { cluster: self }
     }
 
+    /// Sends `signal` (`"KILL"`, `"TERM"`, ...) to one process of the cluster, named like its
+    /// data directory: `leader`, `compute-0`, `compute-1`, ... Fails if none matched.
+    pub fn signal(&self, process: &str, signal: &str) -> Result<()> {
+        let pattern = self.process_pattern(process);
+        let status = Command::new("pkill")
+            .args([&format!("-{signal}"), "-f", &pattern])
+            .status()
+            .context("running pkill")?;
+        if !status.success() {
+            bail!("no process of the cluster matched {pattern}");
+        }
+        Ok(())
+    }
+
+    /// Whether the process named like [`Cluster::signal`]'s runs.
+    pub fn is_running(&self, process: &str) -> bool {
+        Command::new("pgrep")
+            .args(["-f", &self.process_pattern(process)])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Its `--data-dir` argument, as a whole word (`compute-1` must not match `compute-10`).
+    fn process_pattern(&self, process: &str) -> String {
+        format!("{}/data/{process}( |$)", self.root.display())
+    }
+
     /// Starts one more compute node that joins the running cluster: a separate `blueshift
     /// compute` process (not supervised by `blueshift local`) in the cluster's process group,
     /// data in `root/<name>`, output in `root/<name>.log`.
