@@ -83,7 +83,7 @@ pub async fn load_demo(executor: &Executor) -> Result<()> {
             Some(d) => d,
             None => {
                 let mut settings = Default::default();
-                executor.execute(ddl, None, &mut settings).await?;
+                executor.execute_sql(ddl, &mut settings).await?;
                 match executor
                     .leader
                     .catalog

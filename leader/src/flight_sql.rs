@@ -56,7 +56,7 @@ use crate::LeaderState;
 use crate::error::Error;
 use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA, query_context};
 use crate::session::{Executor, Outcome, SESSION_USER};
-use crate::sql::{StatementKind, classify};
+use crate::sql::statement::{Ast, Parsed, QuestionMarks, Statement};
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
@@ -69,7 +69,7 @@ struct StatementTicket {
 }
 
 struct Prepared {
-    sql: String,
+    parsed: Parsed,
     user: String,
     /// The bound parameter rows (a query takes at most one).
     params: Vec<ParamValues>,
@@ -254,39 +254,57 @@ impl BlueshiftFlightSql {
         HashMap::from([(SESSION_USER.to_string(), user.to_string())])
     }
 
-    /// The logical plan of a statement as `user` would run it (nothing runs).
-    async fn plan(&self, sql: &str, user: &str) -> Result<LogicalPlan, Error> {
+    /// Parses a statement a client sent (exactly one).
+    fn parse(sql: &str, questions: QuestionMarks) -> Result<Parsed, Error> {
+        crate::sql::statement::parse_one(sql, questions)?.ok_or_else(|| {
+            Error::sql(
+                blueshift_common::error::sqlstate::SYNTAX_ERROR,
+                "the statement is empty",
+            )
+        })
+    }
+
+    /// The logical plan of a query or INSERT as `user` would run it (nothing runs).
+    async fn plan(&self, ast: &Ast, user: &str) -> Result<LogicalPlan, Error> {
         crate::session::CURRENT_USER
             .scope(user.to_string(), async {
-                query_context(&self.leader)?.logical_plan(sql).await
+                query_context(&self.leader)?.logical_plan(ast).await
             })
             .await
     }
 
-    /// The result schema of a query, by planning it (nothing runs).
-    async fn plan_schema(&self, sql: &str, user: &str) -> Result<SchemaRef, Error> {
-        let plan = self.plan(sql, user).await?;
-        Ok(Arc::new(plan.schema().as_arrow().clone()))
-    }
-
-    fn is_query(sql: &str) -> Result<bool, Error> {
-        Ok(matches!(
-            classify(sql)?,
-            StatementKind::Query | StatementKind::Explain | StatementKind::Show
-        ))
+    /// The result schema of a statement that returns rows (nothing runs).
+    async fn plan_schema(&self, parsed: &Parsed, user: &str) -> Result<SchemaRef, Error> {
+        let text = |name: &str| {
+            Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+                name,
+                arrow::datatypes::DataType::Utf8,
+                false,
+            )]))
+        };
+        Ok(match &parsed.statement {
+            Statement::Query(ast) => {
+                let plan = self.plan(ast, user).await?;
+                Arc::new(plan.schema().as_arrow().clone())
+            }
+            Statement::Explain { .. } => text("QUERY PLAN"),
+            Statement::ShowSetting(name) => text(name),
+            Statement::Show(cmd) => crate::sql::show::result_schema(cmd.objects.columns()),
+            _ => Arc::new(Schema::empty()),
+        })
     }
 
     /// Runs a statement and streams its rows as Flight data.
     async fn run(
         &self,
-        sql: &str,
+        parsed: &Parsed,
         user: &str,
         params: Option<ParamValues>,
     ) -> Result<DoGetStream, Status> {
         let mut settings = Self::settings(user);
         let outcome = self
             .executor()
-            .execute(sql, params, &mut settings)
+            .execute(parsed, params, &mut settings)
             .await
             .map_err(status)?;
         Ok(match outcome {
@@ -308,14 +326,14 @@ impl BlueshiftFlightSql {
     /// Runs a statement that returns no rows; its row count.
     async fn update(
         &self,
-        sql: &str,
+        parsed: &Parsed,
         user: &str,
         params: Option<ParamValues>,
     ) -> Result<i64, Status> {
         let mut settings = Self::settings(user);
         match self
             .executor()
-            .execute(sql, params, &mut settings)
+            .execute(parsed, params, &mut settings)
             .await
             .map_err(status)?
         {
@@ -335,39 +353,18 @@ impl BlueshiftFlightSql {
     /// none); the total row count.
     async fn update_each(
         &self,
-        sql: &str,
+        parsed: &Parsed,
         user: &str,
         rows: Vec<ParamValues>,
     ) -> Result<i64, Status> {
         if rows.is_empty() {
-            return self.update(sql, user, None).await;
+            return self.update(parsed, user, None).await;
         }
         let mut total = 0;
         for params in rows {
-            total += self.update(sql, user, Some(params)).await?;
+            total += self.update(parsed, user, Some(params)).await?;
         }
         Ok(total)
-    }
-
-    /// ODBC-style `?` parameters (what ADBC and JDBC send) as `$1, $2, ...`.
-    fn numbered_placeholders(sql: &str) -> Result<String, Error> {
-        use crate::sql::Token;
-        let mut n = 0;
-        let tokens: Vec<Token> = crate::sql::tokenize(sql)?
-            .into_iter()
-            .map(|t| match t {
-                Token::Question => {
-                    n += 1;
-                    Token::Placeholder(format!("${n}"))
-                }
-                Token::Placeholder(p) if p == "?" => {
-                    n += 1;
-                    Token::Placeholder(format!("${n}"))
-                }
-                other => other,
-            })
-            .collect();
-        Ok(crate::sql::untokenize(&tokens))
     }
 
     fn prepared_handle(handle: &[u8]) -> Result<String, Status> {
@@ -469,11 +466,15 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let user = self.user(&request)?;
         let sql = query.query;
-        let (schema, done) = if Self::is_query(&sql).map_err(status)? {
-            (self.plan_schema(&sql, &user).await.map_err(status)?, false)
+        let parsed = Self::parse(&sql, QuestionMarks::Operator).map_err(status)?;
+        let (schema, done) = if parsed.statement.is_query() {
+            (
+                self.plan_schema(&parsed, &user).await.map_err(status)?,
+                false,
+            )
         } else {
             // Not a query: it runs now; the ticket has nothing more to return.
-            self.update(&sql, &user, None).await?;
+            self.update(&parsed, &user, None).await?;
             (Arc::new(Schema::empty()), true)
         };
         let ticket = TicketStatementQuery {
@@ -502,7 +503,8 @@ impl FlightSqlService for BlueshiftFlightSql {
                 vec![],
             )));
         }
-        Ok(Response::new(self.run(&t.sql, &user, None).await?))
+        let parsed = Self::parse(&t.sql, QuestionMarks::Operator).map_err(status)?;
+        Ok(Response::new(self.run(&parsed, &user, None).await?))
     }
 
     async fn do_put_statement_update(
@@ -511,7 +513,8 @@ impl FlightSqlService for BlueshiftFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let user = self.user(&request)?;
-        self.update(&command.query, &user, None).await
+        let parsed = Self::parse(&command.query, QuestionMarks::Operator).map_err(status)?;
+        self.update(&parsed, &user, None).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -520,36 +523,41 @@ impl FlightSqlService for BlueshiftFlightSql {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let user = self.user(&request)?;
-        let sql = Self::numbered_placeholders(&query.query).map_err(status)?;
-        let kind = classify(&sql).map_err(status)?;
-        let (schema, parameters) = if matches!(kind, StatementKind::Query | StatementKind::Insert) {
-            let plan = self.plan(&sql, &user).await.map_err(status)?;
-            let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
-            let mut names: Vec<&String> = types.keys().collect();
-            names.sort_by_key(|n| n.trim_start_matches('$').parse::<usize>().unwrap_or(0));
-            let params = Schema::new(
-                names
-                    .iter()
-                    .map(|n| {
-                        arrow::datatypes::Field::new(
-                            n.as_str(),
-                            types[*n]
-                                .clone()
-                                .unwrap_or(arrow::datatypes::DataType::Utf8),
-                            true,
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            let schema = if kind == StatementKind::Query {
-                Arc::new(plan.schema().as_arrow().clone())
+        // ODBC-style `?` parameters (what ADBC and JDBC send) are `$1, $2, ...`.
+        let parsed = Self::parse(&query.query, QuestionMarks::Parameters).map_err(status)?;
+        let is_query = matches!(parsed.statement, Statement::Query(_));
+        let (schema, parameters) =
+            if let Statement::Query(ast) | Statement::Insert(ast) = &parsed.statement {
+                let plan = self.plan(ast, &user).await.map_err(status)?;
+                let types = plan.get_parameter_types().map_err(|e| status(e.into()))?;
+                let mut names: Vec<&String> = types.keys().collect();
+                names.sort_by_key(|n| n.trim_start_matches('$').parse::<usize>().unwrap_or(0));
+                let params = Schema::new(
+                    names
+                        .iter()
+                        .map(|n| {
+                            arrow::datatypes::Field::new(
+                                n.as_str(),
+                                types[*n]
+                                    .clone()
+                                    .unwrap_or(arrow::datatypes::DataType::Utf8),
+                                true,
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                let schema = if is_query {
+                    Arc::new(plan.schema().as_arrow().clone())
+                } else {
+                    Arc::new(Schema::empty())
+                };
+                (schema, params)
             } else {
-                Arc::new(Schema::empty())
+                (
+                    self.plan_schema(&parsed, &user).await.map_err(status)?,
+                    Schema::empty(),
+                )
             };
-            (schema, params)
-        } else {
-            (Arc::new(Schema::empty()), Schema::empty())
-        };
         let handle = uuid::Uuid::new_v4().simple().to_string();
         let result = ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.clone().into(),
@@ -559,8 +567,8 @@ impl FlightSqlService for BlueshiftFlightSql {
         lock(&self.prepared).insert(
             handle,
             Prepared {
-                is_query: kind == StatementKind::Query,
-                sql,
+                is_query: parsed.statement.is_query(),
+                parsed,
                 user,
                 params: Vec::new(),
                 schema,
@@ -600,20 +608,20 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let user = self.user(&request)?;
         let handle = Self::prepared_handle(&cmd.prepared_statement_handle)?;
-        let (schema, is_query, sql, params) = lock(&self.prepared)
+        let (schema, is_query, parsed, params) = lock(&self.prepared)
             .get(&handle)
             .filter(|p| p.user == user)
             .map(|p| {
                 (
                     p.schema.clone(),
                     p.is_query,
-                    p.sql.clone(),
+                    p.parsed.clone(),
                     p.params.clone(),
                 )
             })
             .ok_or_else(|| Status::not_found("no such prepared statement"))?;
         if !is_query {
-            self.update_each(&sql, &user, params).await?;
+            self.update_each(&parsed, &user, params).await?;
         }
         command_info(&cmd, &schema, request)
     }
@@ -625,12 +633,12 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let user = self.user(&request)?;
         let handle = Self::prepared_handle(&cmd.prepared_statement_handle)?;
-        let (sql, params, is_query, schema) = lock(&self.prepared)
+        let (parsed, params, is_query, schema) = lock(&self.prepared)
             .get(&handle)
             .filter(|p| p.user == user)
             .map(|p| {
                 (
-                    p.sql.clone(),
+                    p.parsed.clone(),
                     p.params.first().cloned(),
                     p.is_query,
                     p.schema.clone(),
@@ -641,7 +649,7 @@ impl FlightSqlService for BlueshiftFlightSql {
             // It ran at GetFlightInfo.
             return Ok(Response::new(batches_stream(schema, vec![])));
         }
-        Ok(Response::new(self.run(&sql, &user, params).await?))
+        Ok(Response::new(self.run(&parsed, &user, params).await?))
     }
 
     async fn do_put_prepared_statement_update(
@@ -651,13 +659,13 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<i64, Status> {
         let user = self.user(&request)?;
         let handle = Self::prepared_handle(&cmd.prepared_statement_handle)?;
-        let sql = lock(&self.prepared)
+        let parsed = lock(&self.prepared)
             .get(&handle)
             .filter(|p| p.user == user)
-            .map(|p| p.sql.clone())
+            .map(|p| p.parsed.clone())
             .ok_or_else(|| Status::not_found("no such prepared statement"))?;
         let rows = Self::parameter_rows(request).await?;
-        self.update_each(&sql, &user, rows).await
+        self.update_each(&parsed, &user, rows).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -868,11 +876,9 @@ impl FlightService for FlightSqlEndpoint {
             .map_err(|_| Status::invalid_argument("GetSchema needs a Flight SQL command"))?;
         let schema: SchemaRef =
             if let Some(q) = any.unpack::<CommandStatementQuery>().map_err(bad_command)? {
-                if BlueshiftFlightSql::is_query(&q.query).map_err(status)? {
-                    self.0.plan_schema(&q.query, &user).await.map_err(status)?
-                } else {
-                    Arc::new(Schema::empty())
-                }
+                let parsed =
+                    BlueshiftFlightSql::parse(&q.query, QuestionMarks::Operator).map_err(status)?;
+                self.0.plan_schema(&parsed, &user).await.map_err(status)?
             } else if let Some(p) = any
                 .unpack::<CommandPreparedStatementQuery>()
                 .map_err(bad_command)?

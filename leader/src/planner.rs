@@ -166,14 +166,21 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
 }
 
 impl QueryContext {
-    /// The logical plan of one SQL statement (after the PostgreSQL compatibility rewrites).
-    pub async fn logical_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
-        crate::sql::compat::logical_plan(&self.ctx.state(), sql, &self.empty_catalog_tables).await
+    /// The logical plan of one statement (after the PostgreSQL compatibility rewrites).
+    pub async fn logical_plan(
+        &self,
+        statement: &crate::sql::statement::Ast,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        crate::sql::compat::logical_plan(&self.ctx.state(), statement, &self.empty_catalog_tables)
+            .await
     }
 
-    /// Plans one SQL statement, ready to run.
-    pub async fn dataframe(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
-        let plan = self.logical_plan(sql).await?;
+    /// Plans one statement, ready to run.
+    pub async fn dataframe(
+        &self,
+        statement: &crate::sql::statement::Ast,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let plan = self.logical_plan(statement).await?;
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 

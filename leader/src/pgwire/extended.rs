@@ -3,11 +3,13 @@
 //! Bind (parameters decoded by their declared or inferred types) and Execute.
 
 use super::*;
+use crate::sql::statement::QuestionMarks;
+use datafusion::sql::sqlparser::ast::DataType as SqlType;
 
 /// A statement prepared through the extended protocol.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    sql: String,
+    parsed: Parsed,
     param_types: Vec<Option<DataType>>,
     result: Option<SchemaRef>,
 }
@@ -51,21 +53,22 @@ fn with_resolved_parameter_types(
 }
 
 /// The SQL type a declared parameter type casts to; `None` for types left to inference.
-fn sql_type_of(t: &Type) -> Option<&'static str> {
+fn sql_type_of(t: &Type) -> Option<SqlType> {
+    use datafusion::sql::sqlparser::ast::{ExactNumberInfo, TimezoneInfo};
     Some(match *t {
-        Type::BOOL => "boolean",
-        Type::INT2 => "smallint",
-        Type::INT4 => "integer",
-        Type::INT8 => "bigint",
-        Type::FLOAT4 => "real",
-        Type::FLOAT8 => "double precision",
-        Type::NUMERIC => "numeric",
-        Type::TEXT => "text",
-        Type::VARCHAR => "varchar",
-        Type::BPCHAR => "char",
-        Type::DATE => "date",
-        Type::TIMESTAMP => "timestamp",
-        Type::TIMESTAMPTZ => "timestamptz",
+        Type::BOOL => SqlType::Boolean,
+        Type::INT2 => SqlType::SmallInt(None),
+        Type::INT4 => SqlType::Integer(None),
+        Type::INT8 => SqlType::BigInt(None),
+        Type::FLOAT4 => SqlType::Real,
+        Type::FLOAT8 => SqlType::DoublePrecision,
+        Type::NUMERIC => SqlType::Numeric(ExactNumberInfo::None),
+        Type::TEXT => SqlType::Text,
+        Type::VARCHAR => SqlType::Varchar(None),
+        Type::BPCHAR => SqlType::Char(None),
+        Type::DATE => SqlType::Date,
+        Type::TIMESTAMP => SqlType::Timestamp(None, TimezoneInfo::None),
+        Type::TIMESTAMPTZ => SqlType::Timestamp(None, TimezoneInfo::WithTimeZone),
         _ => return None,
     })
 }
@@ -87,59 +90,49 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let sql = sql.trim().trim_end_matches(';').to_string();
-        if sql.is_empty() {
+        let Some(parsed) =
+            crate::sql::statement::parse_one(sql, QuestionMarks::Operator).map_err(user_error)?
+        else {
             return Ok(None);
-        }
-        let kind = classify(&sql).map_err(user_error)?;
-        // Parameter types the client declared fix the parameters' types, as in PostgreSQL
-        // (`select $1` with $1 int2 returns an int2).
-        let sql = if matches!(kind, StatementKind::Query | StatementKind::Insert) {
-            let declared: Vec<Option<&'static str>> = types
-                .iter()
-                .map(|t| t.as_ref().and_then(sql_type_of))
-                .collect();
-            crate::sql::compat::with_parameter_types(&sql, &declared).map_err(user_error)?
-        } else {
-            sql
         };
         let mut prepared = Prepared {
-            sql: sql.clone(),
+            parsed,
             param_types: Vec::new(),
             result: None,
         };
-        if matches!(kind, StatementKind::Query | StatementKind::Insert) {
-            let qc = query_context(&self.leader).map_err(user_error)?;
-            let plan = qc.logical_plan(&sql).await.map_err(user_error)?;
-            let ptypes = plan
-                .get_parameter_types()
-                .map_err(|e| user_error(e.into()))?;
-            let n = ptypes.len().max(types.len());
-            prepared.param_types = (1..=n)
-                .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
-                .collect();
-            if kind == StatementKind::Query {
-                prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
+        match &mut prepared.parsed.statement {
+            Statement::Query(ast) | Statement::Insert(ast) => {
+                // Parameter types the client declared fix the parameters' types, as in
+                // PostgreSQL (`select $1` with $1 int2 returns an int2).
+                let declared: Vec<Option<SqlType>> = types
+                    .iter()
+                    .map(|t| t.as_ref().and_then(sql_type_of))
+                    .collect();
+                crate::sql::compat::with_parameter_types(ast, &declared);
+                let qc = query_context(&self.leader).map_err(user_error)?;
+                let plan = qc.logical_plan(ast).await.map_err(user_error)?;
+                let ptypes = plan
+                    .get_parameter_types()
+                    .map_err(|e| user_error(e.into()))?;
+                let n = ptypes.len().max(types.len());
+                prepared.param_types = (1..=n)
+                    .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
+                    .collect();
+                if matches!(**ast, crate::sql::statement::Ast::Query(_)) {
+                    prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
+                }
             }
-        } else if kind == StatementKind::Show
-            && let Some(cmd) = crate::sql::show::parse_show_bound(&sql, None).map_err(user_error)?
-        {
-            prepared.result = Some(crate::sql::show::result_schema(cmd.objects.columns()));
-            let placeholders = crate::sql::words(&sql)
-                .map_err(user_error)?
-                .iter()
-                .filter(|t| {
-                    matches!(
-                        t,
-                        datafusion::sql::sqlparser::tokenizer::Token::Placeholder(_)
-                    )
-                })
-                .count();
-            prepared.param_types = vec![Some(DataType::Utf8); placeholders.max(types.len())];
-        } else if matches!(kind, StatementKind::Show | StatementKind::Explain) {
-            prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
-                arrow::datatypes::Field::new("result", DataType::Utf8, true),
-            ])));
+            Statement::Show(cmd) => {
+                prepared.result = Some(crate::sql::show::result_schema(cmd.objects.columns()));
+                prepared.param_types =
+                    vec![Some(DataType::Utf8); cmd.parameter_count().max(types.len())];
+            }
+            Statement::ShowSetting(_) | Statement::Explain { .. } => {
+                prepared.result = Some(Arc::new(arrow::datatypes::Schema::new(vec![
+                    arrow::datatypes::Field::new("result", DataType::Utf8, true),
+                ])));
+            }
+            _ => {}
         }
         Ok(Some(prepared))
     }
@@ -196,7 +189,7 @@ impl ExtendedQueryHandler for Handler {
             Some(values)
         };
         let mut settings = settings_of(client);
-        let result = self.run(client, &stmt.sql, params, &mut settings).await;
+        let result = self.run(client, &stmt.parsed, params, &mut settings).await;
         store_settings(client, settings);
         match result {
             Ok(outcome) => into_response(outcome, &portal.result_column_format),

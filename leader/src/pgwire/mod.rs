@@ -40,8 +40,8 @@ use crate::interrupt::{Interrupt, STATEMENT_TIMEOUT, parse_timeout, rows_until};
 use crate::planner::query_context;
 use crate::session::{CopyInLoad, Executor, Outcome};
 use crate::sql::cursor::CursorStatement;
+use crate::sql::statement::{Parsed, Statement};
 use crate::sql::transaction::TxChange;
-use crate::sql::{StatementKind, classify, split_statements};
 use blueshift_common::error::sqlstate;
 use cursors::Cursors;
 
@@ -163,12 +163,12 @@ impl Handler {
     async fn run<C: ClientInfo>(
         &self,
         client: &C,
-        sql: &str,
+        parsed: &Parsed,
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome, Error> {
         if client.transaction_status() == TransactionStatus::Error
-            && classify(sql)? != StatementKind::Transaction
+            && !matches!(parsed.statement, Statement::Transaction(_))
         {
             return Err(Error::sql(
                 blueshift_common::error::sqlstate::IN_FAILED_TRANSACTION,
@@ -176,14 +176,14 @@ impl Handler {
             ));
         }
         let mut interrupt = self.interrupt(client, settings).await?;
-        if let Some(stmt) = crate::sql::cursor::parse_cursor_statement(sql)? {
+        if let Statement::Cursor(stmt) = &parsed.statement {
             return tokio::select! {
-                r = self.cursor_statement(client, stmt, params, settings) => r,
+                r = self.cursor_statement(client, &parsed.text, stmt.clone(), params, settings) => r,
                 e = interrupt.fired() => Err(e.into()),
             };
         }
         let outcome = tokio::select! {
-            r = self.executor.execute(sql, params, settings) => r?,
+            r = self.executor.execute(parsed, params, settings) => r?,
             e = interrupt.fired() => return Err(e.into()),
         };
         if let Outcome::Transaction {
@@ -218,6 +218,7 @@ impl Handler {
     async fn cursor_statement<C: ClientInfo>(
         &self,
         client: &C,
+        text: &str,
         stmt: CursorStatement,
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
@@ -240,6 +241,10 @@ impl Handler {
                         "DECLARE CURSOR can only be used in transaction blocks",
                     ));
                 }
+                let query = Parsed {
+                    text: text.to_string(),
+                    statement: Statement::Query(query),
+                };
                 match self.executor.execute(&query, params, settings).await? {
                     Outcome::Rows { schema, stream } => {
                         cursors.declare(name, hold, schema, stream).await?;
@@ -296,7 +301,7 @@ impl SimpleQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statements = match split_statements(query) {
+        let statements = match crate::sql::statement::parse(query) {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
         };
@@ -307,7 +312,7 @@ impl SimpleQueryHandler for Handler {
         let many = statements.len() > 1;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
-            let span = tracing::info_span!("statement", sql = %truncate(&stmt));
+            let span = tracing::info_span!("statement", sql = %truncate(&stmt.text));
             let _g = span.enter();
             let result = match self.run(client, &stmt, None, &mut settings).await {
                 // Several statements run one after another, as in PostgreSQL: a statement's

@@ -1,23 +1,21 @@
 //! Redshift's metadata listings (`SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`, with bind
-//! parameters) built from the catalog, and `SHOW` of a setting.
+//! parameters) built from the catalog.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::DistStyle;
 use datafusion::common::ParamValues;
 
-use super::{Executor, Outcome, show_setting};
+use super::{Executor, Outcome};
 use crate::error::{Error, Result};
 
 impl Executor {
-    /// `SHOW` of a setting, or one of Redshift's metadata listings.
+    /// One of Redshift's metadata listings, its bind parameters given.
     pub(super) fn show(
         &self,
-        sql: &str,
+        cmd: &crate::sql::show::ShowCommand,
         params: Option<ParamValues>,
-        settings: &HashMap<String, String>,
     ) -> Result<Outcome> {
         let values: Vec<String> = match &params {
             Some(ParamValues::List(values)) => values
@@ -33,10 +31,7 @@ impl Executor {
                 .collect::<Result<_>>()?,
             _ => Vec::new(),
         };
-        match crate::sql::show::parse_show_bound(sql, Some(&values))? {
-            Some(cmd) => self.show_objects(&cmd),
-            None => show_setting(sql, settings),
-        }
+        self.show_objects(&cmd.bind(&values)?)
     }
 
     fn show_objects(&self, cmd: &crate::sql::show::ShowCommand) -> Result<Outcome> {

@@ -29,9 +29,10 @@ use crate::load::source::{ReadSpec, list_files, read_files, read_stdin};
 use crate::planner::{QueryContext, analyze_lines, explain_lines, query_context};
 use crate::scheduler::DistributedQueryExec;
 use crate::scheduler::SchedulerHandle;
-use crate::sql::copy::parse_copy;
-use crate::sql::ddl::{parse_create_table, parse_drop_table};
-use crate::sql::{StatementKind, classify, keyword, words};
+use crate::sql::copy::CopyStatement;
+use crate::sql::copy_out::CopyOut;
+use crate::sql::ddl::CreateTable;
+use crate::sql::statement::{Ast, Parsed, Statement};
 
 mod metadata;
 pub mod retry;
@@ -153,7 +154,7 @@ pub struct Executor {
 impl Executor {
     pub async fn execute(
         &self,
-        sql: &str,
+        parsed: &Parsed,
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome> {
@@ -168,7 +169,7 @@ impl Executor {
         };
         let changes = view.changes.clone();
         let run = crate::limits::QUERY_MEMORY_LIMIT
-            .scope(memory_limit, self.dispatch(sql, params, settings));
+            .scope(memory_limit, self.dispatch(parsed, params, settings));
         let outcome = SETTINGS.scope(view, CURRENT_USER.scope(user, run)).await;
         // `set_config(...)` calls, evaluated while the statement was planned.
         for (name, value) in changes.apply() {
@@ -177,58 +178,52 @@ impl Executor {
         outcome
     }
 
-    async fn dispatch(
+    /// Parses SQL text made inside the process (the demo data set's DDL) and runs each of
+    /// its statements.
+    pub async fn execute_sql(
         &self,
         sql: &str,
+        settings: &mut HashMap<String, String>,
+    ) -> Result<()> {
+        for parsed in crate::sql::statement::parse(sql)? {
+            self.execute(&parsed, None, settings).await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        parsed: &Parsed,
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome> {
-        let kind = classify(sql)?;
-        let outcome = match kind {
-            StatementKind::CreateTable => self.create_table(sql).await,
-            StatementKind::DropTable => self.drop_table(sql),
-            StatementKind::Copy => self.copy(sql).await,
-            StatementKind::Insert => self.insert(sql, params).await,
-            StatementKind::Query => self.query(sql, params).await,
-            StatementKind::Explain => self.explain(sql).await,
-            StatementKind::Set => set(sql, settings),
-            StatementKind::Show => self.show(sql, params, settings),
-            StatementKind::Transaction => {
-                let (tag, change) = crate::sql::transaction::execute(sql, settings)?;
+        let outcome = match &parsed.statement {
+            Statement::CreateTable(ct) => self.create_table(ct).await,
+            Statement::DropTable { names, if_exists } => self.drop_table(names, *if_exists),
+            Statement::CopyFrom(copy) => self.copy_from(copy).await,
+            Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,
+            Statement::Insert(ast) => self.insert(ast, params).await,
+            Statement::Query(ast) => self.query(&parsed.text, ast, params).await,
+            Statement::Explain { analyze, statement } => self.explain(*analyze, statement).await,
+            Statement::Set(stmt) => set(stmt, settings),
+            Statement::ShowSetting(name) => show_setting(name, settings),
+            Statement::Show(cmd) => self.show(cmd, params),
+            Statement::Transaction(stmt) => {
+                let (tag, change) = crate::sql::transaction::execute(stmt, settings)?;
                 Ok(Outcome::Transaction { tag, change })
             }
-            StatementKind::User => self.user_statement(sql, settings),
-            StatementKind::Other => {
-                let ws = words(sql)?;
-                let k = ws.first().and_then(keyword).unwrap_or_default();
-                match k.as_str() {
-                    "DISCARD" | "DEALLOCATE" => Ok(command(&k)),
-                    "DELETE" | "UPDATE" | "ALTER" | "VACUUM" | "ANALYZE" | "TRUNCATE" | "GRANT"
-                    | "REVOKE" | "CREATE" | "DROP" | "UNLOAD" | "MERGE" | "CALL" | "PREPARE"
-                    | "EXECUTE" | "LOCK" | "COMMENT" | "DECLARE" | "FETCH" | "CLOSE" | "LISTEN"
-                    | "NOTIFY" => Err(Error::sql(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        format!("{k} statements are not supported yet"),
-                    )),
-                    _ => {
-                        let near = ws.first().map(|t| t.to_string()).unwrap_or_default();
-                        Err(Error::sql(
-                            sqlstate::SYNTAX_ERROR,
-                            format!("syntax error at or near \"{near}\""),
-                        ))
-                    }
-                }
-            }
+            Statement::User(stmt) => self.user_statement(stmt, settings),
+            Statement::NoOp(tag) => Ok(command(tag)),
+            Statement::Cursor(_) => Err(Error::sql(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "cursors are available over the PostgreSQL protocol only",
+            )),
+            Statement::Unsupported(keyword) => Err(Error::sql(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("{keyword} statements are not supported yet"),
+            )),
         };
-        if outcome.is_ok()
-            && matches!(
-                kind,
-                StatementKind::CreateTable
-                    | StatementKind::DropTable
-                    | StatementKind::Copy
-                    | StatementKind::Insert
-            )
-        {
+        if outcome.is_ok() && parsed.statement.writes() {
             crate::sql::transaction::note_write(settings);
         }
         outcome
@@ -242,11 +237,11 @@ impl Executor {
     pub async fn plan_query(
         &self,
         qc: &QueryContext,
-        sql: &str,
+        ast: &Ast,
         params: Option<ParamValues>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        crate::sql::guard::refuse_known_wrong_answers(sql)?;
-        let mut df = qc.dataframe(sql).await?;
+        crate::sql::guard::refuse_known_wrong_answers(ast)?;
+        let mut df = qc.dataframe(ast).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
         }
@@ -265,23 +260,23 @@ impl Executor {
     /// Plans a query on the live nodes and starts it; gives its stream and query id.
     async fn start_query(
         &self,
-        sql: &str,
+        ast: &Ast,
         params: Option<ParamValues>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream, String)> {
         let qc = query_context(&self.leader)?;
-        let plan = self.plan_query(&qc, sql, params).await?;
+        let plan = self.plan_query(&qc, ast, params).await?;
         let schema = plan.schema();
         let stream = execute_stream(plan, qc.ctx.task_ctx())?;
         Ok((schema, stream, qc.query_id))
     }
 
     /// A query, run again on the remaining nodes if it loses one ([`retry`]).
-    async fn query(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
-        let (schema, stream, query_id) = self.start_query(sql, params.clone()).await?;
+    async fn query(&self, sql: &str, ast: &Ast, params: Option<ParamValues>) -> Result<Outcome> {
+        let (schema, stream, query_id) = self.start_query(ast, params.clone()).await?;
         // A retry plans again outside this statement's task, so it takes the statement's
         // user, settings and memory limit along.
         let leader = self.leader.clone();
-        let sql_text = sql.to_string();
+        let ast = ast.clone();
         let view = statement_settings();
         let user = current_user();
         let memory_limit = crate::limits::current();
@@ -289,10 +284,10 @@ impl Executor {
             let executor = Executor {
                 leader: leader.clone(),
             };
-            let sql = sql_text.clone();
+            let ast = ast.clone();
             let params = params.clone();
             let run = crate::limits::QUERY_MEMORY_LIMIT.scope(memory_limit, async move {
-                let (_, stream, id) = executor.start_query(&sql, params).await?;
+                let (_, stream, id) = executor.start_query(&ast, params).await?;
                 Ok((stream, id))
             });
             Box::pin(SETTINGS.scope(view.clone(), CURRENT_USER.scope(user.clone(), run)))
@@ -308,26 +303,12 @@ impl Executor {
         Ok(Outcome::Rows { schema, stream })
     }
 
-    async fn explain(&self, sql: &str) -> Result<Outcome> {
-        let ws = words(sql)?;
-        let mut skip = 1;
-        let mut analyze = false;
-        while let Some(k) = ws.get(skip).and_then(keyword) {
-            match k.as_str() {
-                "VERBOSE" => skip += 1,
-                "ANALYZE" => {
-                    analyze = true;
-                    skip += 1;
-                }
-                _ => break,
-            }
-        }
-        let inner = crate::sql::untokenize_words(&ws[skip..]);
+    async fn explain(&self, analyze: bool, statement: &Statement) -> Result<Outcome> {
         let qc = query_context(&self.leader)?;
-        let plan = match classify(&inner)? {
-            StatementKind::Query => self.plan_query(&qc, &inner, None).await?,
-            StatementKind::Insert => {
-                let (_, input) = self.insert_input(&qc, &inner, None).await?;
+        let plan = match statement {
+            Statement::Query(ast) => self.plan_query(&qc, ast, None).await?,
+            Statement::Insert(ast) => {
+                let (_, input) = self.insert_input(&qc, ast, None).await?;
                 input
             }
             _ => {
@@ -339,12 +320,6 @@ impl Executor {
         };
         let lines = match (analyze, plan.downcast_ref::<DistributedQueryExec>()) {
             (true, Some(query)) => {
-                if !matches!(classify(&inner)?, StatementKind::Query) {
-                    return Err(Error::sql(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        "EXPLAIN ANALYZE supports SELECT statements",
-                    ));
-                }
                 let analysis = query.analyze(qc.ctx.task_ctx()).await?;
                 analyze_lines(query, &analysis)
             }
@@ -366,8 +341,8 @@ impl Executor {
         Ok(Outcome::batches(schema, vec![batch]))
     }
 
-    async fn create_table(&self, sql: &str) -> Result<Outcome> {
-        let mut ct = parse_create_table(sql)?;
+    async fn create_table(&self, ct: &CreateTable) -> Result<Outcome> {
+        let mut ct = ct.clone();
         let leader = &self.leader;
         if ct.if_not_exists
             && leader
@@ -395,7 +370,7 @@ impl Executor {
         // CREATE TABLE ... AS SELECT: plan the query, create the table from its schema,
         // load its rows; the table only becomes visible with its rows.
         let qc = query_context(leader)?;
-        let plan = self.plan_query(&qc, &query.to_string(), None).await?;
+        let plan = self.plan_query(&qc, &Ast::Query(query), None).await?;
         let schema = plan.schema();
         let columns = schema
             .fields()
@@ -456,14 +431,13 @@ impl Executor {
         }
     }
 
-    fn drop_table(&self, sql: &str) -> Result<Outcome> {
-        let (names, if_exists) = parse_drop_table(sql)?;
+    fn drop_table(&self, names: &[String], if_exists: bool) -> Result<Outcome> {
         for name in names {
             let found = self
                 .leader
                 .catalog
                 .snapshot()
-                .table_by_name("public", &name)
+                .table_by_name("public", name)
                 .map(|t| t.id);
             match found {
                 Some(id) => {
@@ -483,19 +457,19 @@ impl Executor {
         Ok(command("DROP TABLE"))
     }
 
-    async fn copy(&self, sql: &str) -> Result<Outcome> {
-        if let Some(copy) = crate::sql::copy_out::parse_copy_to(sql)? {
-            let outcome = self.query(&copy.query(), None).await?;
-            let Outcome::Rows { schema, stream } = outcome else {
-                return Err(Error::sql(sqlstate::INTERNAL_ERROR, "COPY TO without rows"));
-            };
-            return Ok(Outcome::CopyOut {
-                copy,
-                schema,
-                stream,
-            });
-        }
-        let stmt = parse_copy(sql)?;
+    async fn copy_to(&self, sql: &str, copy: &CopyOut) -> Result<Outcome> {
+        let outcome = self.query(sql, &copy.query()?, None).await?;
+        let Outcome::Rows { schema, stream } = outcome else {
+            return Err(Error::sql(sqlstate::INTERNAL_ERROR, "COPY TO without rows"));
+        };
+        Ok(Outcome::CopyOut {
+            copy: copy.clone(),
+            schema,
+            stream,
+        })
+    }
+
+    async fn copy_from(&self, stmt: &CopyStatement) -> Result<Outcome> {
         let snapshot = self.leader.catalog.snapshot();
         let table = snapshot
             .table_by_name("public", &stmt.table)
@@ -675,11 +649,11 @@ impl Executor {
     async fn insert_input(
         &self,
         qc: &QueryContext,
-        sql: &str,
+        ast: &Ast,
         params: Option<ParamValues>,
     ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
-        crate::sql::guard::refuse_known_wrong_answers(sql)?;
-        let mut df = qc.dataframe(sql).await?;
+        crate::sql::guard::refuse_known_wrong_answers(ast)?;
+        let mut df = qc.dataframe(ast).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
         }
@@ -712,9 +686,9 @@ impl Executor {
         Ok((def, plan))
     }
 
-    async fn insert(&self, sql: &str, params: Option<ParamValues>) -> Result<Outcome> {
+    async fn insert(&self, ast: &Ast, params: Option<ParamValues>) -> Result<Outcome> {
         let qc = query_context(&self.leader)?;
-        let (def, plan) = self.insert_input(&qc, sql, params).await?;
+        let (def, plan) = self.insert_input(&qc, ast, params).await?;
         let rows = self
             .load_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
             .await?;

@@ -9,7 +9,7 @@ use blueshift_common::error::sqlstate;
 
 use super::{Outcome, command};
 use crate::error::{Error, Result};
-use crate::sql::{keyword, words};
+use crate::sql::settings::SetStatement;
 
 /// The session setting that holds the logged-in user (set at startup; `SET` cannot write
 /// keys that start with NUL).
@@ -97,39 +97,12 @@ pub fn default_setting(name: &str) -> Option<String> {
     })
 }
 
-pub(super) fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<Outcome> {
-    let ws = words(sql)?;
-    let is_reset = ws.first().and_then(keyword).as_deref() == Some("RESET");
-    let mut i = 1;
-    if matches!(
-        ws.get(1).and_then(keyword).as_deref(),
-        Some("SESSION" | "LOCAL")
-    ) {
-        i += 1;
-    }
-    let name = ws
-        .get(i)
-        .map(|t| t.to_string().to_ascii_lowercase())
-        .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a setting name"))?;
-    if is_reset {
+pub(super) fn set(stmt: &SetStatement, settings: &mut HashMap<String, String>) -> Result<Outcome> {
+    let name = stmt.name.clone();
+    let Some(value) = stmt.value.clone() else {
         settings.remove(&name);
         return Ok(command("RESET"));
-    }
-    let mut rest = &ws[(i + 1).min(ws.len())..];
-    if let Some(first) = rest.first()
-        && (first == &datafusion::sql::sqlparser::tokenizer::Token::Eq
-            || keyword(first).as_deref() == Some("TO"))
-    {
-        rest = &rest[1..];
-    }
-    let value = rest
-        .iter()
-        .map(|t| match t {
-            datafusion::sql::sqlparser::tokenizer::Token::SingleQuotedString(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    };
     if name == crate::interrupt::STATEMENT_TIMEOUT {
         crate::interrupt::parse_timeout(&value)?;
     }
@@ -140,13 +113,8 @@ pub(super) fn set(sql: &str, settings: &mut HashMap<String, String>) -> Result<O
     Ok(command("SET"))
 }
 
-pub(super) fn show_setting(sql: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
-    let ws = words(sql)?;
-    let name = ws[1..]
-        .iter()
-        .map(|t| t.to_string().to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
+pub(super) fn show_setting(name: &str, settings: &HashMap<String, String>) -> Result<Outcome> {
+    let name = name.to_string();
     let value = settings
         .get(&name)
         .cloned()

@@ -14,16 +14,14 @@ impl Executor {
     /// password.
     pub(super) fn user_statement(
         &self,
-        sql: &str,
+        stmt: &crate::sql::users::UserStatement,
         settings: &HashMap<String, String>,
     ) -> Result<Outcome> {
-        use crate::sql::users::{Password, UserStatement, parse_user_statement};
+        use crate::sql::users::{Password, UserStatement};
+        let stmt = stmt.clone();
         let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
         let snapshot = self.leader.catalog.snapshot();
         let superuser = self.leader.is_superuser(&me);
-        let Some(stmt) = parse_user_statement(sql)? else {
-            return Err(Error::sql(sqlstate::SYNTAX_ERROR, "not a user statement"));
-        };
         let own_password = matches!(&stmt, UserStatement::Alter { name, options }
             if *name == me && options.superuser.is_none() && options.create_db.is_none());
         if !superuser && !own_password {

@@ -54,17 +54,17 @@ fn rules() -> &'static [Arc<dyn SqlStatementRewriteRule>] {
     })
 }
 
-/// Parses one statement, applies the compatibility rewrites, and plans it.
+/// Applies the compatibility rewrites to a statement and plans it.
 pub async fn logical_plan(
     state: &SessionState,
-    sql: &str,
+    statement: &Statement,
     empty_tables: &HashSet<String>,
 ) -> Result<LogicalPlan> {
-    match plan_once(state, sql, empty_tables, false).await {
+    match plan_once(state, statement, empty_tables, false).await {
         // Redshift lets WHERE name a select-list alias (`n.nspname AS schema ... WHERE
         // schema = 'public'`) when no column has that name: only then is it rewritten.
         Err(e) if e.user_message().contains("No field named") => {
-            match plan_once(state, sql, empty_tables, true).await {
+            match plan_once(state, statement, empty_tables, true).await {
                 Ok(plan) => Ok(plan),
                 Err(_) => Err(e),
             }
@@ -75,31 +75,26 @@ pub async fn logical_plan(
 
 async fn plan_once(
     state: &SessionState,
-    sql: &str,
+    statement: &Statement,
     empty_tables: &HashSet<String>,
     lateral_aliases: bool,
 ) -> Result<LogicalPlan> {
-    let statement =
-        match state.sql_to_statement(sql, &datafusion::common::config::Dialect::PostgreSQL)? {
-            DfStatement::Statement(s) => {
-                refuse_lossy(&s)?;
-                let mut s = *s;
-                let _ = VisitMut::visit(&mut s, &mut QuantifiedSubqueries);
-                let _ = VisitMut::visit(&mut s, &mut RedshiftForms { lateral_aliases });
-                let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
-                for rule in rules() {
-                    s = rule.rewrite(s);
-                }
-                // Again: the rules turn a bare `current_schema` into a call.
-                let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
-                let _ = VisitMut::visit(&mut s, &mut QualifyPgUser);
-                let _ = VisitMut::visit(&mut s, &mut UnevaluatedSubqueries { empty_tables });
-                crate::sql::scalar_subquery::rewrite(&mut s);
-                DfStatement::Statement(Box::new(s))
-            }
-            other => other,
-        };
-    Ok(state.statement_to_plan(statement).await?)
+    refuse_lossy(statement)?;
+    let mut s = statement.clone();
+    let _ = VisitMut::visit(&mut s, &mut QuantifiedSubqueries);
+    let _ = VisitMut::visit(&mut s, &mut RedshiftForms { lateral_aliases });
+    let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
+    for rule in rules() {
+        s = rule.rewrite(s);
+    }
+    // Again: the rules turn a bare `current_schema` into a call.
+    let _ = VisitMut::visit(&mut s, &mut PgColumnNames);
+    let _ = VisitMut::visit(&mut s, &mut QualifyPgUser);
+    let _ = VisitMut::visit(&mut s, &mut UnevaluatedSubqueries { empty_tables });
+    crate::sql::scalar_subquery::rewrite(&mut s);
+    Ok(state
+        .statement_to_plan(DfStatement::Statement(Box::new(s)))
+        .await?)
 }
 
 /// `x = ANY (subquery)` is `x IN (subquery)` and `x <> ALL (subquery)` is `x NOT IN
@@ -527,21 +522,13 @@ fn output_name(e: &Expr) -> String {
     }
 }
 
-/// `sql` with each parameter `$i` whose type the client declared (`types[i-1]`, a SQL type
-/// name) written as `CAST($i AS type)`; unchanged when none is declared.
-pub fn with_parameter_types(sql: &str, types: &[Option<&str>]) -> Result<String> {
+/// Writes each parameter `$i` whose type the client declared (`types[i-1]`) as
+/// `CAST($i AS type)`.
+pub fn with_parameter_types(statement: &mut Statement, types: &[Option<SqlType>]) {
     if types.iter().all(Option::is_none) {
-        return Ok(sql.to_string());
+        return;
     }
-    let mut statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-        sql,
-    )
-    .map_err(|e| Error::sql(sqlstate::SYNTAX_ERROR, format!("syntax error: {e}")))?;
-    let [statement] = statements.as_mut_slice() else {
-        return Ok(sql.to_string());
-    };
-    struct Casts<'a>(&'a [Option<&'a str>]);
+    struct Casts<'a>(&'a [Option<SqlType>]);
     impl VisitorMut for Casts<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
@@ -550,17 +537,12 @@ pub fn with_parameter_types(sql: &str, types: &[Option<&str>]) -> Result<String>
                 ..
             }) = e
                 && let Some(i) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-                && let Some(Some(ty)) = self.0.get(i.wrapping_sub(1))
-                && let Ok(data_type) = datafusion::sql::sqlparser::parser::Parser::new(
-                    &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                )
-                .try_with_sql(ty)
-                .and_then(|mut p| p.parse_data_type())
+                && let Some(Some(data_type)) = self.0.get(i.wrapping_sub(1))
             {
                 *e = Expr::Cast {
                     kind: CastKind::Cast,
                     expr: Box::new(e.clone()),
-                    data_type,
+                    data_type: data_type.clone(),
                     array: false,
                     format: None,
                 };
@@ -569,7 +551,6 @@ pub fn with_parameter_types(sql: &str, types: &[Option<&str>]) -> Result<String>
         }
     }
     let _ = VisitMut::visit(statement, &mut Casts(types));
-    Ok(statement.to_string())
 }
 
 /// Refuses what the rewrites could only take by changing the answer.

@@ -14,7 +14,7 @@
 use blueshift_common::error::sqlstate;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::{ident, keyword, words};
+use super::{ident, keyword};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +53,9 @@ fn syntax(msg: impl Into<String>) -> Error {
     Error::sql(sqlstate::SYNTAX_ERROR, msg)
 }
 
-pub fn parse_copy(sql: &str) -> Result<CopyStatement> {
-    let t = words(sql)?;
-    let mut p = Cursor { t: &t, i: 0 };
+/// Parses a `COPY ... FROM` from its significant tokens.
+pub fn parse_copy(t: &[Token]) -> Result<CopyStatement> {
+    let mut p = Cursor { t, i: 0 };
     p.expect_kw("COPY")?;
     let mut table = p.ident()?;
     if p.peek() == Some(&Token::Period) {
@@ -406,6 +406,10 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_copy(sql: &str) -> Result<CopyStatement> {
+        super::parse_copy(&crate::sql::words(sql)?)
+    }
 
     #[test]
     fn parses_copy_from_stdin_with_postgres_options() {

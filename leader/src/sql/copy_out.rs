@@ -24,7 +24,8 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use blueshift_common::error::sqlstate;
 
 use crate::error::{Error, Result};
-use crate::sql::{ident, is_blank, keyword, tokenize, untokenize, words};
+use crate::sql::statement::{Ast, parse_ast, parse_query};
+use crate::sql::{ident, keyword};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopySource {
@@ -32,7 +33,7 @@ pub enum CopySource {
         name: String,
         columns: Option<Vec<String>>,
     },
-    Query(String),
+    Query(Box<Ast>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +47,27 @@ pub struct CopyOut {
 
 impl CopyOut {
     /// The SELECT whose rows are copied.
-    pub fn query(&self) -> String {
+    pub fn query(&self) -> Result<Ast> {
         match &self.source {
-            CopySource::Query(q) => q.clone(),
+            CopySource::Query(q) => Ok((**q).clone()),
             CopySource::Table { name, columns } => {
-                let cols = match columns {
-                    Some(c) => c
-                        .iter()
-                        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    None => "*".to_string(),
-                };
-                format!("SELECT {cols} FROM \"{}\"", name.replace('"', "\"\""))
+                // SELECT cols FROM "name", built as tokens (the names are already folded).
+                let quoted = |n: &str| Token::make_word(n, Some('"'));
+                let mut t = vec![Token::make_keyword("SELECT")];
+                match columns {
+                    Some(cols) => {
+                        for (i, c) in cols.iter().enumerate() {
+                            if i > 0 {
+                                t.push(Token::Comma);
+                            }
+                            t.push(quoted(c));
+                        }
+                    }
+                    None => t.push(Token::Mul),
+                }
+                t.push(Token::make_keyword("FROM"));
+                t.push(quoted(name));
+                parse_ast(t)
             }
         }
     }
@@ -68,14 +77,9 @@ fn syntax(msg: impl Into<String>) -> Error {
     Error::sql(sqlstate::SYNTAX_ERROR, msg)
 }
 
-/// Parses a `COPY ... TO STDOUT`; `None` for a COPY FROM.
-pub fn parse_copy_to(sql: &str) -> Result<Option<CopyOut>> {
-    let all = tokenize(sql)?;
-    let sig: Vec<(usize, &Token)> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !is_blank(t))
-        .collect();
+/// Parses a `COPY ... TO STDOUT` from its significant tokens; `None` for a COPY FROM.
+pub fn parse_copy_to(all: &[Token]) -> Result<Option<CopyOut>> {
+    let sig: Vec<(usize, &Token)> = all.iter().enumerate().collect();
     if sig.first().and_then(|(_, t)| keyword(t)).as_deref() != Some("COPY") {
         return Ok(None);
     }
@@ -98,9 +102,13 @@ pub fn parse_copy_to(sql: &str) -> Result<Option<CopyOut>> {
             }
         }
         let end = end.ok_or_else(|| syntax("unbalanced parentheses in COPY (query)"))?;
-        let query = untokenize(&all[at + 1..sig[end].0]).trim().to_string();
+        // Only a COPY ... TO has a (query); a COPY FROM says so below.
+        if sig.get(end + 1).and_then(|(_, t)| keyword(t)).as_deref() != Some("TO") {
+            return Ok(None);
+        }
+        let query = parse_query(all[at + 1..sig[end].0].to_vec())?;
         i = end + 1;
-        CopySource::Query(query)
+        CopySource::Query(Box::new(Ast::Query(query)))
     } else {
         let mut name = sig
             .get(i)
@@ -367,28 +375,13 @@ impl CopyOut {
     }
 }
 
-/// Whether `sql` is a `COPY ... TO` (as opposed to a COPY FROM).
-pub fn is_copy_to(sql: &str) -> Result<bool> {
-    let ws = words(sql)?;
-    let mut depth = 0i32;
-    for t in &ws {
-        match t {
-            Token::LParen => depth += 1,
-            Token::RParen => depth -= 1,
-            t if depth == 0 => match keyword(t).as_deref() {
-                Some("TO") => return Ok(true),
-                Some("FROM") => return Ok(false),
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    Ok(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_copy_to(sql: &str) -> Result<Option<CopyOut>> {
+        super::parse_copy_to(&crate::sql::words(sql)?)
+    }
 
     #[test]
     fn parses_table_and_query_forms() {
@@ -408,13 +401,15 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            q.source,
-            CopySource::Query("select a from t where b = ')'".into())
+            q.query().unwrap().to_string(),
+            "SELECT a FROM t WHERE b = ')'"
         );
         assert_eq!((q.delimiter, q.null.as_str(), q.csv), ('\t', "\\N", false));
         assert_eq!(parse_copy_to("copy t from stdin").unwrap(), None);
-        assert!(is_copy_to("copy (select 1) to stdout").unwrap());
-        assert!(!is_copy_to("copy t from '/x'").unwrap());
+        assert_eq!(
+            c.query().unwrap().to_string(),
+            "SELECT \"a\", \"b\" FROM \"t\""
+        );
     }
 
     #[test]

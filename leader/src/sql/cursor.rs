@@ -15,14 +15,15 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use blueshift_common::error::sqlstate;
 
 use crate::error::{Error, Result};
-use crate::sql::{ident, is_blank, keyword, tokenize, untokenize};
+use crate::sql::statement::{Ast, parse_ast};
+use crate::sql::{ident, keyword};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CursorStatement {
     Declare {
         name: String,
         hold: bool,
-        query: String,
+        query: Box<Ast>,
     },
     /// `count` rows, or all that are left.
     Fetch { name: String, count: Option<u64> },
@@ -41,14 +42,10 @@ fn unsupported(what: &str) -> Error {
     )
 }
 
-/// Parses DECLARE / FETCH / CLOSE; `None` for other statements.
-pub fn parse_cursor_statement(sql: &str) -> Result<Option<CursorStatement>> {
-    let all = tokenize(sql)?;
-    let significant: Vec<(usize, &Token)> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !is_blank(t))
-        .collect();
+/// Parses DECLARE / FETCH / CLOSE (and refuses MOVE) from the statement's significant
+/// tokens.
+pub fn parse_cursor_statement(all: &[Token]) -> Result<CursorStatement> {
+    let significant: Vec<(usize, &Token)> = all.iter().enumerate().collect();
     let kw = |i: usize| {
         significant
             .get(i)
@@ -87,8 +84,18 @@ pub fn parse_cursor_statement(sql: &str) -> Result<Option<CursorStatement>> {
                 .get(i + 1)
                 .map(|(at, _)| *at)
                 .ok_or_else(|| syntax("DECLARE ... CURSOR FOR needs a query"))?;
-            let query = untokenize(&all[start..]).trim().to_string();
-            Ok(Some(CursorStatement::Declare { name, hold, query }))
+            let query = parse_ast(all[start..].to_vec())?;
+            if !matches!(query, Ast::Query(_)) {
+                return Err(Error::sql(
+                    sqlstate::INVALID_CURSOR_DEFINITION,
+                    "DECLARE CURSOR needs a query that returns rows",
+                ));
+            }
+            Ok(CursorStatement::Declare {
+                name,
+                hold,
+                query: Box::new(query),
+            })
         }
         "FETCH" => {
             let mut i = 1;
@@ -127,26 +134,37 @@ pub fn parse_cursor_statement(sql: &str) -> Result<Option<CursorStatement>> {
                 .get(i)
                 .and_then(|(_, t)| ident(t))
                 .ok_or_else(|| syntax("FETCH needs a cursor name"))?;
-            Ok(Some(CursorStatement::Fetch { name, count }))
+            Ok(CursorStatement::Fetch { name, count })
         }
         "CLOSE" => {
             if kw(1) == "ALL" {
-                return Ok(Some(CursorStatement::Close { name: None }));
+                return Ok(CursorStatement::Close { name: None });
             }
             let name = significant
                 .get(1)
                 .and_then(|(_, t)| ident(t))
                 .ok_or_else(|| syntax("CLOSE needs a cursor name or ALL"))?;
-            Ok(Some(CursorStatement::Close { name: Some(name) }))
+            Ok(CursorStatement::Close { name: Some(name) })
         }
         "MOVE" => Err(unsupported("MOVE")),
-        _ => Ok(None),
+        other => Err(syntax(format!("syntax error at or near \"{other}\""))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_cursor_statement(sql: &str) -> Result<Option<CursorStatement>> {
+        let ws = crate::sql::words(sql)?;
+        if !matches!(
+            ws.first().and_then(keyword).as_deref(),
+            Some("DECLARE" | "FETCH" | "CLOSE" | "MOVE")
+        ) {
+            return Ok(None);
+        }
+        super::parse_cursor_statement(&ws).map(Some)
+    }
 
     #[test]
     fn parses_declare_fetch_close() {
@@ -159,7 +177,12 @@ mod tests {
             CursorStatement::Declare {
                 name: "c1".into(),
                 hold: true,
-                query: "select a from t where b = 'x;y'".into(),
+                query: Box::new(
+                    crate::sql::statement::parse_ast(
+                        crate::sql::words("select a from t where b = 'x;y'").unwrap()
+                    )
+                    .unwrap()
+                ),
             }
         );
         for (sql, count) in [

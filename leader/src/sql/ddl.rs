@@ -2,9 +2,9 @@
 //! table-level `DISTKEY(col)`, `[COMPOUND|INTERLEAVED] SORTKEY(cols)`, column `ENCODE`, in any
 //! order Redshift accepts; `DROP TABLE [IF EXISTS]`.
 //!
-//! Redshift's table attributes are lifted out of the token stream first (sqlparser accepts
-//! them only in one fixed order and not at column level), the rest is parsed by sqlparser's
-//! PostgreSQL dialect.
+//! Redshift's table attributes are lifted out of the statement's tokens first (sqlparser
+//! accepts them only in one fixed order and not at column level), the remaining tokens are
+//! parsed by sqlparser's PostgreSQL dialect.
 
 use blueshift_common::error::sqlstate;
 use blueshift_common::hash::SLICE_HASH_VERSION;
@@ -15,11 +15,10 @@ use datafusion::sql::sqlparser::ast::{
     CharacterLength, ColumnOption, DataType, ExactNumberInfo, ObjectName, ObjectType, Query,
     Statement, TimezoneInfo,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::{ident, keyword, tokenize, untokenize};
+use super::statement::parse_ast;
+use super::{ident, keyword};
 use crate::error::{Error, Result};
 use crate::planner::DEFAULT_SCHEMA;
 
@@ -76,14 +75,10 @@ fn syntax(msg: impl Into<String>) -> Error {
     Error::sql(sqlstate::SYNTAX_ERROR, msg)
 }
 
-/// Parses a `CREATE TABLE` statement.
-pub fn parse_create_table(sql: &str) -> Result<CreateTable> {
-    let tokens = tokenize(sql)?;
+/// Parses a `CREATE TABLE` statement from its significant tokens.
+pub fn parse_create_table(tokens: &[Token]) -> Result<CreateTable> {
     let (rest, attrs) = lift_attributes(tokens)?;
-    let text = untokenize(&rest);
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &text)
-        .map_err(|e| syntax(format!("syntax error: {e}")))?;
-    let Some(Statement::CreateTable(ct)) = statements.pop() else {
+    let Statement::CreateTable(ct) = parse_ast(rest)? else {
         return Err(syntax("expected CREATE TABLE"));
     };
     let name = table_name(&ct.name)?;
@@ -179,16 +174,14 @@ fn resolve_attributes(
     Ok((dist, auto, sort))
 }
 
-/// Removes Redshift's table and column attributes from the tokens, returning what remains.
-fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
+/// Removes Redshift's table and column attributes from the (significant) tokens, returning
+/// what remains.
+fn lift_attributes(tokens: &[Token]) -> Result<(Vec<Token>, Attributes)> {
     let mut attrs = Attributes::default();
     let mut out = Vec::with_capacity(tokens.len());
     let mut depth = 0usize;
     let mut column_list_seen = false;
-    // Index into `tokens` of the significant tokens, to look ahead past whitespace.
-    let sig: Vec<usize> = (0..tokens.len())
-        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
-        .collect();
+    let sig: Vec<usize> = (0..tokens.len()).collect();
     let mut current_column: Option<String> = None;
     let mut expect_column_name = false;
     let mut k = 0;
@@ -201,7 +194,6 @@ fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
         let next_is_lparen = sig.get(k + 1).is_some_and(|j| tokens[*j] == Token::LParen);
         if as_seen {
             out.push(t.clone());
-            out.push(super::space());
             k += 1;
             continue;
         }
@@ -238,7 +230,6 @@ fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
                     _ => ident(t),
                 };
                 out.push(t.clone());
-                out.push(super::space());
                 k += 1;
                 continue;
             }
@@ -280,7 +271,7 @@ fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
                     continue;
                 }
                 Some("DISTKEY") if next_is_lparen => {
-                    let (names, used) = paren_list(&tokens, &sig, k + 1)?;
+                    let (names, used) = paren_list(tokens, &sig, k + 1)?;
                     if names.len() != 1 {
                         return Err(syntax("DISTKEY takes exactly one column"));
                     }
@@ -293,7 +284,7 @@ fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
                     continue;
                 }
                 Some("SORTKEY") if next_is_lparen => {
-                    let (names, used) = paren_list(&tokens, &sig, k + 1)?;
+                    let (names, used) = paren_list(tokens, &sig, k + 1)?;
                     attrs.sortkey = names;
                     k += 1 + used;
                     continue;
@@ -311,7 +302,6 @@ fn lift_attributes(tokens: Vec<Token>) -> Result<(Vec<Token>, Attributes)> {
             }
         }
         out.push(t.clone());
-        out.push(super::space());
         k += 1;
     }
     Ok((out, attrs))
@@ -453,16 +443,14 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType> {
 }
 
 /// `DROP TABLE [IF EXISTS] name [, ...]`.
-pub fn parse_drop_table(sql: &str) -> Result<(Vec<String>, bool)> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| syntax(format!("syntax error: {e}")))?;
-    match statements.pop() {
-        Some(Statement::Drop {
+pub fn parse_drop_table(tokens: Vec<Token>) -> Result<(Vec<String>, bool)> {
+    match parse_ast(tokens)? {
+        Statement::Drop {
             object_type: ObjectType::Table,
             if_exists,
             names,
             ..
-        }) => Ok((
+        } => Ok((
             names.iter().map(table_name).collect::<Result<_>>()?,
             if_exists,
         )),
@@ -473,6 +461,10 @@ pub fn parse_drop_table(sql: &str) -> Result<(Vec<String>, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_create_table(sql: &str) -> Result<CreateTable> {
+        super::parse_create_table(&crate::sql::words(sql)?)
+    }
 
     #[test]
     fn table_level_attributes_in_any_order() {

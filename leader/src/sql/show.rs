@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use blueshift_common::error::sqlstate;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::{ident, keyword, words};
+use super::{ident, keyword};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,43 +113,73 @@ pub struct ShowCommand {
     /// SQL `LIKE` pattern on the listed names (case-sensitive, `%` and `_`).
     pub like: Option<String>,
     pub limit: Option<usize>,
+    /// Bind parameters (`SHOW TABLES FROM SCHEMA $1.$2 LIKE $3`, as `redshift_connector`
+    /// sends it): which value takes which parameter's value.
+    parameters: Vec<(Slot, usize)>,
 }
 
-/// Parses a Redshift metadata `SHOW`; `Ok(None)` when `sql` is a `SHOW` of a setting.
-pub fn parse_show(sql: &str) -> Result<Option<ShowCommand>> {
-    parse_show_bound(sql, Some(&[]))
+/// A value of a SHOW that a bind parameter gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The n-th part of the dotted name.
+    Name(usize),
+    Like,
 }
 
-/// [`parse_show`] with bind parameters (`SHOW TABLES FROM SCHEMA $1.$2 LIKE $3`, as
-/// `redshift_connector` sends it): a parameter is a name, exactly as given (no case
-/// folding), or after `LIKE` the pattern. `None` parses the statement's shape only, each
-/// parameter standing for some name (to describe a prepared statement).
-pub fn parse_show_bound(sql: &str, params: Option<&[String]>) -> Result<Option<ShowCommand>> {
-    let mut t = words(sql)?;
-    for i in 0..t.len() {
-        let Token::Placeholder(p) = &t[i] else {
-            continue;
-        };
-        let value = match params {
-            None => "?".to_string(),
-            Some(values) => {
-                let n: usize = p
-                    .strip_prefix('$')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| syntax(format!("unexpected parameter {p}")))?;
-                values
-                    .get(n.wrapping_sub(1))
-                    .cloned()
-                    .ok_or_else(|| syntax(format!("no value for parameter {p}")))?
-            }
-        };
-        let after_like = i > 0 && keyword(&t[i - 1]).as_deref() == Some("LIKE");
-        t[i] = if after_like {
-            Token::SingleQuotedString(value)
-        } else {
-            Token::make_word(&value, Some('"'))
-        };
+impl ShowCommand {
+    /// How many bind parameters the statement takes.
+    pub fn parameter_count(&self) -> usize {
+        self.parameters.iter().map(|(_, n)| *n).max().unwrap_or(0)
     }
+
+    /// The command with its parameters' values: a parameter is a name, exactly as given (no
+    /// case folding), or after `LIKE` the pattern.
+    pub fn bind(&self, values: &[String]) -> Result<ShowCommand> {
+        let mut cmd = self.clone();
+        for (slot, n) in std::mem::take(&mut cmd.parameters) {
+            let value = values
+                .get(n.wrapping_sub(1))
+                .cloned()
+                .ok_or_else(|| syntax(format!("no value for parameter ${n}")))?;
+            match slot {
+                Slot::Like => cmd.like = Some(value),
+                Slot::Name(i) => {
+                    let parts: Vec<&mut String> = match &mut cmd.objects {
+                        ShowObjects::Databases => vec![],
+                        ShowObjects::Schemas { database } => vec![database],
+                        ShowObjects::Tables { database, schema } => vec![database, schema],
+                        ShowObjects::Columns {
+                            database,
+                            schema,
+                            table,
+                        } => vec![database, schema, table],
+                    };
+                    if let Some(part) = parts.into_iter().nth(i) {
+                        *part = value;
+                    }
+                }
+            }
+        }
+        Ok(cmd)
+    }
+}
+
+/// The number of a `$n` parameter token.
+fn parameter(t: &Token) -> Result<Option<usize>> {
+    match t {
+        Token::Placeholder(p) => p
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .map(Some)
+            .ok_or_else(|| syntax(format!("unexpected parameter {p}"))),
+        _ => Ok(None),
+    }
+}
+
+/// Parses a Redshift metadata `SHOW` from its significant tokens; `Ok(None)` when it is a
+/// `SHOW` of a setting.
+pub fn parse_show(t: &[Token]) -> Result<Option<ShowCommand>> {
+    let mut parameters = Vec::new();
     let second = t.get(1).and_then(keyword);
     let objects_kw = match second.as_deref() {
         Some(k @ ("DATABASES" | "SCHEMAS" | "TABLES" | "COLUMNS")) => k.to_string(),
@@ -169,19 +199,19 @@ pub fn parse_show_bound(sql: &str, params: Option<&[String]>) -> Result<Option<S
         "SCHEMAS" => {
             expect("FROM", &mut i)?;
             expect("DATABASE", &mut i)?;
-            let [database] = dotted::<1>(&t, &mut i)?;
+            let [database] = dotted::<1>(t, &mut i, &mut parameters)?;
             ShowObjects::Schemas { database }
         }
         "TABLES" => {
             expect("FROM", &mut i)?;
             expect("SCHEMA", &mut i)?;
-            let [database, schema] = dotted::<2>(&t, &mut i)?;
+            let [database, schema] = dotted::<2>(t, &mut i, &mut parameters)?;
             ShowObjects::Tables { database, schema }
         }
         _ => {
             expect("FROM", &mut i)?;
             expect("TABLE", &mut i)?;
-            let [database, schema, table] = dotted::<3>(&t, &mut i)?;
+            let [database, schema, table] = dotted::<3>(t, &mut i, &mut parameters)?;
             ShowObjects::Columns {
                 database,
                 schema,
@@ -197,6 +227,13 @@ pub fn parse_show_bound(sql: &str, params: Option<&[String]>) -> Result<Option<S
             Some("LIKE") => match t.get(i) {
                 Some(Token::SingleQuotedString(p)) => {
                     like = Some(p.clone());
+                    i += 1;
+                }
+                Some(p @ Token::Placeholder(_)) => {
+                    if let Some(n) = parameter(p)? {
+                        parameters.push((Slot::Like, n));
+                        like = Some(String::new());
+                    }
                     i += 1;
                 }
                 _ => return Err(syntax("LIKE needs a quoted pattern")),
@@ -215,17 +252,30 @@ pub fn parse_show_bound(sql: &str, params: Option<&[String]>) -> Result<Option<S
         objects,
         like,
         limit,
+        parameters,
     }))
 }
 
-/// `a.b.c` with exactly `N` parts.
-fn dotted<const N: usize>(t: &[Token], i: &mut usize) -> Result<[String; N]> {
+/// `a.b.c` with exactly `N` parts (a part may be a bind parameter).
+fn dotted<const N: usize>(
+    t: &[Token],
+    i: &mut usize,
+    parameters: &mut Vec<(Slot, usize)>,
+) -> Result<[String; N]> {
     let mut parts = Vec::with_capacity(N);
     loop {
-        let part = t
+        let tok = t
             .get(*i)
-            .and_then(ident)
             .ok_or_else(|| syntax(format!("expected a name with {N} part(s)")))?;
+        let part = match parameter(tok)? {
+            Some(n) => {
+                parameters.push((Slot::Name(parts.len()), n));
+                String::new()
+            }
+            None => {
+                ident(tok).ok_or_else(|| syntax(format!("expected a name with {N} part(s)")))?
+            }
+        };
         parts.push(part);
         *i += 1;
         if t.get(*i) == Some(&Token::Period) {
@@ -264,6 +314,10 @@ pub fn like_matches(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn parse_show(sql: &str) -> Result<Option<ShowCommand>> {
+        super::parse_show(&crate::sql::words(sql)?)
+    }
+
     #[test]
     fn redshift_show_commands_parse() {
         assert_eq!(
@@ -280,8 +334,24 @@ mod tests {
                 },
                 like: Some("pub%".into()),
                 limit: None,
+                parameters: vec![],
             }
         );
+        let bound = parse_show("SHOW TABLES FROM SCHEMA $1.$2 LIKE $3")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bound.parameter_count(), 3);
+        let bound = bound
+            .bind(&["dev".into(), "Public".into(), "o%".into()])
+            .unwrap();
+        assert_eq!(
+            bound.objects,
+            ShowObjects::Tables {
+                database: "dev".into(),
+                schema: "Public".into()
+            }
+        );
+        assert_eq!(bound.like.as_deref(), Some("o%"));
         assert_eq!(
             parse_show("SHOW TABLES FROM SCHEMA dev.public LIMIT 5")
                 .unwrap()

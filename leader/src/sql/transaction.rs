@@ -15,12 +15,57 @@ use std::collections::HashMap;
 use blueshift_common::error::sqlstate;
 
 use crate::error::{Error, Result};
-use crate::sql::{ident, keyword, words};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use crate::sql::{ident, keyword};
 
 const IN_BLOCK: &str = "\u{0}tx";
 const WRITES: &str = "\u{0}tx_writes";
 /// `name=writes` pairs, oldest first, `;`-separated.
 const SAVEPOINTS: &str = "\u{0}tx_savepoints";
+
+/// A transaction-control statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatement {
+    Begin,
+    Commit,
+    Rollback,
+    RollbackTo(String),
+    Savepoint(String),
+    Release(String),
+}
+
+/// Parses a transaction-control statement from its significant tokens.
+pub fn parse(ws: &[Token]) -> Result<TxStatement> {
+    let kw: Vec<String> = ws.iter().map(|t| keyword(t).unwrap_or_default()).collect();
+    let name_after = |i: usize| -> Result<String> {
+        let i = if kw.get(i).map(String::as_str) == Some("SAVEPOINT") {
+            i + 1
+        } else {
+            i
+        };
+        ws.get(i)
+            .and_then(ident)
+            .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "a savepoint name is required"))
+    };
+    Ok(match kw.first().map(String::as_str).unwrap_or_default() {
+        "BEGIN" | "START" => TxStatement::Begin,
+        "COMMIT" | "END" => TxStatement::Commit,
+        // ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
+        "ROLLBACK" | "ABORT" => match kw.iter().position(|k| k == "TO") {
+            Some(at) => TxStatement::RollbackTo(name_after(at + 1)?),
+            None => TxStatement::Rollback,
+        },
+        "SAVEPOINT" => TxStatement::Savepoint(name_after(1)?),
+        "RELEASE" => TxStatement::Release(name_after(1)?),
+        other => {
+            return Err(Error::sql(
+                sqlstate::SYNTAX_ERROR,
+                format!("syntax error at or near \"{other}\""),
+            ));
+        }
+    })
+}
 
 /// How a statement changes the session's transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,50 +140,35 @@ fn cannot_undo(n: u64, what: &str) -> Error {
 /// Runs a transaction-control statement; returns its command tag and what it does to the
 /// block.
 pub fn execute(
-    sql: &str,
+    statement: &TxStatement,
     settings: &mut HashMap<String, String>,
 ) -> Result<(&'static str, TxChange)> {
-    let ws = words(sql)?;
-    let kw: Vec<String> = ws.iter().map(|t| keyword(t).unwrap_or_default()).collect();
-    let name_after = |i: usize| -> Result<String> {
-        let i = if kw.get(i).map(String::as_str) == Some("SAVEPOINT") {
-            i + 1
-        } else {
-            i
-        };
-        ws.get(i)
-            .and_then(ident)
-            .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "a savepoint name is required"))
-    };
-    match kw.first().map(String::as_str).unwrap_or_default() {
-        "BEGIN" | "START" => {
+    match statement {
+        TxStatement::Begin => {
             settings.insert(IN_BLOCK.to_string(), "on".to_string());
             Ok(("BEGIN", TxChange::Begin))
         }
-        "COMMIT" | "END" => {
+        TxStatement::Commit => {
             end_block(settings);
             Ok(("COMMIT", TxChange::End))
         }
-        "ROLLBACK" | "ABORT" => {
-            // ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
-            let to = kw.iter().position(|k| k == "TO");
-            if let Some(at) = to {
-                let name = name_after(at + 1)?;
-                let mut sps = savepoints(settings);
-                let Some(pos) = sps.iter().rposition(|(n, _)| *n == name) else {
-                    return Err(Error::sql(
-                        sqlstate::INVALID_SAVEPOINT,
-                        format!("savepoint \"{name}\" does not exist"),
-                    ));
-                };
-                let since = writes(settings) - sps[pos].1;
-                if since > 0 {
-                    return Err(cannot_undo(since, "ROLLBACK TO SAVEPOINT"));
-                }
-                sps.truncate(pos + 1);
-                set_savepoints(settings, &sps);
-                return Ok(("ROLLBACK", TxChange::Within));
+        TxStatement::RollbackTo(name) => {
+            let mut sps = savepoints(settings);
+            let Some(pos) = sps.iter().rposition(|(n, _)| n == name) else {
+                return Err(Error::sql(
+                    sqlstate::INVALID_SAVEPOINT,
+                    format!("savepoint \"{name}\" does not exist"),
+                ));
+            };
+            let since = writes(settings) - sps[pos].1;
+            if since > 0 {
+                return Err(cannot_undo(since, "ROLLBACK TO SAVEPOINT"));
             }
+            sps.truncate(pos + 1);
+            set_savepoints(settings, &sps);
+            Ok(("ROLLBACK", TxChange::Within))
+        }
+        TxStatement::Rollback => {
             let n = writes(settings);
             end_block(settings);
             if n > 0 {
@@ -146,8 +176,7 @@ pub fn execute(
             }
             Ok(("ROLLBACK", TxChange::End))
         }
-        "SAVEPOINT" => {
-            let name = name_after(1)?;
+        TxStatement::Savepoint(name) => {
             if !in_block(settings) {
                 return Err(Error::sql(
                     sqlstate::NO_ACTIVE_TRANSACTION,
@@ -155,14 +184,13 @@ pub fn execute(
                 ));
             }
             let mut sps = savepoints(settings);
-            sps.push((name, writes(settings)));
+            sps.push((name.clone(), writes(settings)));
             set_savepoints(settings, &sps);
             Ok(("SAVEPOINT", TxChange::Within))
         }
-        "RELEASE" => {
-            let name = name_after(1)?;
+        TxStatement::Release(name) => {
             let mut sps = savepoints(settings);
-            let Some(pos) = sps.iter().rposition(|(n, _)| *n == name) else {
+            let Some(pos) = sps.iter().rposition(|(n, _)| n == name) else {
                 return Err(Error::sql(
                     sqlstate::INVALID_SAVEPOINT,
                     format!("savepoint \"{name}\" does not exist"),
@@ -172,16 +200,16 @@ pub fn execute(
             set_savepoints(settings, &sps);
             Ok(("RELEASE", TxChange::Within))
         }
-        other => Err(Error::sql(
-            sqlstate::SYNTAX_ERROR,
-            format!("syntax error at or near \"{other}\""),
-        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn execute(sql: &str, s: &mut HashMap<String, String>) -> Result<(&'static str, TxChange)> {
+        super::execute(&parse(&crate::sql::words(sql)?)?, s)
+    }
 
     #[test]
     fn a_rollback_with_nothing_to_undo_succeeds() {

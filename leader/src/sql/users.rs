@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use blueshift_common::error::sqlstate;
 
 use crate::error::{Error, Result};
-use crate::sql::{ident, keyword, words};
+use crate::sql::{ident, keyword};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Password {
@@ -41,12 +41,11 @@ fn syntax(msg: impl Into<String>) -> Error {
     Error::sql(sqlstate::SYNTAX_ERROR, msg)
 }
 
-/// Parses a user statement; `None` if `sql` is not one.
-pub fn parse_user_statement(sql: &str) -> Result<Option<UserStatement>> {
-    let ws = words(sql)?;
+/// Parses a user statement from its significant tokens (`CREATE | ALTER | DROP USER`).
+pub fn parse_user_statement(ws: &[Token]) -> Result<UserStatement> {
     let kw = |i: usize| ws.get(i).and_then(keyword).unwrap_or_default();
     if kw(1) != "USER" || !matches!(kw(0).as_str(), "CREATE" | "ALTER" | "DROP") {
-        return Ok(None);
+        return Err(syntax("expected CREATE, ALTER or DROP USER"));
     }
     if kw(0) == "DROP" {
         let mut i = 2;
@@ -68,7 +67,7 @@ pub fn parse_user_statement(sql: &str) -> Result<Option<UserStatement>> {
                 Some(t) => return Err(syntax(format!("syntax error at or near \"{t}\""))),
             }
         }
-        return Ok(Some(UserStatement::Drop { names, if_exists }));
+        return Ok(UserStatement::Drop { names, if_exists });
     }
     let name = ws
         .get(2)
@@ -104,7 +103,7 @@ pub fn parse_user_statement(sql: &str) -> Result<Option<UserStatement>> {
             }
         }
     }
-    Ok(Some(if kw(0) == "CREATE" {
+    Ok(if kw(0) == "CREATE" {
         if options.password.is_none() {
             return Err(syntax(
                 "CREATE USER needs PASSWORD 'password' or PASSWORD DISABLE",
@@ -113,12 +112,20 @@ pub fn parse_user_statement(sql: &str) -> Result<Option<UserStatement>> {
         UserStatement::Create { name, options }
     } else {
         UserStatement::Alter { name, options }
-    }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_user_statement(sql: &str) -> Result<Option<UserStatement>> {
+        let ws = crate::sql::words(sql)?;
+        if ws.get(1).and_then(keyword).as_deref() != Some("USER") {
+            return Ok(None);
+        }
+        super::parse_user_statement(&ws).map(Some)
+    }
 
     #[test]
     fn parses_create_alter_drop() {
