@@ -28,8 +28,7 @@ pub struct LocalArgs {
     /// PostgreSQL protocol port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 5439)]
     pub pg_port: u16,
-    /// Arrow Flight SQL port. Reserved: the Flight SQL endpoint is not built yet, so this
-    /// flag is accepted and reported, and nothing listens on it.
+    /// Arrow Flight SQL port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8815)]
     pub flight_sql_port: u16,
     /// Load the TPC-H SF 0.1 sample (once; skipped when already loaded).

@@ -70,6 +70,9 @@ struct SliceScanNode {
     predicate: Option<protobuf::PhysicalExprNode>,
     #[prost(uint64, optional, tag = "7")]
     limit: Option<u64>,
+    /// The scan adds the segment column (DELETE / UPDATE).
+    #[prost(bool, tag = "8")]
+    segment_column: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -185,10 +188,16 @@ impl BlueshiftCodec {
             .schema
             .ok_or_else(|| DataFusionError::Internal("SliceScanExec without schema".into()))?;
         let schema = Arc::new(Schema::try_from(&schema_proto)?);
+        // The predicate is over the scan's schema (with the segment column, if any).
+        let scan_schema = if node.segment_column {
+            crate::scan::with_segment_field(&schema)
+        } else {
+            schema.clone()
+        };
         let predicate = match &node.predicate {
             Some(p) => {
                 let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
-                Some(proto_converter.proto_to_physical_expr(p, &schema, &decode_ctx)?)
+                Some(proto_converter.proto_to_physical_expr(p, &scan_schema, &decode_ctx)?)
             }
             None => None,
         };
@@ -210,13 +219,14 @@ impl BlueshiftCodec {
         let projection = node
             .has_projection
             .then(|| node.projection.iter().map(|i| *i as usize).collect());
-        Ok(Arc::new(SliceScanExec::try_new(
+        Ok(Arc::new(SliceScanExec::try_new_with(
             node.table,
             schema,
             projection,
             slices,
             predicate,
             node.limit.map(|l| l as usize),
+            node.segment_column,
         )?))
     }
 
@@ -254,6 +264,7 @@ impl BlueshiftCodec {
                 .collect(),
             predicate,
             limit: scan.limit().map(|l| l as u64),
+            segment_column: scan.segment_column(),
         };
         Ok(msg)
     }

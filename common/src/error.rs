@@ -32,6 +32,8 @@ pub mod sqlstate {
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const QUERY_CANCELED: &str = "57014";
     pub const CARDINALITY_VIOLATION: &str = "21000";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const WRONG_OBJECT_TYPE: &str = "42809";
     pub const INVALID_SAVEPOINT: &str = "3B001";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const OBJECT_IN_USE: &str = "55006";

@@ -11,12 +11,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
-use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
@@ -31,6 +32,11 @@ use datafusion::physical_plan::{
 use crate::store::segment_store_url;
 use crate::types::Segment;
 
+/// The hidden column a scan adds when asked ([`SliceScanExec::with_segment_column`]): the
+/// path of the segment each row is in. DELETE / UPDATE use it to find the segments they
+/// rewrite; ordinary queries never see it.
+pub const SEGMENT_COLUMN: &str = "__blueshift_segment";
+
 #[derive(Debug, Clone)]
 pub struct SliceScanExec {
     table: String,
@@ -44,10 +50,23 @@ pub struct SliceScanExec {
     /// plan above still applies the filter exactly.
     predicate: Option<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
+    /// Whether the scan's schema ends with [`SEGMENT_COLUMN`] (projection indexes count it).
+    segment_column: bool,
     properties: Arc<PlanProperties>,
     /// The Parquet scans this node started, whose metrics (rows read, row groups and
     /// pages pruned by statistics) are this node's.
     started: Arc<Mutex<Vec<Arc<DataSourceExec>>>>,
+}
+
+/// `schema` with the [`SEGMENT_COLUMN`] after its fields.
+pub fn with_segment_field(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(segment_field()));
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+fn segment_field() -> arrow::datatypes::Field {
+    arrow::datatypes::Field::new(SEGMENT_COLUMN, arrow::datatypes::DataType::Utf8, false)
 }
 
 /// Statistics the planner uses to choose join strategies: row counts from the catalog.
@@ -67,9 +86,35 @@ impl SliceScanExec {
         predicate: Option<Arc<dyn PhysicalExpr>>,
         limit: Option<usize>,
     ) -> Result<Self> {
+        Self::try_new_with(
+            table,
+            table_schema,
+            projection,
+            slices,
+            predicate,
+            limit,
+            false,
+        )
+    }
+
+    /// [`Self::try_new`], optionally with the [`SEGMENT_COLUMN`] after the table's columns.
+    pub fn try_new_with(
+        table: String,
+        table_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        slices: Vec<Vec<Segment>>,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+        limit: Option<usize>,
+        segment_column: bool,
+    ) -> Result<Self> {
+        let scan_schema = if segment_column {
+            with_segment_field(&table_schema)
+        } else {
+            table_schema.clone()
+        };
         let projected_schema = match &projection {
-            Some(p) => Arc::new(table_schema.project(p)?),
-            None => table_schema.clone(),
+            Some(p) => Arc::new(scan_schema.project(p)?),
+            None => scan_schema,
         };
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(projected_schema.clone()),
@@ -85,9 +130,15 @@ impl SliceScanExec {
             slices,
             predicate,
             limit,
+            segment_column,
             properties,
             started: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// Whether the scan adds the [`SEGMENT_COLUMN`].
+    pub fn segment_column(&self) -> bool {
+        self.segment_column
     }
 
     /// Declares that the rows of slice `i` are exactly those whose slice hash of
@@ -230,13 +281,28 @@ impl ExecutionPlan for SliceScanExec {
                 self.projected_schema.clone(),
             )));
         }
-        let mut source = ParquetSource::new(self.table_schema.clone()).with_enable_page_index(true);
+        // The segment column is a partition column: each file's path is its value.
+        let partition_cols = if self.segment_column {
+            vec![Arc::new(segment_field())]
+        } else {
+            vec![]
+        };
+        let table_schema = TableSchema::builder(self.table_schema.clone())
+            .with_table_partition_cols(partition_cols)
+            .build();
+        let mut source = ParquetSource::new(table_schema).with_enable_page_index(true);
         if let Some(pred) = &self.predicate {
             source = source.with_predicate(pred.clone());
         }
         let files: Vec<PartitionedFile> = segments
             .iter()
-            .map(|s| PartitionedFile::new(s.path.clone(), s.bytes))
+            .map(|s| {
+                let mut file = PartitionedFile::new(s.path.clone(), s.bytes);
+                if self.segment_column {
+                    file.partition_values = vec![ScalarValue::Utf8(Some(s.path.clone()))];
+                }
+                file
+            })
             .collect();
         let config = FileScanConfigBuilder::new(segment_store_url()?, Arc::new(source))
             .with_file_group(FileGroup::new(files))

@@ -62,12 +62,27 @@ pub enum Command {
         table_id: u64,
         segments: Vec<Segment>,
     },
+    /// Swaps segments of tables in one step (DELETE, UPDATE, TRUNCATE rewrite the segments
+    /// that hold changed rows). Fails, changing nothing, if a segment to remove is gone:
+    /// another statement replaced it first (40001).
+    ReplaceSegments {
+        changes: Vec<SegmentChange>,
+    },
     CreateUser(UserDef),
     /// Replaces an existing user's definition.
     AlterUser(UserDef),
     DropUser {
         name: String,
     },
+}
+
+/// What [`Command::ReplaceSegments`] does to one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentChange {
+    pub table_id: u64,
+    /// Paths of the segments to remove.
+    pub remove: Vec<String>,
+    pub add: Vec<Segment>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,6 +135,47 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
             };
             for s in segments {
                 table.segments.entry(s.slice).or_default().push(s.clone());
+            }
+        }
+        Command::ReplaceSegments { changes } => {
+            // Checked in full before anything changes.
+            for change in changes {
+                let Some(table) = state.tables.get(&change.table_id) else {
+                    return Err(Error::sql(
+                        sqlstate::UNDEFINED_TABLE,
+                        "table was dropped while the statement was running",
+                    ));
+                };
+                let present: std::collections::HashSet<&str> = table
+                    .segments
+                    .values()
+                    .flatten()
+                    .map(|s| s.path.as_str())
+                    .collect();
+                if let Some(gone) = change.remove.iter().find(|p| !present.contains(p.as_str())) {
+                    return Err(Error::sql(
+                        sqlstate::SERIALIZATION_FAILURE,
+                        format!(
+                            "could not serialize access due to concurrent update of table \"{}\" \
+                             (segment {gone} was already replaced)",
+                            table.name
+                        ),
+                    ));
+                }
+            }
+            for change in changes {
+                let Some(table) = state.tables.get_mut(&change.table_id) else {
+                    continue;
+                };
+                let remove: std::collections::HashSet<&str> =
+                    change.remove.iter().map(String::as_str).collect();
+                for segments in table.segments.values_mut() {
+                    segments.retain(|s| !remove.contains(s.path.as_str()));
+                }
+                table.segments.retain(|_, segments| !segments.is_empty());
+                for s in &change.add {
+                    table.segments.entry(s.slice).or_default().push(s.clone());
+                }
             }
         }
         Command::CreateUser(user) => {
@@ -384,5 +440,54 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.sqlstate(), "42P07");
         assert_eq!(c.snapshot().version, before);
+    }
+
+    fn segment(path: &str, slice: u32) -> Segment {
+        Segment {
+            path: path.into(),
+            slice,
+            rows: 1,
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn replacing_segments_is_all_or_nothing_and_the_second_writer_gets_40001() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(dir.path(), 4).unwrap();
+        let state = c
+            .execute(|s| Ok(Command::CreateTable(table(s.next_table_id, "t"))))
+            .unwrap();
+        let id = state.table_by_name("public", "t").unwrap().id;
+        c.execute(|_| {
+            Ok(Command::CommitSegments {
+                table_id: id,
+                segments: vec![segment("a", 0), segment("b", 1)],
+            })
+        })
+        .unwrap();
+        let change = |remove: &[&str], add: Vec<Segment>| Command::ReplaceSegments {
+            changes: vec![SegmentChange {
+                table_id: id,
+                remove: remove.iter().map(|p| p.to_string()).collect(),
+                add,
+            }],
+        };
+        // Two statements both read segment "a"; the first to commit wins.
+        c.execute(|_| Ok(change(&["a"], vec![segment("a2", 0)])))
+            .unwrap();
+        let err = c
+            .execute(|_| Ok(change(&["a", "b"], vec![segment("a3", 0)])))
+            .unwrap_err();
+        assert_eq!(err.sqlstate(), "40001");
+        let t = c.snapshot().table_by_name("public", "t").unwrap().clone();
+        let mut paths: Vec<&str> = t
+            .segments
+            .values()
+            .flatten()
+            .map(|s| s.path.as_str())
+            .collect();
+        paths.sort();
+        assert_eq!(paths, vec!["a2", "b"], "the failed command changed nothing");
     }
 }

@@ -42,6 +42,7 @@ pub const DEFAULT_CATALOG: &str = "dev";
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// Everything one statement plans against.
+#[derive(Clone)]
 pub struct QueryContext {
     pub ctx: SessionContext,
     pub catalog: Arc<CatalogState>,
@@ -166,6 +167,39 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
 }
 
 impl QueryContext {
+    /// The same pinned catalog version and slice map for another query of the same
+    /// statement (DELETE and UPDATE run several), under a query id of its own.
+    pub fn next_query(&self) -> QueryContext {
+        QueryContext {
+            query_id: uuid::Uuid::new_v4().simple().to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Makes `def`'s scan in this statement expose the hidden segment column (the target
+    /// of a DELETE or UPDATE).
+    pub fn expose_segments(&self, def: &blueshift_common::types::TableDef) -> Result<()> {
+        let schema = self
+            .ctx
+            .catalog(DEFAULT_CATALOG)
+            .and_then(|c| c.schema(DEFAULT_SCHEMA))
+            .ok_or_else(|| {
+                crate::error::Error::sql(
+                    blueshift_common::error::sqlstate::INTERNAL_ERROR,
+                    "the public schema is not registered",
+                )
+            })?;
+        schema.deregister_table(&def.name)?;
+        schema.register_table(
+            def.name.clone(),
+            Arc::new(table::BlueshiftTable::with_segment_column(
+                def.clone(),
+                self.catalog.slices,
+            )),
+        )?;
+        Ok(())
+    }
+
     /// The logical plan of one statement (after the PostgreSQL compatibility rewrites).
     pub async fn logical_plan(
         &self,

@@ -20,7 +20,7 @@ use blueshift_tests::slt::{PgSlt, normalize, result_lines, sorted_lines};
 use blueshift_tests::{DuckDb, tpch_data};
 use sqllogictest::{
     Condition, Control, DefaultColumnType, QueryExpect, Record, ResultMode, SortMode,
-    default_column_validator, default_normalizer, default_validator, parse_file,
+    StatementExpect, default_column_validator, default_normalizer, default_validator, parse_file,
     update_record_with_output,
 };
 
@@ -141,13 +141,17 @@ async fn complete_file(runner: &mut SltRunner, file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One `query` record to check against DuckDB.
+/// One record to check against DuckDB: a `query` (its pinned rows), or a `statement ok` /
+/// `statement count n` that DuckDB runs too, in order, so that the queries after it see
+/// the same table contents on both sides.
 struct OracleCase {
     location: String,
     sql: String,
     sort_mode: Option<SortMode>,
     value_wise: bool,
     expected: Vec<String>,
+    /// `Some` for a statement: the row count it must report, if pinned.
+    statement: Option<Option<u64>>,
 }
 
 #[test]
@@ -204,6 +208,24 @@ fn oracle_cases(file: &Path) -> Vec<OracleCase> {
                 sort_mode: sort_mode.or(default_sort),
                 value_wise,
                 expected: results,
+                statement: None,
+            }),
+            Record::Statement {
+                loc,
+                conditions,
+                sql,
+                expected: expected @ (StatementExpect::Ok | StatementExpect::Count(_)),
+                ..
+            } if !skipped_for_oracle(&conditions) => cases.push(OracleCase {
+                location: loc.to_string(),
+                sql,
+                sort_mode: None,
+                value_wise: false,
+                expected: vec![],
+                statement: Some(match expected {
+                    StatementExpect::Count(n) => Some(n),
+                    _ => None,
+                }),
             }),
             _ => {}
         }
@@ -223,6 +245,21 @@ fn check_case(
     answer: Result<blueshift_tests::Rows, String>,
 ) -> Result<(), String> {
     let rows = answer.map_err(|e| format!("  DuckDB failed: {e}"))?;
+    if let Some(count) = case.statement {
+        // DuckDB answers a DML statement with one row: the number of rows it changed.
+        let reported = rows
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .flatten()
+            .and_then(|c| c.parse::<u64>().ok());
+        return match count {
+            Some(n) if reported != Some(n) => Err(format!(
+                "  pinned statement count {n}, DuckDB reported {reported:?}"
+            )),
+            _ => Ok(()),
+        };
+    }
     let mut actual = result_lines(&rows, case.sort_mode, case.value_wise);
     let mut expected: Vec<String> = case.expected.iter().map(|l| normalize(l)).collect();
     if expected.iter().any(|l| l.contains("values hashing to")) {

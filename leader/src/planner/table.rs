@@ -21,6 +21,9 @@ pub struct BlueshiftTable {
     def: TableDef,
     slices: u32,
     schema: SchemaRef,
+    /// The schema ends with the hidden segment column (for the target of a DELETE or
+    /// UPDATE only).
+    segment_column: bool,
 }
 
 impl BlueshiftTable {
@@ -30,6 +33,18 @@ impl BlueshiftTable {
             def,
             slices,
             schema,
+            segment_column: false,
+        }
+    }
+
+    /// The table with [`blueshift_common::scan::SEGMENT_COLUMN`] after its columns.
+    pub fn with_segment_column(def: TableDef, slices: u32) -> Self {
+        let schema = blueshift_common::scan::with_segment_field(&def.arrow_schema());
+        Self {
+            def,
+            slices,
+            schema,
+            segment_column: true,
         }
     }
 }
@@ -62,7 +77,13 @@ impl TableProvider for BlueshiftTable {
                 .unwrap_or_default();
             slices = vec![copy];
         }
-        let predicate = match conjunction(filters.iter().cloned()) {
+        // Filters on the segment column are not for pruning (the plan above applies them).
+        let prunable = filters.iter().filter(|f| {
+            !f.column_refs()
+                .iter()
+                .any(|c| c.name == blueshift_common::scan::SEGMENT_COLUMN)
+        });
+        let predicate = match conjunction(prunable.cloned()) {
             Some(expr) => {
                 let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
                 Some(state.create_physical_expr(expr, &df_schema)?)
@@ -71,13 +92,14 @@ impl TableProvider for BlueshiftTable {
         };
         // A limit may only be pushed when no filter remains above the scan.
         let limit = if filters.is_empty() { limit } else { None };
-        let scan = SliceScanExec::try_new(
+        let scan = SliceScanExec::try_new_with(
             self.def.name.clone(),
-            self.schema.clone(),
+            self.def.arrow_schema(),
             projection.cloned(),
             slices,
             predicate,
             limit,
+            self.segment_column,
         )?;
         let scan = match &self.def.dist {
             DistStyle::Key { column } => scan.with_hash_distribution(*column),

@@ -5,7 +5,8 @@
 //! * [`settings`]: `SET` / `SHOW` of settings, the statement's user and settings as
 //!   task-locals, `set_config` changes;
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
-//! * [`users`]: `CREATE` / `ALTER` / `DROP USER`.
+//! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
+//! * [`dml`]: `DELETE`, `UPDATE`, `TRUNCATE` (segments rewritten, swapped in one command).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::sql::copy_out::CopyOut;
 use crate::sql::ddl::CreateTable;
 use crate::sql::statement::{Ast, Parsed, Statement};
 
+mod dml;
 mod metadata;
 pub mod retry;
 mod settings;
@@ -203,6 +205,9 @@ impl Executor {
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
             Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,
             Statement::Insert(ast) => self.insert(ast, params).await,
+            Statement::Delete(ast) => self.delete(ast).await,
+            Statement::Update(ast) => self.update(ast).await,
+            Statement::Truncate(names) => self.truncate(names),
             Statement::Query(ast) => self.query(&parsed.text, ast, params).await,
             Statement::Explain { analyze, statement } => self.explain(*analyze, statement).await,
             Statement::Set(stmt) => set(stmt, settings),

@@ -44,6 +44,12 @@ pub enum Statement {
         analyze: bool,
         statement: Box<Statement>,
     },
+    /// `DELETE [FROM] t [USING ...] [WHERE ...]`.
+    Delete(Box<Ast>),
+    /// `UPDATE t SET ... [FROM ...] [WHERE ...]`.
+    Update(Box<Ast>),
+    /// `TRUNCATE [TABLE] t [, ...]`.
+    Truncate(Vec<String>),
     CreateTable(Box<CreateTable>),
     DropTable {
         names: Vec<String>,
@@ -78,6 +84,9 @@ impl Statement {
                 | Statement::DropTable { .. }
                 | Statement::CopyFrom(_)
                 | Statement::Insert(_)
+                | Statement::Delete(_)
+                | Statement::Update(_)
+                | Statement::Truncate(_)
         )
     }
 
@@ -234,6 +243,16 @@ pub fn parse_ast(tokens: Vec<Token>) -> Result<Ast> {
     Ok(statement)
 }
 
+/// Parses tokens that must form exactly one expression.
+pub fn parse_expr(tokens: Vec<Token>) -> Result<ast::Expr> {
+    let mut p = parser_over(tokens);
+    let expr = p
+        .parse_expr()
+        .map_err(|e| syntax(format!("syntax error: {e}")))?;
+    expect_end(&p)?;
+    Ok(expr)
+}
+
 /// Parses tokens that must form exactly one query.
 pub fn parse_query(tokens: Vec<Token>) -> Result<Box<ast::Query>> {
     let mut p = parser_over(tokens);
@@ -263,6 +282,23 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
             _ => return Err(syntax("expected INSERT INTO ... VALUES / SELECT")),
         },
         "EXPLAIN" => explain(t)?,
+        "DELETE" => match parse_ast(t)? {
+            s @ Ast::Delete(_) => Statement::Delete(Box::new(s)),
+            _ => return Err(syntax("expected DELETE FROM")),
+        },
+        "UPDATE" => match parse_ast(t)? {
+            s @ Ast::Update(_) => Statement::Update(Box::new(s)),
+            _ => return Err(syntax("expected UPDATE ... SET")),
+        },
+        "TRUNCATE" => match parse_ast(t)? {
+            Ast::Truncate(tr) => Statement::Truncate(
+                tr.table_names
+                    .iter()
+                    .map(|n| super::ddl::table_name(&n.name))
+                    .collect::<Result<_>>()?,
+            ),
+            _ => return Err(syntax("expected TRUNCATE [TABLE] name")),
+        },
         "CREATE" if kw(1) == "TABLE" => {
             Statement::CreateTable(Box::new(super::ddl::parse_create_table(&t)?))
         }
@@ -293,9 +329,10 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         }
         "DISCARD" => Statement::NoOp("DISCARD"),
         "DEALLOCATE" => Statement::NoOp("DEALLOCATE"),
-        "DELETE" | "UPDATE" | "ALTER" | "VACUUM" | "ANALYZE" | "TRUNCATE" | "GRANT" | "REVOKE"
-        | "CREATE" | "DROP" | "UNLOAD" | "MERGE" | "CALL" | "PREPARE" | "EXECUTE" | "LOCK"
-        | "COMMENT" | "LISTEN" | "NOTIFY" => Statement::Unsupported(k0),
+        "ALTER" | "VACUUM" | "ANALYZE" | "GRANT" | "REVOKE" | "CREATE" | "DROP" | "UNLOAD"
+        | "MERGE" | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "COMMENT" | "LISTEN" | "NOTIFY" => {
+            Statement::Unsupported(k0)
+        }
         _ => {
             let near = t.first().map(|t| t.to_string()).unwrap_or_default();
             return Err(syntax(format!("syntax error at or near \"{near}\"")));
@@ -369,7 +406,7 @@ mod tests {
              copy t to stdout; insert into t values (1); (select 1); set search_path to x; \
              show search_path; show tables from schema dev.public; begin; \
              create user u password disable; declare c cursor for select 1; discard all; \
-             explain select 1; delete from t",
+             explain select 1; delete from t; update t set a = 1; truncate t; vacuum",
         )
         .unwrap()
         .iter()
@@ -389,6 +426,9 @@ mod tests {
             Statement::Explain { .. } => "explain",
             Statement::Unsupported(_) => "unsupported",
             Statement::DropTable { .. } => "drop",
+            Statement::Delete(_) => "delete",
+            Statement::Update(_) => "update",
+            Statement::Truncate(_) => "truncate",
         })
         .collect();
         assert_eq!(
@@ -407,6 +447,9 @@ mod tests {
                 "cursor",
                 "noop",
                 "explain",
+                "delete",
+                "update",
+                "truncate",
                 "unsupported"
             ]
         );

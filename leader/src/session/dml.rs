@@ -1,0 +1,629 @@
+//! Changing rows: `DELETE [FROM] t [USING ...] [WHERE ...]`, `UPDATE t SET ... [FROM ...]
+//! [WHERE ...]`, `TRUNCATE [TABLE] t, ...`.
+//!
+//! Segments are immutable, so a statement that changes rows rewrites the segments that hold
+//! them, in three steps, all planned by DataFusion and run on the compute nodes like any
+//! query, at the one catalog version the statement pinned:
+//!
+//! 1. *Which segments*: `SELECT __blueshift_segment, count(*) FROM <target and the other
+//!    tables> WHERE <condition> GROUP BY 1`. The target's scan exposes the hidden
+//!    `__blueshift_segment` column (each row's segment path) for this statement only; its
+//!    zone maps prune as in any query.
+//! 2. *Their new rows*: a query over those segments only that gives the rows they keep
+//!    (DELETE) or the rows with the new values (UPDATE), routed by the distribution key into
+//!    new segments, as a load does (an UPDATE of the key moves the row to its new slice).
+//! 3. *One catalog command* ([`Command::ReplaceSegments`]) removes the old segments and adds
+//!    the new ones. If another statement replaced one of the old segments first, the command
+//!    fails with 40001 and this statement changes nothing.
+//!
+//! A reader that pinned an older catalog version keeps reading the old segments (GC keeps
+//! them while it runs). A `DISTSTYLE ALL` table has a copy on every node: all of its
+//! segments are rewritten from one copy.
+//!
+//! This module must not parse SQL: it gets sqlparser's AST from the front end and builds
+//! the queries above as AST too.
+
+use std::collections::{HashMap, HashSet};
+
+use blueshift_common::error::sqlstate;
+use blueshift_common::scan::SEGMENT_COLUMN;
+use blueshift_common::types::{ColumnType, DistStyle, Segment, TableDef};
+use datafusion::physical_plan::execute_stream;
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, CastKind, DataType as SqlType, Expr, FromTable, GroupByExpr,
+    Ident, ObjectName, SelectItem, SetExpr, TableFactor, TableWithJoins, UpdateTableFromKind,
+    Value,
+};
+use datafusion::sql::sqlparser::tokenizer::Token;
+use futures::StreamExt;
+
+use super::{Executor, Outcome};
+use crate::catalog::{Command, SegmentChange};
+use crate::error::{Error, Result};
+use crate::load::coerce::coerce_batch;
+use crate::load::router::Router;
+use crate::planner::{QueryContext, query_context};
+use crate::sql::statement::{Ast, parse_expr, parse_query};
+
+/// The table a DELETE or UPDATE changes, as the statement names it.
+struct Target {
+    def: TableDef,
+    /// The name or alias the statement's expressions qualify the table's columns with.
+    qualifier: Vec<Ident>,
+    /// The table as written in the statement's FROM (with its alias).
+    from: TableWithJoins,
+}
+
+fn unsupported(what: impl Into<String>) -> Error {
+    Error::sql(sqlstate::FEATURE_NOT_SUPPORTED, what)
+}
+
+fn quoted(name: &str) -> Ident {
+    Ident::with_quote('"', name)
+}
+
+impl Target {
+    fn column(&self, name: &str) -> Expr {
+        let mut parts = self.qualifier.clone();
+        parts.push(quoted(name));
+        Expr::CompoundIdentifier(parts)
+    }
+
+    fn segment(&self) -> Expr {
+        self.column(SEGMENT_COLUMN)
+    }
+
+    /// `segment IN ('path', ...)`; `None` for a DISTSTYLE ALL table, whose every segment
+    /// is rewritten.
+    fn in_segments(&self, paths: &[String]) -> Option<Expr> {
+        if self.def.dist == DistStyle::All {
+            return None;
+        }
+        Some(Expr::InList {
+            expr: Box::new(self.segment()),
+            list: paths
+                .iter()
+                .map(|p| Expr::value(Value::SingleQuotedString(p.clone())))
+                .collect(),
+            negated: false,
+        })
+    }
+
+    /// Every column of the table, in order, qualified.
+    fn columns(&self) -> Vec<Expr> {
+        self.def
+            .columns
+            .iter()
+            .map(|c| self.column(&c.name))
+            .collect()
+    }
+}
+
+/// The segments a statement rewrites and how many rows they hold (for a DISTSTYLE ALL
+/// table: all segments, and the rows of one copy).
+struct Affected {
+    remove: Vec<String>,
+    rows: u64,
+    /// Rows (of the target joined with the other tables) that met the condition.
+    matches: u64,
+    /// The paths the statement's own queries read, for `segment IN (...)`.
+    paths: Vec<String>,
+}
+
+fn and(a: Expr, b: Option<Expr>) -> Expr {
+    match b {
+        Some(b) => Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(a))),
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
+            right: Box::new(Expr::Nested(Box::new(b))),
+        },
+        None => a,
+    }
+}
+
+fn and_all(parts: Vec<Expr>) -> Option<Expr> {
+    let mut it = parts.into_iter();
+    let first = it.next()?;
+    Some(it.fold(first, |acc, e| and(acc, Some(e))))
+}
+
+/// `SELECT <projection> FROM <from> [WHERE <selection>] [GROUP BY <group_by>]`.
+fn select(
+    projection: Vec<Expr>,
+    from: Vec<TableWithJoins>,
+    selection: Option<Expr>,
+    group_by: Vec<Expr>,
+) -> Result<Ast> {
+    // A template from tokens (`SELECT 1`), then its parts set.
+    let mut query = parse_query(vec![
+        Token::make_keyword("SELECT"),
+        Token::Number("1".into(), false),
+    ])?;
+    let SetExpr::Select(s) = query.body.as_mut() else {
+        return Err(Error::sql(sqlstate::INTERNAL_ERROR, "SELECT template"));
+    };
+    s.projection = projection
+        .into_iter()
+        .map(SelectItem::UnnamedExpr)
+        .collect();
+    s.from = from;
+    s.selection = selection;
+    if !group_by.is_empty() {
+        s.group_by = GroupByExpr::Expressions(group_by, vec![]);
+    }
+    Ok(Ast::Query(query))
+}
+
+/// `NOT EXISTS (SELECT 1 FROM <from> WHERE <condition>)`.
+fn not_exists(from: Vec<TableWithJoins>, condition: Option<Expr>) -> Result<Expr> {
+    let Ast::Query(subquery) = select(
+        vec![Expr::value(Value::Number("1".into(), false))],
+        from,
+        condition,
+        vec![],
+    )?
+    else {
+        return Err(Error::sql(sqlstate::INTERNAL_ERROR, "subquery template"));
+    };
+    Ok(Expr::Exists {
+        subquery,
+        negated: true,
+    })
+}
+
+impl Executor {
+    /// Resolves the table a DELETE / UPDATE changes and makes its scan expose the segment
+    /// column in `qc`.
+    fn dml_target(&self, qc: &QueryContext, from: &TableWithJoins, verb: &str) -> Result<Target> {
+        if !from.joins.is_empty() {
+            return Err(unsupported(format!(
+                "{verb} takes one target table; put the other tables in {}",
+                if verb == "DELETE" { "USING" } else { "FROM" }
+            )));
+        }
+        let TableFactor::Table {
+            name, alias, args, ..
+        } = &from.relation
+        else {
+            return Err(unsupported(format!("{verb} needs a table name")));
+        };
+        if args.is_some() {
+            return Err(unsupported(format!("{verb} of a table function")));
+        }
+        let table = crate::sql::ddl::table_name(name)?;
+        let Some(def) = qc.catalog.table_by_name("public", &table).cloned() else {
+            // A name DataFusion knows but the catalog does not: a system table or view.
+            let known = [
+                name.to_string(),
+                format!("pg_catalog.{table}"),
+                format!("information_schema.{table}"),
+            ]
+            .iter()
+            .any(|n| qc.ctx.table_exist(n.as_str()).unwrap_or(false));
+            return Err(if known {
+                Error::sql(
+                    sqlstate::WRONG_OBJECT_TYPE,
+                    format!("cannot {verb} a system table or view: \"{table}\""),
+                )
+            } else {
+                Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{table}\" does not exist"),
+                )
+            });
+        };
+        let qualifier = match alias {
+            Some(a) => vec![a.name.clone()],
+            None => name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident().cloned())
+                .collect(),
+        };
+        qc.expose_segments(&def)?;
+        Ok(Target {
+            def,
+            qualifier,
+            from: from.clone(),
+        })
+    }
+
+    /// Step 1: the segments with rows that meet `condition` (over the target and `others`).
+    async fn affected(
+        &self,
+        qc: &QueryContext,
+        target: &Target,
+        others: &[TableWithJoins],
+        condition: Option<Expr>,
+    ) -> Result<Affected> {
+        let count = parse_expr(vec![
+            Token::make_word("count", None),
+            Token::LParen,
+            Token::Mul,
+            Token::RParen,
+        ])?;
+        let mut from = vec![target.from.clone()];
+        from.extend(others.iter().cloned());
+        let query = select(
+            vec![target.segment(), count],
+            from,
+            condition,
+            vec![target.segment()],
+        )?;
+        let batches = self.collect(qc, &query).await?;
+        let mut found: HashMap<String, u64> = HashMap::new();
+        for batch in &batches {
+            let paths = arrow::array::cast::as_string_array(batch.column(0));
+            let counts = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "count(*) is not Int64"))?;
+            for i in 0..batch.num_rows() {
+                found.insert(paths.value(i).to_string(), counts.value(i) as u64);
+            }
+        }
+        let matches = found.values().sum();
+        let segments: Vec<&Segment> = target.def.segments.values().flatten().collect();
+        if target.def.dist == DistStyle::All {
+            let copy = target
+                .def
+                .segments_by_slice(qc.catalog.slices)
+                .into_iter()
+                .find(|s| !s.is_empty())
+                .unwrap_or_default();
+            return Ok(Affected {
+                remove: if found.is_empty() {
+                    vec![]
+                } else {
+                    segments.iter().map(|s| s.path.clone()).collect()
+                },
+                rows: copy.iter().map(|s| s.rows).sum(),
+                matches,
+                paths: vec![],
+            });
+        }
+        let mut paths: Vec<String> = found.into_keys().collect();
+        paths.sort();
+        let wanted: HashSet<&String> = paths.iter().collect();
+        let rows = segments
+            .iter()
+            .filter(|s| wanted.contains(&s.path))
+            .map(|s| s.rows)
+            .sum();
+        Ok(Affected {
+            remove: paths.clone(),
+            rows,
+            matches,
+            paths,
+        })
+    }
+
+    /// Runs a query to the end on the cluster.
+    async fn collect(
+        &self,
+        qc: &QueryContext,
+        query: &Ast,
+    ) -> Result<Vec<arrow::array::RecordBatch>> {
+        let qc = qc.next_query();
+        let plan = self.plan_query(&qc, query, None).await?;
+        let mut stream = execute_stream(plan, qc.ctx.task_ctx())?;
+        let mut out = Vec::new();
+        while let Some(b) = stream.next().await {
+            out.push(b?);
+        }
+        Ok(out)
+    }
+
+    /// Step 2: routes the rows of `queries` (each giving the table's columns in order) into
+    /// new segments; returns them and the row count of each query.
+    async fn rewrite(
+        &self,
+        qc: &QueryContext,
+        def: &TableDef,
+        queries: &[Ast],
+    ) -> Result<(Vec<Segment>, Vec<u64>)> {
+        let map = self.leader.membership.slice_map(qc.catalog.slices)?;
+        let mut router = Router::new(
+            def.clone(),
+            qc.catalog.slices,
+            map,
+            self.leader.scheduler.clone(),
+        );
+        let mapping: Vec<Option<usize>> = (0..def.columns.len()).map(Some).collect();
+        let mut counts = Vec::with_capacity(queries.len());
+        for query in queries {
+            let before = router.rows();
+            let qc = qc.next_query();
+            let plan = self.plan_query(&qc, query, None).await?;
+            let mut stream = execute_stream(plan, qc.ctx.task_ctx())?;
+            while let Some(batch) = stream.next().await {
+                let batch = coerce_batch(&batch?, def, &mapping, false)
+                    .map_err(|mut bad| bad.remove(0).into_error("changed row"))?;
+                router.push(batch).await?;
+            }
+            counts.push(router.rows() - before);
+        }
+        Ok((router.finish().await?, counts))
+    }
+
+    /// Step 3: swaps the segments in one catalog command.
+    fn replace(&self, def: &TableDef, remove: Vec<String>, add: Vec<Segment>) -> Result<()> {
+        if remove.is_empty() && add.is_empty() {
+            return Ok(());
+        }
+        self.leader.catalog.execute(|_| {
+            Ok(Command::ReplaceSegments {
+                changes: vec![SegmentChange {
+                    table_id: def.id,
+                    remove: remove.clone(),
+                    add: add.clone(),
+                }],
+            })
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn delete(&self, ast: &Ast) -> Result<Outcome> {
+        let Ast::Delete(d) = ast else {
+            return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not a DELETE"));
+        };
+        if !d.tables.is_empty() || d.returning.is_some() || !d.order_by.is_empty() {
+            return Err(unsupported(
+                "DELETE with RETURNING, ORDER BY or several target tables",
+            ));
+        }
+        if d.limit.is_some() {
+            return Err(unsupported("DELETE ... LIMIT"));
+        }
+        let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &d.from;
+        let [from] = from.as_slice() else {
+            return Err(unsupported(
+                "DELETE takes one target table; put the other tables in USING",
+            ));
+        };
+        let _pin = self.leader.pins.pin();
+        let qc = query_context(&self.leader)?;
+        let target = self.dml_target(&qc, from, "DELETE")?;
+        let using = d.using.clone().unwrap_or_default();
+        let affected = self
+            .affected(&qc, &target, &using, d.selection.clone())
+            .await?;
+        if affected.remove.is_empty() {
+            return Ok(command_rows("DELETE", 0));
+        }
+        let keep = match (&d.selection, using.is_empty()) {
+            // No condition: every row goes.
+            (None, true) => None,
+            (Some(condition), true) => Some(Expr::IsNotTrue(Box::new(Expr::Nested(Box::new(
+                condition.clone(),
+            ))))),
+            (condition, false) => Some(not_exists(using.clone(), condition.clone())?),
+        };
+        let (add, kept) = match keep {
+            None => (vec![], 0),
+            Some(keep) => {
+                let filter = and_all(
+                    target
+                        .in_segments(&affected.paths)
+                        .into_iter()
+                        .chain([keep])
+                        .collect(),
+                );
+                let query = select(target.columns(), vec![target.from.clone()], filter, vec![])?;
+                let (add, counts) = self.rewrite(&qc, &target.def, &[query]).await?;
+                (add, counts[0])
+            }
+        };
+        self.replace(&target.def, affected.remove, add)?;
+        Ok(command_rows("DELETE", affected.rows.saturating_sub(kept)))
+    }
+
+    pub(super) async fn update(&self, ast: &Ast) -> Result<Outcome> {
+        let Ast::Update(u) = ast else {
+            return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not an UPDATE"));
+        };
+        if u.returning.is_some() || u.or.is_some() || !u.order_by.is_empty() || u.limit.is_some() {
+            return Err(unsupported("UPDATE with RETURNING, ORDER BY, LIMIT or OR"));
+        }
+        let others: Vec<TableWithJoins> = match &u.from {
+            None => vec![],
+            Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) => t.clone(),
+        };
+        let _pin = self.leader.pins.pin();
+        let qc = query_context(&self.leader)?;
+        let target = self.dml_target(&qc, &u.table, "UPDATE")?;
+        let values = assignments(&target.def, &u.assignments)?;
+        let affected = self
+            .affected(&qc, &target, &others, u.selection.clone())
+            .await?;
+        if affected.remove.is_empty() {
+            // Nothing to change; the new values are still planned, so that a value that
+            // cannot be assigned is an error as in PostgreSQL.
+            let mut from = vec![target.from.clone()];
+            from.extend(others.iter().cloned());
+            let values: Vec<Expr> = values.iter().flatten().cloned().collect();
+            if !values.is_empty() {
+                let check = select(values, from, u.selection.clone(), vec![])?;
+                self.plan_query(&qc.next_query(), &check, None).await?;
+            }
+            return Ok(command_rows("UPDATE", 0));
+        }
+        let in_segments = target.in_segments(&affected.paths);
+        let new_value = |i: usize, guarded: bool| -> Expr {
+            match (&values[i], &u.selection) {
+                (None, _) => target.column(&target.def.columns[i].name),
+                (Some(v), Some(condition)) if guarded => Expr::Case {
+                    case_token: AttachedToken::empty(),
+                    end_token: AttachedToken::empty(),
+                    operand: None,
+                    conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+                        condition: Expr::IsTrue(Box::new(Expr::Nested(Box::new(
+                            condition.clone(),
+                        )))),
+                        result: v.clone(),
+                    }],
+                    else_result: Some(Box::new(target.column(&target.def.columns[i].name))),
+                },
+                (Some(v), _) => v.clone(),
+            }
+        };
+        let n = target.def.columns.len();
+        let (add, updated) = if others.is_empty() {
+            // One pass over the affected segments: each row with its new or old values.
+            let query = select(
+                (0..n).map(|i| new_value(i, true)).collect(),
+                vec![target.from.clone()],
+                in_segments,
+                vec![],
+            )?;
+            let (add, _) = self.rewrite(&qc, &target.def, &[query]).await?;
+            (add, affected.matches)
+        } else {
+            // The joined rows with their new values, and the rows no other row matched.
+            let mut from = vec![target.from.clone()];
+            from.extend(others.iter().cloned());
+            let changed = select(
+                (0..n).map(|i| new_value(i, false)).collect(),
+                from,
+                and_all(
+                    u.selection
+                        .clone()
+                        .into_iter()
+                        .chain(in_segments.clone())
+                        .collect(),
+                ),
+                vec![],
+            )?;
+            let unchanged = select(
+                target.columns(),
+                vec![target.from.clone()],
+                and_all(
+                    in_segments
+                        .into_iter()
+                        .chain([not_exists(others.clone(), u.selection.clone())?])
+                        .collect(),
+                ),
+                vec![],
+            )?;
+            let (add, counts) = self
+                .rewrite(&qc, &target.def, &[changed, unchanged])
+                .await?;
+            // Each affected row is either matched once or unmatched; a row that two rows
+            // of FROM matched would be written twice.
+            if counts[0] + counts[1] != affected.rows {
+                return Err(Error::sql(
+                    sqlstate::CARDINALITY_VIOLATION,
+                    "UPDATE ... FROM matched a row of the target table more than once; \
+                     make the FROM rows unique per target row",
+                ));
+            }
+            (add, counts[0])
+        };
+        self.replace(&target.def, affected.remove, add)?;
+        Ok(command_rows("UPDATE", updated))
+    }
+
+    pub(super) fn truncate(&self, names: &[String]) -> Result<Outcome> {
+        let snapshot = self.leader.catalog.snapshot();
+        let mut changes = Vec::with_capacity(names.len());
+        for name in names {
+            let def = snapshot.table_by_name("public", name).ok_or_else(|| {
+                Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{name}\" does not exist"),
+                )
+            })?;
+            changes.push(SegmentChange {
+                table_id: def.id,
+                remove: def
+                    .segments
+                    .values()
+                    .flatten()
+                    .map(|s| s.path.clone())
+                    .collect(),
+                add: vec![],
+            });
+        }
+        self.leader.catalog.execute(|_| {
+            Ok(Command::ReplaceSegments {
+                changes: changes.clone(),
+            })
+        })?;
+        Ok(super::command("TRUNCATE TABLE"))
+    }
+}
+
+fn command_rows(tag: &str, rows: u64) -> Outcome {
+    Outcome::Command {
+        tag: tag.to_string(),
+        rows: Some(rows),
+    }
+}
+
+/// The SQL type a value assigned to a column of `ty` is cast to (as PostgreSQL's
+/// assignment cast; lengths are checked when the row is written, as in a load).
+fn sql_type(ty: &ColumnType) -> SqlType {
+    use datafusion::sql::sqlparser::ast::{ExactNumberInfo, TimezoneInfo};
+    match ty {
+        ColumnType::SmallInt => SqlType::SmallInt(None),
+        ColumnType::Integer => SqlType::Integer(None),
+        ColumnType::BigInt => SqlType::BigInt(None),
+        ColumnType::Decimal { precision, scale } => SqlType::Decimal(
+            ExactNumberInfo::PrecisionAndScale(u64::from(*precision), i64::from(*scale)),
+        ),
+        ColumnType::Real => SqlType::Real,
+        ColumnType::Double => SqlType::DoublePrecision,
+        ColumnType::Boolean => SqlType::Boolean,
+        ColumnType::Char { .. } | ColumnType::Varchar { .. } => SqlType::Varchar(None),
+        ColumnType::Date => SqlType::Date,
+        ColumnType::Timestamp => SqlType::Timestamp(None, TimezoneInfo::None),
+        ColumnType::TimestampTz => SqlType::Timestamp(None, TimezoneInfo::WithTimeZone),
+    }
+}
+
+/// The new value of each column (`None`: unchanged) from `SET col = expr, ...`, cast to
+/// the column's type.
+fn assignments(def: &TableDef, assignments: &[Assignment]) -> Result<Vec<Option<Expr>>> {
+    let mut values = vec![None; def.columns.len()];
+    for a in assignments {
+        let names: Vec<&ObjectName> = match &a.target {
+            AssignmentTarget::ColumnName(n) => vec![n],
+            AssignmentTarget::Tuple(_) => {
+                return Err(unsupported("UPDATE ... SET (a, b) = (...)"));
+            }
+        };
+        for name in names {
+            let column = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(crate::sql::ddl::normalize_ident)
+                .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a column name"))?;
+            let i = def.column_index(&column).ok_or_else(|| {
+                Error::sql(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{column}\" of relation \"{}\" does not exist",
+                        def.name
+                    ),
+                )
+            })?;
+            let value = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(Expr::Nested(Box::new(a.value.clone()))),
+                data_type: sql_type(&def.columns[i].ty),
+                array: false,
+                format: None,
+            };
+            if values[i].replace(value).is_some() {
+                return Err(Error::sql(
+                    sqlstate::SYNTAX_ERROR,
+                    format!("multiple assignments to same column \"{column}\""),
+                ));
+            }
+        }
+    }
+    Ok(values)
+}
