@@ -7,7 +7,9 @@
 //!   before committing it).
 //! - `slt_answers_agree_with_duckdb`: runs every `query` record in DuckDB, with the TPC-H
 //!   tables as views over the same Parquet files, and checks DuckDB's answer against the
-//!   pinned expected output, so no answer in the files is only "what Blueshift said".
+//!   pinned expected output, so no answer in the files is only "what Blueshift said". The
+//!   `statement ok` / `statement count n` records run in DuckDB too, in order (the row
+//!   count checked), so a file that changes tables of its own is checked step by step.
 //!   Records marked `skipif duckdb` are left out (say why next to them).
 //! - `slt_suite_is_large_enough`: `single_table.slt` holds at least 100 records and
 //!   `joins.slt` at least 300.

@@ -1,5 +1,6 @@
 //! Changing rows: `DELETE [FROM] t [USING ...] [WHERE ...]`, `UPDATE t SET ... [FROM ...]
-//! [WHERE ...]`, `TRUNCATE [TABLE] t, ...`.
+//! [WHERE ...]`, `MERGE INTO t USING s ON ... WHEN [NOT] MATCHED ...`, `TRUNCATE [TABLE] t,
+//! ...`.
 //!
 //! Segments are immutable, so a statement that changes rows rewrites the segments that hold
 //! them, in three steps, all planned by DataFusion and run on the compute nodes like any
@@ -32,8 +33,8 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, CastKind, DataType as SqlType, Expr, FromTable, GroupByExpr,
-    Ident, ObjectName, SelectItem, SetExpr, TableFactor, TableWithJoins, UpdateTableFromKind,
-    Value,
+    Ident, MergeAction, MergeClauseKind, MergeInsertExpr, MergeInsertKind, ObjectName, SelectItem,
+    SetExpr, TableFactor, TableWithJoins, UpdateTableFromKind, Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::StreamExt;
@@ -481,48 +482,151 @@ impl Executor {
             let (add, _) = self.rewrite(&qc, &target.def, &[query]).await?;
             (add, affected.matches)
         } else {
-            // The joined rows with their new values, and the rows no other row matched.
-            let mut from = vec![target.from.clone()];
-            from.extend(others.iter().cloned());
-            let changed = select(
-                (0..n).map(|i| new_value(i, false)).collect(),
-                from,
-                and_all(
-                    u.selection
-                        .clone()
-                        .into_iter()
-                        .chain(in_segments.clone())
-                        .collect(),
-                ),
-                vec![],
+            let (changed, unchanged) = joined_rewrite(
+                &target,
+                &others,
+                u.selection.clone(),
+                Some((0..n).map(|i| new_value(i, false)).collect()),
+                in_segments,
             )?;
-            let unchanged = select(
-                target.columns(),
-                vec![target.from.clone()],
-                and_all(
-                    in_segments
-                        .into_iter()
-                        .chain([not_exists(others.clone(), u.selection.clone())?])
-                        .collect(),
-                ),
-                vec![],
-            )?;
+            let changed = changed
+                .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "UPDATE without new values"))?;
             let (add, counts) = self
                 .rewrite(&qc, &target.def, &[changed, unchanged])
                 .await?;
             // Each affected row is either matched once or unmatched; a row that two rows
             // of FROM matched would be written twice.
             if counts[0] + counts[1] != affected.rows {
-                return Err(Error::sql(
-                    sqlstate::CARDINALITY_VIOLATION,
-                    "UPDATE ... FROM matched a row of the target table more than once; \
-                     make the FROM rows unique per target row",
-                ));
+                return Err(matched_twice("UPDATE ... FROM"));
             }
             (add, counts[0])
         };
         self.replace(&target.def, affected.remove, add)?;
         Ok(command_rows("UPDATE", updated))
+    }
+
+    /// Redshift's `MERGE INTO target USING source ON cond WHEN MATCHED THEN UPDATE SET ... |
+    /// DELETE WHEN NOT MATCHED THEN INSERT [(cols)] VALUES (...)` (each clause optional, at
+    /// most one of each, PostgreSQL's `AND condition` on a clause accepted). A target row
+    /// that two source rows match fails the statement (21000) and changes nothing.
+    pub(super) async fn merge(&self, ast: &Ast) -> Result<Outcome> {
+        let Ast::Merge(m) = ast else {
+            return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not a MERGE"));
+        };
+        if m.output.is_some() {
+            return Err(unsupported("MERGE ... OUTPUT"));
+        }
+        let mut matched = None;
+        let mut not_matched = None;
+        for clause in &m.clauses {
+            let slot = match clause.clause_kind {
+                MergeClauseKind::Matched => &mut matched,
+                MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget => {
+                    &mut not_matched
+                }
+                MergeClauseKind::NotMatchedBySource => {
+                    return Err(unsupported("MERGE ... WHEN NOT MATCHED BY SOURCE"));
+                }
+            };
+            if slot.replace(clause).is_some() {
+                return Err(unsupported(
+                    "MERGE with more than one WHEN MATCHED or WHEN NOT MATCHED clause",
+                ));
+            }
+        }
+        let _pin = self.leader.pins.pin();
+        let qc = query_context(&self.leader)?;
+        let target_from = TableWithJoins {
+            relation: m.table.clone(),
+            joins: vec![],
+        };
+        let target = self.dml_target(&qc, &target_from, "MERGE")?;
+        let source = vec![TableWithJoins {
+            relation: m.source.clone(),
+            joins: vec![],
+        }];
+        let on = Expr::Nested(m.on.clone());
+        let n = target.def.columns.len();
+
+        // Matched rows: the ones the WHEN MATCHED clause acts on, and their segments.
+        let mut remove = Vec::new();
+        let mut changed_rows = 0;
+        let mut queries = Vec::new();
+        let mut check = None;
+        let mut insert_at = None;
+        if let Some(clause) = matched {
+            let condition = and(on.clone(), clause.predicate.clone());
+            let affected = self
+                .affected(&qc, &target, &source, Some(condition.clone()))
+                .await?;
+            if !affected.remove.is_empty() {
+                let in_segments = target.in_segments(&affected.paths);
+                let values = match &clause.action {
+                    MergeAction::Update(update) => {
+                        let values = assignments(&target.def, &update.assignments)?;
+                        Some(
+                            (0..n)
+                                .map(|i| match &values[i] {
+                                    Some(v) => v.clone(),
+                                    None => target.column(&target.def.columns[i].name),
+                                })
+                                .collect(),
+                        )
+                    }
+                    MergeAction::Delete { .. } => None,
+                    MergeAction::Insert(_) => {
+                        return Err(Error::sql(
+                            sqlstate::SYNTAX_ERROR,
+                            "WHEN MATCHED takes UPDATE or DELETE",
+                        ));
+                    }
+                };
+                let (changed, unchanged) =
+                    joined_rewrite(&target, &source, Some(condition), values, in_segments)?;
+                check = Some((changed.is_some(), affected.rows, affected.matches));
+                queries.extend(changed);
+                queries.push(unchanged);
+                remove = affected.remove;
+                changed_rows = affected.matches;
+            }
+        }
+        // Source rows no target row matches: inserted.
+        if let Some(clause) = not_matched {
+            let MergeAction::Insert(insert) = &clause.action else {
+                return Err(Error::sql(
+                    sqlstate::SYNTAX_ERROR,
+                    "WHEN NOT MATCHED takes INSERT",
+                ));
+            };
+            let values = insert_values(&target.def, insert)?;
+            let unmatched = not_exists(vec![target.from.clone()], Some(on.clone()))?;
+            insert_at = Some(queries.len());
+            queries.push(select(
+                values,
+                source.clone(),
+                Some(and(unmatched, clause.predicate.clone())),
+                vec![],
+            )?);
+        }
+        if queries.is_empty() {
+            return Ok(command_rows("MERGE", 0));
+        }
+        let (segments, counts) = self.rewrite(&qc, &target.def, &queries).await?;
+        if let Some((updates, rows, matches)) = check {
+            // Every affected row is either changed once or kept; a row that two source
+            // rows matched would count twice.
+            let (changed, unchanged) = if updates {
+                (counts[0], counts[1])
+            } else {
+                (matches, counts[0])
+            };
+            if changed + unchanged != rows {
+                return Err(matched_twice("MERGE"));
+            }
+        }
+        let inserted_rows = insert_at.map(|i| counts[i]).unwrap_or(0);
+        self.replace(&target.def, remove, segments)?;
+        Ok(command_rows("MERGE", changed_rows + inserted_rows))
     }
 
     pub(super) fn truncate(&self, names: &[String]) -> Result<Outcome> {
@@ -552,6 +656,127 @@ impl Executor {
             })
         })?;
         Ok(super::command("TRUNCATE TABLE"))
+    }
+}
+
+fn matched_twice(what: &str) -> Error {
+    Error::sql(
+        sqlstate::CARDINALITY_VIOLATION,
+        format!(
+            "{what} matched a row of the target table more than once: \
+             each target row may be matched by one source row only"
+        ),
+    )
+}
+
+/// For a target row matched by rows of `others` under `condition`: the query of the
+/// matched rows with their new `values` (none for a DELETE), and the query of the affected
+/// target rows nothing matched (kept as they are).
+fn joined_rewrite(
+    target: &Target,
+    others: &[TableWithJoins],
+    condition: Option<Expr>,
+    values: Option<Vec<Expr>>,
+    in_segments: Option<Expr>,
+) -> Result<(Option<Ast>, Ast)> {
+    let changed = match values {
+        Some(values) => {
+            let mut from = vec![target.from.clone()];
+            from.extend(others.iter().cloned());
+            Some(select(
+                values,
+                from,
+                and_all(
+                    condition
+                        .clone()
+                        .into_iter()
+                        .chain(in_segments.clone())
+                        .collect(),
+                ),
+                vec![],
+            )?)
+        }
+        None => None,
+    };
+    let unchanged = select(
+        target.columns(),
+        vec![target.from.clone()],
+        and_all(
+            in_segments
+                .into_iter()
+                .chain([not_exists(others.to_vec(), condition)?])
+                .collect(),
+        ),
+        vec![],
+    )?;
+    Ok((changed, unchanged))
+}
+
+/// The row a MERGE inserts: each column's value (cast to its type), NULL where the INSERT
+/// names no value for it.
+fn insert_values(def: &TableDef, insert: &MergeInsertExpr) -> Result<Vec<Expr>> {
+    let MergeInsertKind::Values(values) = &insert.kind else {
+        return Err(unsupported("MERGE ... INSERT ROW"));
+    };
+    let [row] = values.rows.as_slice() else {
+        return Err(Error::sql(
+            sqlstate::SYNTAX_ERROR,
+            "MERGE ... INSERT takes one VALUES row",
+        ));
+    };
+    let row = &row.content;
+    let columns: Vec<usize> = if insert.columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| {
+                let name =
+                    c.0.last()
+                        .and_then(|p| p.as_ident())
+                        .map(crate::sql::ddl::normalize_ident)
+                        .unwrap_or_default();
+                def.column_index(&name).ok_or_else(|| {
+                    Error::sql(
+                        sqlstate::UNDEFINED_COLUMN,
+                        format!(
+                            "column \"{name}\" of relation \"{}\" does not exist",
+                            def.name
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if columns.len() != row.len() {
+        return Err(Error::sql(
+            sqlstate::SYNTAX_ERROR,
+            format!(
+                "INSERT has {} target columns but {} values",
+                columns.len(),
+                row.len()
+            ),
+        ));
+    }
+    let mut out: Vec<Expr> = def
+        .columns
+        .iter()
+        .map(|c| cast(Expr::value(Value::Null), &c.ty))
+        .collect();
+    for (i, value) in columns.into_iter().zip(row) {
+        out[i] = cast(value.clone(), &def.columns[i].ty);
+    }
+    Ok(out)
+}
+
+fn cast(value: Expr, ty: &ColumnType) -> Expr {
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(Expr::Nested(Box::new(value))),
+        data_type: sql_type(ty),
+        array: false,
+        format: None,
     }
 }
 
@@ -610,14 +835,10 @@ fn assignments(def: &TableDef, assignments: &[Assignment]) -> Result<Vec<Option<
                     ),
                 )
             })?;
-            let value = Expr::Cast {
-                kind: CastKind::Cast,
-                expr: Box::new(Expr::Nested(Box::new(a.value.clone()))),
-                data_type: sql_type(&def.columns[i].ty),
-                array: false,
-                format: None,
-            };
-            if values[i].replace(value).is_some() {
+            if values[i]
+                .replace(cast(a.value.clone(), &def.columns[i].ty))
+                .is_some()
+            {
                 return Err(Error::sql(
                     sqlstate::SYNTAX_ERROR,
                     format!("multiple assignments to same column \"{column}\""),

@@ -6,7 +6,8 @@
 //!   task-locals, `set_config` changes;
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
 //! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
-//! * [`dml`]: `DELETE`, `UPDATE`, `TRUNCATE` (segments rewritten, swapped in one command).
+//! * [`dml`]: `DELETE`, `UPDATE`, `MERGE`, `TRUNCATE` (segments rewritten, swapped in one
+//!   command).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -207,6 +208,7 @@ impl Executor {
             Statement::Insert(ast) => self.insert(ast, params).await,
             Statement::Delete(ast) => self.delete(ast).await,
             Statement::Update(ast) => self.update(ast).await,
+            Statement::Merge(ast) => self.merge(ast).await,
             Statement::Truncate(names) => self.truncate(names),
             Statement::Query(ast) => self.query(&parsed.text, ast, params).await,
             Statement::Explain { analyze, statement } => self.explain(*analyze, statement).await,

@@ -48,6 +48,8 @@ pub enum Statement {
     Delete(Box<Ast>),
     /// `UPDATE t SET ... [FROM ...] [WHERE ...]`.
     Update(Box<Ast>),
+    /// `MERGE INTO t USING s ON ... WHEN [NOT] MATCHED THEN ...`.
+    Merge(Box<Ast>),
     /// `TRUNCATE [TABLE] t [, ...]`.
     Truncate(Vec<String>),
     CreateTable(Box<CreateTable>),
@@ -86,6 +88,7 @@ impl Statement {
                 | Statement::Insert(_)
                 | Statement::Delete(_)
                 | Statement::Update(_)
+                | Statement::Merge(_)
                 | Statement::Truncate(_)
         )
     }
@@ -290,6 +293,10 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
             s @ Ast::Update(_) => Statement::Update(Box::new(s)),
             _ => return Err(syntax("expected UPDATE ... SET")),
         },
+        "MERGE" => match parse_ast(t)? {
+            s @ Ast::Merge(_) => Statement::Merge(Box::new(s)),
+            _ => return Err(syntax("expected MERGE INTO ... USING ... ON ...")),
+        },
         "TRUNCATE" => match parse_ast(t)? {
             Ast::Truncate(tr) => Statement::Truncate(
                 tr.table_names
@@ -330,7 +337,7 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "DISCARD" => Statement::NoOp("DISCARD"),
         "DEALLOCATE" => Statement::NoOp("DEALLOCATE"),
         "ALTER" | "VACUUM" | "ANALYZE" | "GRANT" | "REVOKE" | "CREATE" | "DROP" | "UNLOAD"
-        | "MERGE" | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "COMMENT" | "LISTEN" | "NOTIFY" => {
+        | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "COMMENT" | "LISTEN" | "NOTIFY" => {
             Statement::Unsupported(k0)
         }
         _ => {
@@ -429,6 +436,7 @@ mod tests {
             Statement::Delete(_) => "delete",
             Statement::Update(_) => "update",
             Statement::Truncate(_) => "truncate",
+            Statement::Merge(_) => "merge",
         })
         .collect();
         assert_eq!(
