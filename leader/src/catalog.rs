@@ -36,6 +36,11 @@ pub struct CatalogState {
     /// Users with their credentials, by name (see [`crate::auth`]).
     #[serde(default)]
     pub users: BTreeMap<String, UserDef>,
+    /// For each table, the version of the last command that changed it (its definition or
+    /// its segments): how a committing transaction learns that another one changed a table
+    /// it changed too.
+    #[serde(default)]
+    pub written: BTreeMap<u64, u64>,
 }
 
 impl CatalogState {
@@ -68,6 +73,13 @@ pub enum Command {
     ReplaceSegments {
         changes: Vec<SegmentChange>,
     },
+    /// The commands of a transaction block, applied together or not at all. Fails with
+    /// 40001 if a table one of them changes was changed by a command after `base_version`
+    /// (the version the block began at).
+    Transaction {
+        base_version: u64,
+        commands: Vec<Command>,
+    },
     CreateUser(UserDef),
     /// Replaces an existing user's definition.
     AlterUser(UserDef),
@@ -91,9 +103,68 @@ struct LogEntry {
     command: Command,
 }
 
+/// The tables a command changes (not counting tables it creates).
+fn tables_changed(command: &Command, out: &mut Vec<u64>) {
+    match command {
+        Command::DropTable { id } => out.push(*id),
+        Command::CommitSegments { table_id, .. } => out.push(*table_id),
+        Command::ReplaceSegments { changes } => out.extend(changes.iter().map(|c| c.table_id)),
+        Command::Transaction { commands, .. } => {
+            for c in commands {
+                tables_changed(c, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Applies one command. Deterministic: the same state and command give the same result.
 pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
+    apply_one(state, command)?;
+    let mut changed = Vec::new();
+    tables_changed(command, &mut changed);
+    if let Command::CreateTable(def) = command {
+        changed.push(def.id);
+    }
+    for id in changed {
+        state.written.insert(id, state.version);
+    }
+    state.written.retain(|id, _| state.tables.contains_key(id));
+    Ok(())
+}
+
+fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
     match command {
+        Command::Transaction {
+            base_version,
+            commands,
+        } => {
+            let mut changed = Vec::new();
+            tables_changed(command, &mut changed);
+            for id in changed {
+                if state.written.get(&id).is_some_and(|v| v > base_version) {
+                    let name = state
+                        .tables
+                        .get(&id)
+                        .map(|t| t.name.clone())
+                        .unwrap_or_else(|| id.to_string());
+                    return Err(Error::sql(
+                        sqlstate::SERIALIZATION_FAILURE,
+                        format!(
+                            "could not serialize access due to concurrent update of table \
+                             \"{name}\": another transaction changed it after this one began"
+                        ),
+                    ));
+                }
+            }
+            // One version for the whole block: its commands are applied as parts of it (each
+            // records its tables as written at that version, the block's).
+            let version = state.version;
+            for c in commands {
+                apply(state, c)?;
+                state.version = version;
+            }
+        }
         Command::Bootstrap {
             slices,
             hash_version,
@@ -109,6 +180,12 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
             state.next_table_id = state.next_table_id.max(100_000);
         }
         Command::CreateTable(def) => {
+            if state.tables.contains_key(&def.id) {
+                return Err(Error::sql(
+                    sqlstate::SERIALIZATION_FAILURE,
+                    format!("table id {} is already taken", def.id),
+                ));
+            }
             if state.table_by_name(&def.schema, &def.name).is_some() {
                 return Err(Error::sql(
                     sqlstate::DUPLICATE_TABLE,
@@ -219,6 +296,9 @@ struct Inner {
     state: Arc<CatalogState>,
     log: File,
     since_snapshot: u64,
+    /// Table ids handed out but maybe not committed yet (a CREATE TABLE inside a
+    /// transaction block): never handed out twice.
+    reserved_table_id: u64,
 }
 
 impl Catalog {
@@ -278,6 +358,7 @@ impl Catalog {
                 state: Arc::new(state),
                 log,
                 since_snapshot: replayed,
+                reserved_table_id: 0,
             }),
         };
         if catalog.snapshot().slices == 0 {
@@ -303,6 +384,18 @@ impl Catalog {
 
     /// Builds a command from the current state and applies it durably, atomically with
     /// respect to other commands. Returns the new state.
+    /// A table id no other table has or will get (ids are not reused, even if the table
+    /// that took one is never committed).
+    pub fn allocate_table_id(&self) -> Result<u64> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| Error::CatalogIo("catalog lock poisoned".into()))?;
+        let id = inner.reserved_table_id.max(inner.state.next_table_id);
+        inner.reserved_table_id = id + 1;
+        Ok(id)
+    }
+
     pub fn execute(
         &self,
         build: impl FnOnce(&CatalogState) -> Result<Command>,

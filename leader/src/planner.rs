@@ -64,7 +64,8 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     // Taken before the catalog version: GC keeps what this statement may read while the
     // pin lives, which is as long as the statement's task context (the config extension).
     let pin = Arc::new(leader.pins.pin());
-    let catalog = leader.catalog.snapshot();
+    // The statement's transaction block's state, if it runs in one.
+    let catalog = crate::session::tx::snapshot(leader);
     let slices = leader.membership.slice_map(catalog.slices)?;
     let config = SessionConfig::new()
         .with_extension(pin)

@@ -176,14 +176,30 @@ impl Handler {
             ));
         }
         let mut interrupt = self.interrupt(client, settings).await?;
+        // The session's transaction block, which the statement runs in.
+        let slot = match client.session_extensions().get::<TxSlot>() {
+            Some(slot) => slot.0.clone(),
+            None => {
+                let slot = crate::session::tx::Slot::default();
+                client.session_extensions().insert(TxSlot(slot.clone()));
+                slot
+            }
+        };
+        if client.transaction_status() == TransactionStatus::Error {
+            // A statement of the block failed (perhaps while its rows were streamed, after
+            // it returned): the block is aborted, and a COMMIT rolls it back.
+            crate::session::tx::abort_slot(&slot);
+        }
         if let Statement::Cursor(stmt) = &parsed.statement {
+            let run = self.cursor_statement(client, &parsed.text, stmt.clone(), params, settings);
             return tokio::select! {
-                r = self.cursor_statement(client, &parsed.text, stmt.clone(), params, settings) => r,
+                r = crate::session::tx::TRANSACTION.scope(slot, run) => r,
                 e = interrupt.fired() => Err(e.into()),
             };
         }
+        let run = self.executor.execute(parsed, params, settings);
         let outcome = tokio::select! {
-            r = self.executor.execute(parsed, params, settings) => r?,
+            r = crate::session::tx::TRANSACTION.scope(slot, run) => r?,
             e = interrupt.fired() => return Err(e.into()),
         };
         if let Outcome::Transaction {
@@ -273,6 +289,10 @@ impl Handler {
         }
     }
 }
+
+/// A session's transaction slot, kept with the connection (dropped with it: an open
+/// block's changes are then discarded).
+struct TxSlot(crate::session::tx::Slot);
 
 fn settings_of<C: ClientInfo>(client: &C) -> HashMap<String, String> {
     client

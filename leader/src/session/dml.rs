@@ -354,7 +354,7 @@ impl Executor {
         if remove.is_empty() && add.is_empty() {
             return Ok(());
         }
-        self.leader.catalog.execute(|_| {
+        super::tx::execute(&self.leader, |_| {
             Ok(Command::ReplaceSegments {
                 changes: vec![SegmentChange {
                     table_id: def.id,
@@ -630,7 +630,7 @@ impl Executor {
     }
 
     pub(super) fn truncate(&self, names: &[String]) -> Result<Outcome> {
-        let snapshot = self.leader.catalog.snapshot();
+        let snapshot = super::tx::snapshot(&self.leader);
         let mut changes = Vec::with_capacity(names.len());
         for name in names {
             let def = snapshot.table_by_name("public", name).ok_or_else(|| {
@@ -650,7 +650,7 @@ impl Executor {
                 add: vec![],
             });
         }
-        self.leader.catalog.execute(|_| {
+        super::tx::execute(&self.leader, |_| {
             Ok(Command::ReplaceSegments {
                 changes: changes.clone(),
             })

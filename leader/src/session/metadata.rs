@@ -37,7 +37,7 @@ impl Executor {
     fn show_objects(&self, cmd: &crate::sql::show::ShowCommand) -> Result<Outcome> {
         use crate::sql::show::{ShowObjects, like_matches};
         let db = self.leader.database.clone();
-        let snapshot = self.leader.catalog.snapshot();
+        let snapshot = super::tx::snapshot(&self.leader);
         let text = |v: &str| Some(v.to_string());
         // (name the LIKE pattern applies to, the row's cells)
         let rows: Vec<(String, Vec<Cell>)> = match &cmd.objects {

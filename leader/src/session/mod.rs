@@ -6,6 +6,7 @@
 //!   task-locals, `set_config` changes;
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
 //! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
+//! * [`tx`]: transaction blocks (snapshot isolation, one catalog command at COMMIT);
 //! * [`dml`]: `DELETE`, `UPDATE`, `MERGE`, `TRUNCATE` (segments rewritten, swapped in one
 //!   command).
 
@@ -40,6 +41,7 @@ mod dml;
 mod metadata;
 pub mod retry;
 mod settings;
+pub mod tx;
 mod users;
 
 pub use settings::{
@@ -200,6 +202,10 @@ impl Executor {
         params: Option<ParamValues>,
         settings: &mut HashMap<String, String>,
     ) -> Result<Outcome> {
+        let is_control = matches!(parsed.statement, Statement::Transaction(_));
+        if !is_control && tx::aborted() {
+            return Err(tx::in_failed_block());
+        }
         let outcome = match &parsed.statement {
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::DropTable { names, if_exists } => self.drop_table(names, *if_exists),
@@ -215,10 +221,19 @@ impl Executor {
             Statement::Set(stmt) => set(stmt, settings),
             Statement::ShowSetting(name) => show_setting(name, settings),
             Statement::Show(cmd) => self.show(cmd, params),
-            Statement::Transaction(stmt) => {
-                let (tag, change) = crate::sql::transaction::execute(stmt, settings)?;
-                Ok(Outcome::Transaction { tag, change })
-            }
+            Statement::Transaction(stmt) => match tx::current() {
+                Some(slot) => {
+                    let tag = tx::control(&self.leader, &slot, stmt);
+                    // The block ends (or begins) in the session's settings either way: a
+                    // COMMIT that fails has rolled the block back.
+                    let change = crate::sql::transaction::execute(stmt, settings);
+                    tag.map(|tag| Outcome::Transaction { tag, change })
+                }
+                None => Err(Error::sql(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "transaction blocks need a session: use the PostgreSQL protocol",
+                )),
+            },
             Statement::User(stmt) => self.user_statement(stmt, settings),
             Statement::NoOp(tag) => Ok(command(tag)),
             Statement::Cursor(_) => Err(Error::sql(
@@ -230,8 +245,9 @@ impl Executor {
                 format!("{keyword} statements are not supported yet"),
             )),
         };
-        if outcome.is_ok() && parsed.statement.writes() {
-            crate::sql::transaction::note_write(settings);
+        if outcome.is_err() && !is_control {
+            // A statement that fails inside a block aborts the block (25P02 until it ends).
+            tx::abort();
         }
         outcome
     }
@@ -287,6 +303,7 @@ impl Executor {
         let view = statement_settings();
         let user = current_user();
         let memory_limit = crate::limits::current();
+        let slot = tx::current();
         let replan: retry::Replan = Box::new(move || {
             let executor = Executor {
                 leader: leader.clone(),
@@ -297,7 +314,12 @@ impl Executor {
                 let (_, stream, id) = executor.start_query(&ast, params).await?;
                 Ok((stream, id))
             });
-            Box::pin(SETTINGS.scope(view.clone(), CURRENT_USER.scope(user.clone(), run)))
+            let run = SETTINGS.scope(view.clone(), CURRENT_USER.scope(user.clone(), run));
+            // A retry reads what the first attempt read: its transaction block's state.
+            match slot.clone() {
+                Some(slot) => Box::pin(tx::TRANSACTION.scope(slot, run)),
+                None => Box::pin(run),
+            }
         });
         let stream = retry::retrying(
             self.leader.clone(),
@@ -360,8 +382,9 @@ impl Executor {
         {
             return Ok(command("CREATE TABLE"));
         }
+        let id = leader.catalog.allocate_table_id()?;
         let Some(query) = ct.query.take() else {
-            leader.catalog.execute(|s| {
+            tx::execute(leader, |s| {
                 if s.table_by_name("public", &ct.name).is_some() {
                     return Err(Error::sql(
                         sqlstate::DUPLICATE_TABLE,
@@ -369,7 +392,7 @@ impl Executor {
                     ));
                 }
                 Ok(Command::CreateTable(
-                    ct.clone().into_def(s.next_table_id, &current_user()),
+                    ct.clone().into_def(id, &current_user()),
                 ))
             })?;
             return Ok(command("CREATE TABLE"));
@@ -403,39 +426,42 @@ impl Executor {
             .collect::<Result<Vec<_>>>()?;
         let ct = ct.with_columns(columns)?;
         let name = ct.name.clone();
-        let snapshot = leader.catalog.snapshot();
+        let snapshot = tx::snapshot(leader);
         if snapshot.table_by_name("public", &name).is_some() {
             return Err(Error::sql(
                 sqlstate::DUPLICATE_TABLE,
                 format!("relation \"{name}\" already exists"),
             ));
         }
-        // The table is created first (so segments have an id to belong to) and dropped again
-        // if the load fails.
-        let state = leader.catalog.execute(|s| {
-            Ok(Command::CreateTable(
-                ct.clone().into_def(s.next_table_id, &current_user()),
-            ))
-        })?;
-        let def = state
-            .table_by_name("public", &name)
-            .cloned()
-            .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "created table vanished"))?;
-        let result = self
-            .load_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
-            .await;
-        match result {
-            Ok(rows) => Ok(Outcome::Command {
-                tag: "SELECT".into(),
-                rows: Some(rows),
-            }),
-            Err(e) => {
-                let _ = leader
-                    .catalog
-                    .execute(|_| Ok(Command::DropTable { id: def.id }));
-                Err(e)
+        // The rows are loaded for a table no one else can see yet; one command then creates
+        // it with its segments, so a failed or cancelled load leaves no table behind.
+        let def = ct.into_def(id, &current_user());
+        let (rows, segments) = self
+            .route_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
+            .await?;
+        tx::execute(leader, |s| {
+            if s.table_by_name("public", &name).is_some() {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{name}\" already exists"),
+                ));
             }
-        }
+            let mut commands = vec![Command::CreateTable(def.clone())];
+            if !segments.is_empty() {
+                commands.push(Command::CommitSegments {
+                    table_id: def.id,
+                    segments: segments.clone(),
+                });
+            }
+            Ok(Command::Transaction {
+                base_version: s.version,
+                commands,
+            })
+        })?;
+        Ok(Outcome::Command {
+            tag: "SELECT".into(),
+            rows: Some(rows),
+        })
     }
 
     fn drop_table(&self, names: &[String], if_exists: bool) -> Result<Outcome> {
@@ -448,9 +474,7 @@ impl Executor {
                 .map(|t| t.id);
             match found {
                 Some(id) => {
-                    self.leader
-                        .catalog
-                        .execute(|_| Ok(Command::DropTable { id }))?;
+                    tx::execute(&self.leader, |_| Ok(Command::DropTable { id }))?;
                 }
                 None if if_exists => {}
                 None => {
@@ -477,7 +501,7 @@ impl Executor {
     }
 
     async fn copy_from(&self, stmt: &CopyStatement) -> Result<Outcome> {
-        let snapshot = self.leader.catalog.snapshot();
+        let snapshot = tx::snapshot(&self.leader);
         let table = snapshot
             .table_by_name("public", &stmt.table)
             .cloned()
@@ -531,10 +555,14 @@ impl Executor {
                 leader: self.leader.clone(),
             };
             let slices = snapshot.slices;
+            // The load commits into the statement's transaction block, if any.
+            let slot = tx::current();
             let task = tokio::spawn(async move {
-                executor
-                    .route_and_commit(table, slices, map, rx, reader)
-                    .await
+                let load = executor.route_and_commit(table, slices, map, rx, reader);
+                match slot {
+                    Some(slot) => tx::TRANSACTION.scope(slot, load).await,
+                    None => load.await,
+                }
             });
             return Ok(Outcome::CopyIn {
                 columns: width,
@@ -586,7 +614,7 @@ impl Executor {
         if segments.is_empty() {
             return Ok(());
         }
-        self.leader.catalog.execute(|s| {
+        tx::execute(&self.leader, |s| {
             if !s.tables.contains_key(&table.id) {
                 return Err(Error::sql(
                     sqlstate::UNDEFINED_TABLE,
@@ -629,10 +657,21 @@ impl Executor {
     async fn load_stream(
         &self,
         table: &blueshift_common::types::TableDef,
-        mut stream: SendableRecordBatchStream,
+        stream: SendableRecordBatchStream,
     ) -> Result<u64> {
         let _pin = self.leader.pins.pin();
-        let snapshot = self.leader.catalog.snapshot();
+        let (rows, segments) = self.route_stream(table, stream).await?;
+        self.commit(table, segments)?;
+        Ok(rows)
+    }
+
+    /// Routes the rows of a stream into new segments of the table (not committed).
+    async fn route_stream(
+        &self,
+        table: &blueshift_common::types::TableDef,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<(u64, Vec<blueshift_common::types::Segment>)> {
+        let snapshot = tx::snapshot(&self.leader);
         let map = self.leader.membership.slice_map(snapshot.slices)?;
         let mut router = Router::new(
             table.clone(),
@@ -649,8 +688,7 @@ impl Executor {
         }
         let rows = router.rows();
         let segments = router.finish().await?;
-        self.commit(table, segments)?;
-        Ok(rows)
+        Ok((rows, segments))
     }
 
     async fn insert_input(

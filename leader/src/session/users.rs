@@ -20,7 +20,7 @@ impl Executor {
         use crate::sql::users::{Password, UserStatement};
         let stmt = stmt.clone();
         let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
-        let snapshot = self.leader.catalog.snapshot();
+        let snapshot = super::tx::snapshot(&self.leader);
         let superuser = self.leader.is_superuser(&me);
         let own_password = matches!(&stmt, UserStatement::Alter { name, options }
             if *name == me && options.superuser.is_none() && options.create_db.is_none());
@@ -122,7 +122,7 @@ impl Executor {
             }
         };
         for c in commands {
-            self.leader.catalog.execute(|_| Ok(c))?;
+            super::tx::execute(&self.leader, |_| Ok(c))?;
         }
         Ok(command(tag))
     }

@@ -1,0 +1,228 @@
+//! Transactions with snapshot isolation: `BEGIN` pins the catalog version the block reads;
+//! every change a statement of the block makes (DDL, loads, DELETE / UPDATE / MERGE) is a
+//! catalog command applied to the block's own copy of that version (so later statements of
+//! the block see it) and kept; `COMMIT` appends them all to the catalog as one
+//! [`Command::Transaction`], which fails with 40001 and changes nothing if another
+//! transaction committed a change to a table this one changed after this one began (the
+//! second committer loses, as in Redshift's serializable isolation). `ROLLBACK`, an
+//! aborted block, or a closed connection drop the commands: the segments they wrote are
+//! never referenced, and garbage collection deletes them. `SAVEPOINT` / `ROLLBACK TO` /
+//! `RELEASE` mark and restore points in the list.
+//!
+//! A statement sees its session's transaction through the task-local [`TRANSACTION`]
+//! (scoped by the PostgreSQL protocol handler for each statement); [`snapshot`] and
+//! [`execute`] are how session code reads and changes the catalog, in or out of a block.
+//! This module must not know about the wire protocol.
+
+use std::sync::{Arc, Mutex};
+
+use blueshift_common::error::sqlstate;
+
+use crate::LeaderState;
+use crate::catalog::{CatalogState, Command, apply};
+use crate::error::{Error, Result};
+use crate::gc::PinGuard;
+use crate::sql::transaction::TxStatement;
+
+/// An open transaction block.
+pub struct Transaction {
+    /// The catalog version the block read when it began.
+    base_version: u64,
+    /// That version with the block's commands applied.
+    state: Arc<CatalogState>,
+    commands: Vec<Command>,
+    /// (name, commands before it, state at it), oldest first.
+    savepoints: Vec<(String, usize, Arc<CatalogState>)>,
+    /// A statement of the block failed: only ROLLBACK (or COMMIT, which rolls back) is
+    /// accepted.
+    failed: bool,
+    /// Keeps GC off the segments the block wrote (and the ones it reads) until it ends.
+    _pin: PinGuard,
+}
+
+/// A session's transaction slot: `None` outside a block.
+pub type Slot = Arc<Mutex<Option<Transaction>>>;
+
+tokio::task_local! {
+    /// The transaction slot of the session whose statement runs (unset: no session, so
+    /// every statement commits on its own, as over Flight SQL).
+    pub static TRANSACTION: Slot;
+}
+
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Option<Transaction>> {
+    match slot.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The running statement's transaction slot, if it has a session.
+pub fn current() -> Option<Slot> {
+    TRANSACTION.try_with(Arc::clone).ok()
+}
+
+/// The catalog as the running statement sees it: its block's state, or the latest version.
+pub fn snapshot(leader: &LeaderState) -> Arc<CatalogState> {
+    if let Some(slot) = current()
+        && let Some(tx) = lock(&slot).as_ref()
+    {
+        return tx.state.clone();
+    }
+    leader.catalog.snapshot()
+}
+
+/// Applies a catalog command for the running statement: kept in its block (and applied to
+/// the block's state) inside a transaction, committed at once outside one.
+pub fn execute(
+    leader: &LeaderState,
+    build: impl FnOnce(&CatalogState) -> Result<Command>,
+) -> Result<Arc<CatalogState>> {
+    if let Some(slot) = current() {
+        let mut guard = lock(&slot);
+        if let Some(tx) = guard.as_mut() {
+            let command = build(&tx.state)?;
+            let mut next = (*tx.state).clone();
+            apply(&mut next, &command)?;
+            tx.commands.push(command);
+            tx.state = Arc::new(next);
+            return Ok(tx.state.clone());
+        }
+    }
+    leader.catalog.execute(build)
+}
+
+/// Whether the running statement is in a block that an earlier failure aborted.
+pub fn aborted() -> bool {
+    current().is_some_and(|slot| lock(&slot).as_ref().is_some_and(|tx| tx.failed))
+}
+
+/// Marks the running statement's block (if any) as aborted.
+pub fn abort() {
+    if let Some(slot) = current() {
+        abort_slot(&slot);
+    }
+}
+
+/// Marks a session's block (if any) as aborted: a statement of it failed after it
+/// returned (while its rows were sent), which the protocol handler saw.
+pub fn abort_slot(slot: &Slot) {
+    if let Some(tx) = lock(slot).as_mut() {
+        tx.failed = true;
+    }
+}
+
+fn no_savepoint(name: &str) -> Error {
+    Error::sql(
+        sqlstate::INVALID_SAVEPOINT,
+        format!("savepoint \"{name}\" does not exist"),
+    )
+}
+
+/// Runs a transaction-control statement on the session's slot; the command tag.
+pub fn control(leader: &LeaderState, slot: &Slot, statement: &TxStatement) -> Result<&'static str> {
+    let mut guard = lock(slot);
+    match statement {
+        TxStatement::Begin => {
+            // PostgreSQL warns and carries on; so do we (the block stays as it is).
+            if guard.is_none() {
+                let pin = leader.pins.pin();
+                let state = leader.catalog.snapshot();
+                *guard = Some(Transaction {
+                    base_version: state.version,
+                    state,
+                    commands: Vec::new(),
+                    savepoints: Vec::new(),
+                    failed: false,
+                    _pin: pin,
+                });
+            }
+            Ok("BEGIN")
+        }
+        TxStatement::Commit => {
+            let Some(tx) = guard.take() else {
+                return Ok("COMMIT");
+            };
+            if tx.failed {
+                return Ok("ROLLBACK");
+            }
+            if !tx.commands.is_empty() {
+                let base_version = tx.base_version;
+                let commands = tx.commands;
+                leader.catalog.execute(move |_| {
+                    Ok(Command::Transaction {
+                        base_version,
+                        commands,
+                    })
+                })?;
+            }
+            Ok("COMMIT")
+        }
+        TxStatement::Rollback => {
+            *guard = None;
+            Ok("ROLLBACK")
+        }
+        TxStatement::Savepoint(name) => {
+            let Some(tx) = guard.as_mut() else {
+                return Err(Error::sql(
+                    sqlstate::NO_ACTIVE_TRANSACTION,
+                    "SAVEPOINT can only be used in transaction blocks",
+                ));
+            };
+            if tx.failed {
+                return Err(in_failed_block());
+            }
+            tx.savepoints
+                .push((name.clone(), tx.commands.len(), tx.state.clone()));
+            Ok("SAVEPOINT")
+        }
+        TxStatement::RollbackTo(name) => {
+            let Some(tx) = guard.as_mut() else {
+                return Err(Error::sql(
+                    sqlstate::NO_ACTIVE_TRANSACTION,
+                    "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+                ));
+            };
+            if tx.failed {
+                // PostgreSQL resumes the block here; the protocol layer we use keeps a
+                // failed block failed until it ends, so say so rather than pretend.
+                return Err(Error::sql(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "ROLLBACK TO SAVEPOINT cannot resume a block after a failed statement yet: \
+                     ROLLBACK the block",
+                ));
+            }
+            let Some(pos) = tx.savepoints.iter().rposition(|(n, _, _)| n == name) else {
+                return Err(no_savepoint(name));
+            };
+            // The savepoint stays; later ones go.
+            tx.savepoints.truncate(pos + 1);
+            let (_, commands, state) = &tx.savepoints[pos];
+            tx.commands.truncate(*commands);
+            tx.state = state.clone();
+            Ok("ROLLBACK")
+        }
+        TxStatement::Release(name) => {
+            let Some(tx) = guard.as_mut() else {
+                return Err(Error::sql(
+                    sqlstate::NO_ACTIVE_TRANSACTION,
+                    "RELEASE SAVEPOINT can only be used in transaction blocks",
+                ));
+            };
+            if tx.failed {
+                return Err(in_failed_block());
+            }
+            let Some(pos) = tx.savepoints.iter().rposition(|(n, _, _)| n == name) else {
+                return Err(no_savepoint(name));
+            };
+            tx.savepoints.truncate(pos);
+            Ok("RELEASE")
+        }
+    }
+}
+
+pub fn in_failed_block() -> Error {
+    Error::sql(
+        sqlstate::IN_FAILED_TRANSACTION,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
