@@ -23,6 +23,11 @@ mod tpch_queries;
 // answers against DuckDB.
 mod slt;
 
+// The write path under concurrency and at random: 1,000 random writes (some in blocks that
+// roll back) against DuckDB on a 3-node cluster; snapshots kept by readers; a dropped
+// connection's block discarded.
+mod write_path;
+
 // Bad input: malformed CSV, unknown table/column, missing file, type mismatch; each a
 // clear SQLSTATE, nothing partial committed, the session still usable.
 mod bad_input;
