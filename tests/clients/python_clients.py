@@ -68,6 +68,27 @@ def psycopg_client():
     bcur = conn.cursor(binary=True)
     bcur.execute("select id, name, amount, day from py_psycopg where id <= %s order by id", (3,))
     expect(bcur.fetchall(), ROWS, "binary rows")
+
+    # DELETE / UPDATE with parameters (extended protocol), row counts as PostgreSQL's; a
+    # transaction block (psycopg's own, autocommit off) that rolls back leaves nothing.
+    cur.execute("create table py_dml as select * from py_psycopg")
+    cur.execute("update py_dml set name = %s where id = %s", ("BETA", 2))
+    expect((cur.rowcount, cur.statusmessage), (1, "UPDATE 1"), "UPDATE with parameters")
+    cur.execute("delete from py_dml where id >= %s", (3,))
+    expect((cur.rowcount, cur.statusmessage), (1, "DELETE 1"), "DELETE with parameters")
+    tx = psycopg.connect(
+        host=HOST, port=PORT, user=USER, password=PASSWORD or None, dbname=DATABASE)
+    with tx.cursor() as t:
+        t.execute("delete from py_dml where id = %s", (1,))
+        t.execute("select count(*) from py_dml")
+        expect(t.fetchone(), (1,), "the block sees its own DELETE")
+        cur.execute("select count(*) from py_dml")
+        expect(cur.fetchone(), (2,), "another session does not")
+    tx.rollback()
+    tx.close()
+    cur.execute("select id, name from py_dml order by id")
+    expect(cur.fetchall(), [(1, "alpha"), (2, "BETA")], "after the rollback")
+    cur.execute("drop table py_dml")
     # Binary results of every other column type.
     cur.execute("drop table if exists py_types")
     cur.execute(
@@ -156,6 +177,36 @@ def sqlalchemy_client(url, table):
     engine.dispose()
 
 
+def pandas_client():
+    """DataFrame.to_sql(method="multi") through SQLAlchemy (inside SQLAlchemy's transaction:
+    CREATE TABLE and the INSERTs commit together) and read_sql back."""
+    import datetime
+
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg://{USER}:{PASSWORD}@{HOST}:{PORT}/{DATABASE}")
+    frame = pd.DataFrame({
+        "id": [1, 2, 3, 4],
+        "name": ["alpha", None, "gamma", "delta"],
+        "score": [1.5, 2.25, None, -4.0],
+        "flag": [True, False, True, False],
+        "ts": [datetime.datetime(2024, 1, 1, 12, 30), datetime.datetime(2024, 2, 29), None,
+               datetime.datetime(1999, 12, 31, 23, 59, 59)],
+    })
+    # (to_sql's return value is SQLAlchemy's rowcount, which it reports as -1 for a
+    # multi-row VALUES insert; the rows are checked by reading them back.)
+    frame.to_sql("py_pandas", engine, index=False, method="multi")
+    back = pd.read_sql("select * from py_pandas order by id", engine)
+    expect(list(back.columns), list(frame.columns), "read_sql columns")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    frame.to_sql("py_pandas", engine, index=False, method="multi", if_exists="append",
+                 chunksize=3)
+    got = pd.read_sql("select id, count(*) as n from py_pandas group by id order by id", engine)
+    expect(got["n"].tolist(), [2, 2, 2, 2], "appended rows")
+    engine.dispose()
+
+
 def redshift_connector_client(ssl):
     import redshift_connector
 
@@ -189,6 +240,7 @@ CLIENTS = {
     "sqlalchemy-redshift": lambda: sqlalchemy_client(
         f"redshift+redshift_connector://{USER}:{PASSWORD}@{HOST}:{PORT}/{DATABASE}"
         "?sslmode=disable&ssl=False", "py_sa_rs"),
+    "pandas": pandas_client,
     "redshift-connector": lambda: redshift_connector_client(False),
     "redshift-connector-tls": lambda: redshift_connector_client(True),
 }

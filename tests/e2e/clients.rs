@@ -7,8 +7,8 @@
 //! * psql 15: `\dt`, `\d table`, `version()`, a cursor, `\copy`; TLS (`sslmode=verify-ca`
 //!   against the certificate the leader generated);
 //! * Python (tests/clients/python_clients.py): psycopg 3, SQLAlchemy with
-//!   `postgresql+psycopg` and with `sqlalchemy-redshift`, `redshift_connector` with and
-//!   without TLS;
+//!   `postgresql+psycopg` and with `sqlalchemy-redshift`, pandas `to_sql(method="multi")` /
+//!   `read_sql` round trip, `redshift_connector` with and without TLS;
 //! * pgjdbc (tests/clients/JdbcClient.java, Debian's libpostgresql-jdbc-java);
 //! * `blueshift sql -c` (CSV, JSON and aligned output, `\d`, errors with their SQLSTATE);
 //! * ADBC Flight SQL for Python on the Flight SQL port (tests/clients/adbc_client.py):
@@ -247,7 +247,12 @@ async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector_with_and_witho
         Command::new(python())
             .arg(&script)
             .args(["127.0.0.1", &cluster.pg_port().to_string(), USER, PASSWORD])
-            .args(["psycopg", "sqlalchemy-psycopg", "sqlalchemy-redshift"])
+            .args([
+                "psycopg",
+                "sqlalchemy-psycopg",
+                "sqlalchemy-redshift",
+                "pandas",
+            ])
             .args(["redshift-connector", "redshift-connector-tls"])
             // redshift_connector always verifies the server's certificate: trust the
             // cluster's generated one (OpenSSL reads SSL_CERT_FILE).
@@ -258,6 +263,7 @@ async fn python_drivers_psycopg_sqlalchemy_and_redshift_connector_with_and_witho
         "psycopg",
         "sqlalchemy-psycopg",
         "sqlalchemy-redshift",
+        "pandas",
         "redshift-connector",
         "redshift-connector-tls",
     ] {

@@ -83,7 +83,7 @@ impl QueryParser for Parser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
@@ -109,8 +109,14 @@ impl QueryParser for Parser {
                     .map(|t| t.as_ref().and_then(sql_type_of))
                     .collect();
                 crate::sql::compat::with_parameter_types(ast, &declared);
-                let qc = query_context(&self.leader).map_err(user_error)?;
-                let plan = qc.logical_plan(ast).await.map_err(user_error)?;
+                // Planned as the session's block sees the catalog (a table it created).
+                let leader = self.leader.clone();
+                let plan = crate::session::tx::TRANSACTION
+                    .scope(tx_slot(client), async {
+                        query_context(&leader)?.logical_plan(ast).await
+                    })
+                    .await
+                    .map_err(user_error)?;
                 let ptypes = plan
                     .get_parameter_types()
                     .map_err(|e| user_error(e.into()))?;
@@ -120,6 +126,30 @@ impl QueryParser for Parser {
                     .collect();
                 if matches!(**ast, crate::sql::statement::Ast::Query(_)) {
                     prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
+                }
+            }
+            Statement::Delete(ast) | Statement::Update(ast) => {
+                // Parameter types as DataFusion's own DELETE / UPDATE plan infers them; when
+                // it cannot plan the statement (UPDATE ... FROM), they stay undeclared and
+                // are read as text.
+                let declared: Vec<Option<SqlType>> = types
+                    .iter()
+                    .map(|t| t.as_ref().and_then(sql_type_of))
+                    .collect();
+                crate::sql::compat::with_parameter_types(ast, &declared);
+                let leader = self.leader.clone();
+                let plan = crate::session::tx::TRANSACTION
+                    .scope(tx_slot(client), async {
+                        query_context(&leader)?.logical_plan(ast).await
+                    })
+                    .await;
+                if let Ok(plan) = plan
+                    && let Ok(ptypes) = plan.get_parameter_types()
+                {
+                    let n = ptypes.len().max(types.len());
+                    prepared.param_types = (1..=n)
+                        .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
+                        .collect();
                 }
             }
             Statement::Show(cmd) => {

@@ -177,14 +177,7 @@ impl Handler {
         }
         let mut interrupt = self.interrupt(client, settings).await?;
         // The session's transaction block, which the statement runs in.
-        let slot = match client.session_extensions().get::<TxSlot>() {
-            Some(slot) => slot.0.clone(),
-            None => {
-                let slot = crate::session::tx::Slot::default();
-                client.session_extensions().insert(TxSlot(slot.clone()));
-                slot
-            }
-        };
+        let slot = tx_slot(client);
         if client.transaction_status() == TransactionStatus::Error {
             // A statement of the block failed (perhaps while its rows were streamed, after
             // it returned): the block is aborted, and a COMMIT rolls it back.
@@ -293,6 +286,18 @@ impl Handler {
 /// A session's transaction slot, kept with the connection (dropped with it: an open
 /// block's changes are then discarded).
 struct TxSlot(crate::session::tx::Slot);
+
+/// The session's transaction slot (created on first use).
+fn tx_slot<C: ClientInfo>(client: &C) -> crate::session::tx::Slot {
+    match client.session_extensions().get::<TxSlot>() {
+        Some(slot) => slot.0.clone(),
+        None => {
+            let slot = crate::session::tx::Slot::default();
+            client.session_extensions().insert(TxSlot(slot.clone()));
+            slot
+        }
+    }
+}
 
 fn settings_of<C: ClientInfo>(client: &C) -> HashMap<String, String> {
     client

@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 use blueshift_common::error::sqlstate;
 use blueshift_common::scan::SEGMENT_COLUMN;
 use blueshift_common::types::{ColumnType, DistStyle, Segment, TableDef};
+use datafusion::common::ParamValues;
 use datafusion::physical_plan::execute_stream;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
@@ -237,6 +238,7 @@ impl Executor {
         target: &Target,
         others: &[TableWithJoins],
         condition: Option<Expr>,
+        params: &Option<ParamValues>,
     ) -> Result<Affected> {
         let count = parse_expr(vec![
             Token::make_word("count", None),
@@ -252,7 +254,7 @@ impl Executor {
             condition,
             vec![target.segment()],
         )?;
-        let batches = self.collect(qc, &query).await?;
+        let batches = self.collect(qc, &query, params).await?;
         let mut found: HashMap<String, u64> = HashMap::new();
         for batch in &batches {
             let paths = arrow::array::cast::as_string_array(batch.column(0));
@@ -306,9 +308,10 @@ impl Executor {
         &self,
         qc: &QueryContext,
         query: &Ast,
+        params: &Option<ParamValues>,
     ) -> Result<Vec<arrow::array::RecordBatch>> {
         let qc = qc.next_query();
-        let plan = self.plan_query(&qc, query, None).await?;
+        let plan = self.plan_query(&qc, query, params.clone()).await?;
         let mut stream = execute_stream(plan, qc.ctx.task_ctx())?;
         let mut out = Vec::new();
         while let Some(b) = stream.next().await {
@@ -324,6 +327,7 @@ impl Executor {
         qc: &QueryContext,
         def: &TableDef,
         queries: &[Ast],
+        params: &Option<ParamValues>,
     ) -> Result<(Vec<Segment>, Vec<u64>)> {
         let map = self.leader.membership.slice_map(qc.catalog.slices)?;
         let mut router = Router::new(
@@ -337,7 +341,7 @@ impl Executor {
         for query in queries {
             let before = router.rows();
             let qc = qc.next_query();
-            let plan = self.plan_query(&qc, query, None).await?;
+            let plan = self.plan_query(&qc, query, params.clone()).await?;
             let mut stream = execute_stream(plan, qc.ctx.task_ctx())?;
             while let Some(batch) = stream.next().await {
                 let batch = coerce_batch(&batch?, def, &mapping, false)
@@ -366,7 +370,7 @@ impl Executor {
         Ok(())
     }
 
-    pub(super) async fn delete(&self, ast: &Ast) -> Result<Outcome> {
+    pub(super) async fn delete(&self, ast: &Ast, params: Option<ParamValues>) -> Result<Outcome> {
         let Ast::Delete(d) = ast else {
             return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not a DELETE"));
         };
@@ -389,7 +393,7 @@ impl Executor {
         let target = self.dml_target(&qc, from, "DELETE")?;
         let using = d.using.clone().unwrap_or_default();
         let affected = self
-            .affected(&qc, &target, &using, d.selection.clone())
+            .affected(&qc, &target, &using, d.selection.clone(), &params)
             .await?;
         if affected.remove.is_empty() {
             return Ok(command_rows("DELETE", 0));
@@ -413,7 +417,7 @@ impl Executor {
                         .collect(),
                 );
                 let query = select(target.columns(), vec![target.from.clone()], filter, vec![])?;
-                let (add, counts) = self.rewrite(&qc, &target.def, &[query]).await?;
+                let (add, counts) = self.rewrite(&qc, &target.def, &[query], &params).await?;
                 (add, counts[0])
             }
         };
@@ -421,7 +425,7 @@ impl Executor {
         Ok(command_rows("DELETE", affected.rows.saturating_sub(kept)))
     }
 
-    pub(super) async fn update(&self, ast: &Ast) -> Result<Outcome> {
+    pub(super) async fn update(&self, ast: &Ast, params: Option<ParamValues>) -> Result<Outcome> {
         let Ast::Update(u) = ast else {
             return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not an UPDATE"));
         };
@@ -437,7 +441,7 @@ impl Executor {
         let target = self.dml_target(&qc, &u.table, "UPDATE")?;
         let values = assignments(&target.def, &u.assignments)?;
         let affected = self
-            .affected(&qc, &target, &others, u.selection.clone())
+            .affected(&qc, &target, &others, u.selection.clone(), &params)
             .await?;
         if affected.remove.is_empty() {
             // Nothing to change; the new values are still planned, so that a value that
@@ -447,7 +451,8 @@ impl Executor {
             let values: Vec<Expr> = values.iter().flatten().cloned().collect();
             if !values.is_empty() {
                 let check = select(values, from, u.selection.clone(), vec![])?;
-                self.plan_query(&qc.next_query(), &check, None).await?;
+                self.plan_query(&qc.next_query(), &check, params.clone())
+                    .await?;
             }
             return Ok(command_rows("UPDATE", 0));
         }
@@ -479,7 +484,7 @@ impl Executor {
                 in_segments,
                 vec![],
             )?;
-            let (add, _) = self.rewrite(&qc, &target.def, &[query]).await?;
+            let (add, _) = self.rewrite(&qc, &target.def, &[query], &params).await?;
             (add, affected.matches)
         } else {
             let (changed, unchanged) = joined_rewrite(
@@ -492,7 +497,7 @@ impl Executor {
             let changed = changed
                 .ok_or_else(|| Error::sql(sqlstate::INTERNAL_ERROR, "UPDATE without new values"))?;
             let (add, counts) = self
-                .rewrite(&qc, &target.def, &[changed, unchanged])
+                .rewrite(&qc, &target.def, &[changed, unchanged], &params)
                 .await?;
             // Each affected row is either matched once or unmatched; a row that two rows
             // of FROM matched would be written twice.
@@ -509,7 +514,7 @@ impl Executor {
     /// DELETE WHEN NOT MATCHED THEN INSERT [(cols)] VALUES (...)` (each clause optional, at
     /// most one of each, PostgreSQL's `AND condition` on a clause accepted). A target row
     /// that two source rows match fails the statement (21000) and changes nothing.
-    pub(super) async fn merge(&self, ast: &Ast) -> Result<Outcome> {
+    pub(super) async fn merge(&self, ast: &Ast, params: Option<ParamValues>) -> Result<Outcome> {
         let Ast::Merge(m) = ast else {
             return Err(Error::sql(sqlstate::INTERNAL_ERROR, "not a MERGE"));
         };
@@ -557,7 +562,7 @@ impl Executor {
         if let Some(clause) = matched {
             let condition = and(on.clone(), clause.predicate.clone());
             let affected = self
-                .affected(&qc, &target, &source, Some(condition.clone()))
+                .affected(&qc, &target, &source, Some(condition.clone()), &params)
                 .await?;
             if !affected.remove.is_empty() {
                 let in_segments = target.in_segments(&affected.paths);
@@ -611,7 +616,7 @@ impl Executor {
         if queries.is_empty() {
             return Ok(command_rows("MERGE", 0));
         }
-        let (segments, counts) = self.rewrite(&qc, &target.def, &queries).await?;
+        let (segments, counts) = self.rewrite(&qc, &target.def, &queries, &params).await?;
         if let Some((updates, rows, matches)) = check {
             // Every affected row is either changed once or kept; a row that two source
             // rows matched would count twice.
