@@ -155,6 +155,10 @@ pub struct TableDef {
     /// recorded (when the built-in user was the only one).
     #[serde(default)]
     pub owner: String,
+    /// Columns dropped with ALTER TABLE that older segments still hold: a new column may
+    /// not take such a name (it would read the old values).
+    #[serde(default)]
+    pub dropped_columns: Vec<String>,
 }
 
 impl TableDef {

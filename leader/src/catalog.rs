@@ -67,6 +67,16 @@ pub enum Command {
         table_id: u64,
         segments: Vec<Segment>,
     },
+    /// Changes a table's name and columns (ALTER TABLE); its segments stay.
+    AlterTable {
+        id: u64,
+        name: String,
+        columns: Vec<blueshift_common::types::ColumnDef>,
+        dist: blueshift_common::types::DistStyle,
+        sort_key: Vec<usize>,
+        /// Names dropped by this and earlier ALTERs (see `TableDef::dropped_columns`).
+        dropped_columns: Vec<String>,
+    },
     /// Swaps segments of tables in one step (DELETE, UPDATE, TRUNCATE rewrite the segments
     /// that hold changed rows). Fails, changing nothing, if a segment to remove is gone:
     /// another statement replaced it first (40001).
@@ -106,7 +116,7 @@ struct LogEntry {
 /// The tables a command changes (not counting tables it creates).
 fn tables_changed(command: &Command, out: &mut Vec<u64>) {
     match command {
-        Command::DropTable { id } => out.push(*id),
+        Command::DropTable { id } | Command::AlterTable { id, .. } => out.push(*id),
         Command::CommitSegments { table_id, .. } => out.push(*table_id),
         Command::ReplaceSegments { changes } => out.extend(changes.iter().map(|c| c.table_id)),
         Command::Transaction { commands, .. } => {
@@ -212,6 +222,41 @@ fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
             };
             for s in segments {
                 table.segments.entry(s.slice).or_default().push(s.clone());
+            }
+        }
+        Command::AlterTable {
+            id,
+            name,
+            columns,
+            dist,
+            sort_key,
+            dropped_columns,
+        } => {
+            let schema = match state.tables.get(id) {
+                Some(t) => t.schema.clone(),
+                None => {
+                    return Err(Error::sql(
+                        sqlstate::UNDEFINED_TABLE,
+                        "table was dropped while it was being altered",
+                    ));
+                }
+            };
+            if state
+                .tables
+                .values()
+                .any(|t| t.id != *id && t.schema == schema && t.name == *name)
+            {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+            if let Some(table) = state.tables.get_mut(id) {
+                table.name = name.clone();
+                table.columns = columns.clone();
+                table.dist = dist.clone();
+                table.sort_key = sort_key.clone();
+                table.dropped_columns = dropped_columns.clone();
             }
         }
         Command::ReplaceSegments { changes } => {
@@ -487,6 +532,7 @@ mod tests {
             sort_key: vec![],
             segments: BTreeMap::new(),
             hash_version: 1,
+            dropped_columns: vec![],
         }
     }
 

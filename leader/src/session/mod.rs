@@ -6,6 +6,7 @@
 //!   task-locals, `set_config` changes;
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
 //! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
+//! * [`alter`]: `ALTER TABLE ... RENAME TO | ADD COLUMN | DROP COLUMN`;
 //! * [`tx`]: transaction blocks (snapshot isolation, one catalog command at COMMIT);
 //! * [`dml`]: `DELETE`, `UPDATE`, `MERGE`, `TRUNCATE` (segments rewritten, swapped in one
 //!   command).
@@ -37,6 +38,7 @@ use crate::sql::copy_out::CopyOut;
 use crate::sql::ddl::CreateTable;
 use crate::sql::statement::{Ast, Parsed, Statement};
 
+mod alter;
 mod dml;
 mod metadata;
 pub mod retry;
@@ -209,6 +211,7 @@ impl Executor {
         let outcome = match &parsed.statement {
             Statement::CreateTable(ct) => self.create_table(ct).await,
             Statement::DropTable { names, if_exists } => self.drop_table(names, *if_exists),
+            Statement::AlterTable(stmt) => self.alter_table(stmt),
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
             Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,
             Statement::Insert(ast) => self.insert(ast, params).await,

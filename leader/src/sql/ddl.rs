@@ -57,6 +57,7 @@ impl CreateTable {
             sort_key: self.sort_key,
             segments: Default::default(),
             hash_version: SLICE_HASH_VERSION,
+            dropped_columns: vec![],
         }
     }
 
@@ -440,6 +441,102 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType> {
             ));
         }
     })
+}
+
+/// `ALTER TABLE [IF EXISTS] name action [, ...]`, as far as Blueshift runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterTable {
+    pub name: String,
+    pub if_exists: bool,
+    pub actions: Vec<AlterAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterAction {
+    RenameTo(String),
+    /// `ADD [COLUMN] [IF NOT EXISTS] name type [NULL]`: existing rows read NULL.
+    AddColumn {
+        column: ColumnDef,
+        if_not_exists: bool,
+    },
+    DropColumn {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+}
+
+/// The typed form of sqlparser's `ALTER TABLE`.
+pub fn alter_table(at: &datafusion::sql::sqlparser::ast::AlterTable) -> Result<AlterTable> {
+    use datafusion::sql::sqlparser::ast::{AlterTableOperation, RenameTableNameKind};
+    let unsupported = |what: &str| Error::sql(sqlstate::FEATURE_NOT_SUPPORTED, what.to_string());
+    let mut actions = Vec::with_capacity(at.operations.len());
+    for op in &at.operations {
+        actions.push(match op {
+            AlterTableOperation::RenameTable { table_name } => {
+                let (RenameTableNameKind::To(n) | RenameTableNameKind::As(n)) = table_name;
+                AlterAction::RenameTo(table_name_of(n)?)
+            }
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                column_position: None,
+                ..
+            } => {
+                for o in &column_def.options {
+                    match &o.option {
+                        ColumnOption::Null => {}
+                        ColumnOption::NotNull | ColumnOption::Default(_) => {
+                            return Err(unsupported(
+                                "ADD COLUMN with NOT NULL or DEFAULT is not supported yet: \
+                                 existing rows read NULL in an added column",
+                            ));
+                        }
+                        other => {
+                            return Err(unsupported(&format!(
+                                "column option {other} is not supported in ADD COLUMN"
+                            )));
+                        }
+                    }
+                }
+                AlterAction::AddColumn {
+                    column: ColumnDef {
+                        name: normalize_ident(&column_def.name),
+                        ty: column_type(&column_def.data_type)?,
+                        nullable: true,
+                    },
+                    if_not_exists: *if_not_exists,
+                }
+            }
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => AlterAction::DropColumn {
+                names: column_names.iter().map(normalize_ident).collect(),
+                if_exists: *if_exists,
+            },
+            AlterTableOperation::RenameColumn { .. } => {
+                return Err(unsupported(
+                    "ALTER TABLE ... RENAME COLUMN is not supported yet (segments name their \
+                     columns)",
+                ));
+            }
+            other => {
+                return Err(unsupported(&format!(
+                    "ALTER TABLE ... {other} is not supported yet"
+                )));
+            }
+        });
+    }
+    Ok(AlterTable {
+        name: table_name_of(&at.name)?,
+        if_exists: at.if_exists,
+        actions,
+    })
+}
+
+fn table_name_of(name: &ObjectName) -> Result<String> {
+    table_name(name)
 }
 
 /// `DROP TABLE [IF EXISTS] name [, ...]`.

@@ -53,6 +53,7 @@ pub enum Statement {
     /// `TRUNCATE [TABLE] t [, ...]`.
     Truncate(Vec<String>),
     CreateTable(Box<CreateTable>),
+    AlterTable(Box<super::ddl::AlterTable>),
     DropTable {
         names: Vec<String>,
         if_exists: bool,
@@ -83,6 +84,7 @@ impl Statement {
         matches!(
             self,
             Statement::CreateTable(_)
+                | Statement::AlterTable(_)
                 | Statement::DropTable { .. }
                 | Statement::CopyFrom(_)
                 | Statement::Insert(_)
@@ -319,6 +321,15 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "CREATE" | "ALTER" | "DROP" if kw(1) == "USER" => {
             Statement::User(super::users::parse_user_statement(&t)?)
         }
+        "ALTER"
+            if kw(1) == "TABLE" && t.iter().any(|w| keyword(w).as_deref() == Some("APPEND")) =>
+        {
+            Statement::Unsupported("ALTER TABLE ... APPEND".into())
+        }
+        "ALTER" if kw(1) == "TABLE" => match parse_ast(t)? {
+            Ast::AlterTable(at) => Statement::AlterTable(Box::new(super::ddl::alter_table(&at)?)),
+            _ => return Err(syntax("expected ALTER TABLE")),
+        },
         "COPY" => match super::copy_out::parse_copy_to(&t)? {
             Some(out) => Statement::CopyTo(Box::new(out)),
             None => Statement::CopyFrom(Box::new(super::copy::parse_copy(&t)?)),
@@ -437,6 +448,7 @@ mod tests {
             Statement::Update(_) => "update",
             Statement::Truncate(_) => "truncate",
             Statement::Merge(_) => "merge",
+            Statement::AlterTable(_) => "alter",
         })
         .collect();
         assert_eq!(
