@@ -385,6 +385,16 @@ impl Executor {
         {
             return Ok(command("CREATE TABLE"));
         }
+        if let Some(parent) = ct.like.clone() {
+            let snapshot = tx::snapshot(leader);
+            let def = snapshot.table_by_name("public", &parent).ok_or_else(|| {
+                Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("relation \"{parent}\" does not exist"),
+                )
+            })?;
+            ct = ct.like_table(def)?;
+        }
         let id = leader.catalog.allocate_table_id()?;
         let Some(query) = ct.query.take() else {
             tx::execute(leader, |s| {

@@ -33,6 +33,9 @@ pub struct CreateTable {
     pub sort_key: Vec<usize>,
     /// `CREATE TABLE ... AS <query>`: columns come from the query.
     pub query: Option<Box<Query>>,
+    /// `CREATE TABLE t (LIKE parent)`: columns (and, unless given, the distribution and
+    /// sort keys) come from the parent.
+    pub like: Option<String>,
     attrs: Attributes,
 }
 
@@ -59,6 +62,26 @@ impl CreateTable {
             hash_version: SLICE_HASH_VERSION,
             dropped_columns: vec![],
         }
+    }
+
+    /// For `(LIKE parent)`: the parent's columns with their NOT NULL, and its distribution
+    /// and sort keys unless the statement names its own (as Redshift does).
+    pub fn like_table(mut self, parent: &TableDef) -> Result<Self> {
+        self.columns = parent.columns.clone();
+        let own = self.attrs.diststyle.is_some()
+            || self.attrs.distkey.is_some()
+            || !self.attrs.sortkey.is_empty();
+        if own {
+            let (dist, auto, sort) = resolve_attributes(&self.attrs, &self.columns)?;
+            self.dist = dist;
+            self.dist_auto = auto;
+            self.sort_key = sort;
+        } else {
+            self.dist = parent.dist.clone();
+            self.dist_auto = parent.dist_auto;
+            self.sort_key = parent.sort_key.clone();
+        }
+        Ok(self)
     }
 
     /// For CTAS: sets the columns from the query's result and resolves the attributes.
@@ -113,14 +136,28 @@ pub fn parse_create_table(tokens: &[Token]) -> Result<CreateTable> {
             nullable,
         });
     }
-    if ct.query.is_none() && columns.is_empty() {
+    let like = match &ct.like {
+        Some(
+            datafusion::sql::sqlparser::ast::CreateTableLikeKind::Parenthesized(l)
+            | datafusion::sql::sqlparser::ast::CreateTableLikeKind::Plain(l),
+        ) => Some(table_name(&l.name)?),
+        None => None,
+    };
+    if like.is_some() && (!columns.is_empty() || ct.query.is_some()) {
+        return Err(Error::sql(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "CREATE TABLE (LIKE ...) with other columns or AS is not supported",
+        ));
+    }
+    if ct.query.is_none() && like.is_none() && columns.is_empty() {
         return Err(syntax("a table needs at least one column"));
     }
-    let (dist, dist_auto, sort_key) = if ct.query.is_some() && columns.is_empty() {
-        (DistStyle::Even, true, vec![])
-    } else {
-        resolve_attributes(&attrs, &columns)?
-    };
+    let (dist, dist_auto, sort_key) =
+        if (ct.query.is_some() || like.is_some()) && columns.is_empty() {
+            (DistStyle::Even, true, vec![])
+        } else {
+            resolve_attributes(&attrs, &columns)?
+        };
     Ok(CreateTable {
         name,
         if_not_exists: ct.if_not_exists,
@@ -129,6 +166,7 @@ pub fn parse_create_table(tokens: &[Token]) -> Result<CreateTable> {
         dist_auto,
         sort_key,
         query: ct.query,
+        like,
         attrs,
     })
 }
