@@ -159,6 +159,10 @@ pub struct TableDef {
     /// not take such a name (it would read the old values).
     #[serde(default)]
     pub dropped_columns: Vec<String>,
+    /// `CREATE TEMP TABLE`: dropped when the session that created it ends (and at a
+    /// leader start, for sessions a crash ended).
+    #[serde(default)]
+    pub temporary: bool,
 }
 
 impl TableDef {

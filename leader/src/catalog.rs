@@ -533,6 +533,7 @@ mod tests {
             segments: BTreeMap::new(),
             hash_version: 1,
             dropped_columns: vec![],
+            temporary: false,
         }
     }
 

@@ -160,6 +160,17 @@ pub async fn run(
         &config.data_dir.join("catalog"),
         config.slices,
     )?);
+    // Temporary tables whose sessions a stop or crash ended.
+    let temporary: Vec<u64> = catalog
+        .snapshot()
+        .tables
+        .values()
+        .filter(|t| t.temporary)
+        .map(|t| t.id)
+        .collect();
+    for id in temporary {
+        catalog.execute(|_| Ok(catalog::Command::DropTable { id }))?;
+    }
     let pg_catalog = pg_catalog::PgCatalog::new(
         catalog.clone(),
         role_source(config.users.clone(), catalog.clone()),

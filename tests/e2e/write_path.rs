@@ -10,6 +10,8 @@
 //!   a new session does not.
 //! - `a_dropped_connection_discards_its_open_block`: rows and a table written in a block
 //!   whose client disconnects are never visible.
+//! - `temporary_tables_end_with_their_session`: `CREATE TEMP TABLE` (and a temporary CTAS)
+//!   are dropped when the session closes.
 
 use blueshift_tests::{Cluster, DuckDb, Rows, pg};
 
@@ -314,4 +316,60 @@ async fn a_dropped_connection_discards_its_open_block() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("drop_new"), "{err:#}");
     crate::common::assert_cluster_healthy(cluster).await;
+}
+
+#[tokio::test]
+async fn temporary_tables_end_with_their_session() {
+    let cluster = crate::common::scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    let observer = cluster.client().await.unwrap();
+    {
+        let session = cluster.client().await.unwrap();
+        pg::execute(&session, "create temp table tmp_a (x integer)")
+            .await
+            .unwrap();
+        pg::execute(&session, "insert into tmp_a values (1), (2)")
+            .await
+            .unwrap();
+        pg::execute(
+            &session,
+            "create temporary table tmp_b as select x * 10 as y from tmp_a",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            pg::query_i64(&session, "select sum(y) from tmp_b")
+                .await
+                .unwrap(),
+            30
+        );
+        // A block that rolls back takes its temporary table with it.
+        pg::execute(&session, "begin").await.unwrap();
+        pg::execute(&session, "create temp table tmp_c (z integer)")
+            .await
+            .unwrap();
+        pg::execute(&session, "rollback").await.unwrap();
+        let err = pg::query(&session, "select * from tmp_c")
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("tmp_c"), "{err:#}");
+        drop(session);
+    }
+    // The session ended: its temporary tables are dropped (soon after the close).
+    let mut gone = false;
+    for _ in 0..50 {
+        let a = pg::query(&observer, "select * from tmp_a").await;
+        let b = pg::query(&observer, "select * from tmp_b").await;
+        if a.is_err() && b.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "temporary tables outlived their session");
+    // The names are free again.
+    pg::execute(&observer, "create table tmp_a (x integer)")
+        .await
+        .unwrap();
+    pg::execute(&observer, "drop table tmp_a").await.unwrap();
 }

@@ -190,7 +190,9 @@ impl Handler {
                 e = interrupt.fired() => Err(e.into()),
             };
         }
-        let run = self.executor.execute(parsed, params, settings);
+        let temp = temp_tables(client, &self.executor.leader);
+        let run = crate::session::tx::TEMP_TABLES
+            .scope(temp, self.executor.execute(parsed, params, settings));
         let outcome = tokio::select! {
             r = crate::session::tx::TRANSACTION.scope(slot, run) => r?,
             e = interrupt.fired() => return Err(e.into()),
@@ -286,6 +288,24 @@ impl Handler {
 /// A session's transaction slot, kept with the connection (dropped with it: an open
 /// block's changes are then discarded).
 struct TxSlot(crate::session::tx::Slot);
+
+/// A session's temporary tables, dropped with the connection.
+struct SessionTemp(Arc<crate::session::tx::TempTables>);
+
+/// The session's temporary-table list (created on first use).
+fn temp_tables<C: ClientInfo>(
+    client: &C,
+    leader: &Arc<LeaderState>,
+) -> Arc<crate::session::tx::TempTables> {
+    match client.session_extensions().get::<SessionTemp>() {
+        Some(t) => t.0.clone(),
+        None => {
+            let t = Arc::new(crate::session::tx::TempTables::new(leader.clone()));
+            client.session_extensions().insert(SessionTemp(t.clone()));
+            t
+        }
+    }
+}
 
 /// The session's transaction slot (created on first use).
 fn tx_slot<C: ClientInfo>(client: &C) -> crate::session::tx::Slot {

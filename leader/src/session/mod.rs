@@ -396,6 +396,9 @@ impl Executor {
             ct = ct.like_table(def)?;
         }
         let id = leader.catalog.allocate_table_id()?;
+        if ct.temporary {
+            tx::note_temporary(id)?;
+        }
         let Some(query) = ct.query.take() else {
             tx::execute(leader, |s| {
                 if s.table_by_name("public", &ct.name).is_some() {

@@ -43,6 +43,67 @@ pub struct Transaction {
 /// A session's transaction slot: `None` outside a block.
 pub type Slot = Arc<Mutex<Option<Transaction>>>;
 
+/// The temporary tables a session created, dropped when it ends (this is dropped with the
+/// session).
+pub struct TempTables {
+    leader: Arc<LeaderState>,
+    ids: Mutex<Vec<u64>>,
+}
+
+impl TempTables {
+    pub fn new(leader: Arc<LeaderState>) -> Self {
+        TempTables {
+            leader,
+            ids: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn add(&self, id: u64) {
+        match self.ids.lock() {
+            Ok(mut ids) => ids.push(id),
+            Err(poisoned) => poisoned.into_inner().push(id),
+        }
+    }
+}
+
+impl Drop for TempTables {
+    fn drop(&mut self) {
+        let ids = match self.ids.lock() {
+            Ok(ids) => ids.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for id in ids {
+            // Gone already (dropped by the session, or its block rolled back): nothing to do.
+            let _ = self.leader.catalog.execute(|s| {
+                if s.tables.get(&id).is_some_and(|t| t.temporary) {
+                    Ok(Command::DropTable { id })
+                } else {
+                    Err(Error::sql(
+                        sqlstate::UNDEFINED_TABLE,
+                        "temporary table is gone",
+                    ))
+                }
+            });
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The temporary tables of the session whose statement runs.
+    pub static TEMP_TABLES: Arc<TempTables>;
+}
+
+/// Records a temporary table the running statement created, for its session to drop at
+/// its end. Without a session (Flight SQL), a temporary table cannot be created.
+pub fn note_temporary(id: u64) -> Result<()> {
+    TEMP_TABLES.try_with(|t| t.add(id)).map_err(|_| {
+        Error::sql(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "temporary tables need a session: use the PostgreSQL protocol",
+        )
+    })
+}
+
 tokio::task_local! {
     /// The transaction slot of the session whose statement runs (unset: no session, so
     /// every statement commits on its own, as over Flight SQL).

@@ -36,6 +36,8 @@ pub struct CreateTable {
     /// `CREATE TABLE t (LIKE parent)`: columns (and, unless given, the distribution and
     /// sort keys) come from the parent.
     pub like: Option<String>,
+    /// `CREATE TEMP | TEMPORARY TABLE`.
+    pub temporary: bool,
     attrs: Attributes,
 }
 
@@ -61,6 +63,7 @@ impl CreateTable {
             segments: Default::default(),
             hash_version: SLICE_HASH_VERSION,
             dropped_columns: vec![],
+            temporary: self.temporary,
         }
     }
 
@@ -167,6 +170,7 @@ pub fn parse_create_table(tokens: &[Token]) -> Result<CreateTable> {
         sort_key,
         query: ct.query,
         like,
+        temporary: ct.temporary,
         attrs,
     })
 }
