@@ -77,6 +77,46 @@ pub(super) struct Parser {
     pub(super) leader: Arc<LeaderState>,
 }
 
+impl Parser {
+    /// The logical plan of a statement with the parameter types the client declared fixed
+    /// (as in PostgreSQL: `select $1` with $1 int2 returns an int2), planned as the
+    /// session's transaction block sees the catalog (a table it created).
+    async fn plan_with_declared_types<C: ClientInfo>(
+        &self,
+        client: &C,
+        ast: &mut crate::sql::statement::Ast,
+        types: &[Option<Type>],
+    ) -> PgWireResult<datafusion::logical_expr::LogicalPlan> {
+        let declared: Vec<Option<SqlType>> = types
+            .iter()
+            .map(|t| t.as_ref().and_then(sql_type_of))
+            .collect();
+        crate::sql::compat::with_parameter_types(ast, &declared);
+        let leader = self.leader.clone();
+        crate::session::tx::TRANSACTION
+            .scope(tx_slot(client), async {
+                query_context(&leader)?.logical_plan(ast).await
+            })
+            .await
+            .map_err(user_error)
+    }
+}
+
+/// The type of each parameter `$1..$n` a plan infers (`None`: unknown), at least `declared`
+/// of them.
+fn parameter_types(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    declared: usize,
+) -> PgWireResult<Vec<Option<DataType>>> {
+    let inferred = plan
+        .get_parameter_types()
+        .map_err(|e| user_error(e.into()))?;
+    let n = inferred.len().max(declared);
+    Ok((1..=n)
+        .map(|i| inferred.get(&format!("${i}")).cloned().flatten())
+        .collect())
+}
+
 #[async_trait]
 impl QueryParser for Parser {
     type Statement = Prepared;
@@ -102,28 +142,8 @@ impl QueryParser for Parser {
         };
         match &mut prepared.parsed.statement {
             Statement::Query(ast) | Statement::Insert(ast) => {
-                // Parameter types the client declared fix the parameters' types, as in
-                // PostgreSQL (`select $1` with $1 int2 returns an int2).
-                let declared: Vec<Option<SqlType>> = types
-                    .iter()
-                    .map(|t| t.as_ref().and_then(sql_type_of))
-                    .collect();
-                crate::sql::compat::with_parameter_types(ast, &declared);
-                // Planned as the session's block sees the catalog (a table it created).
-                let leader = self.leader.clone();
-                let plan = crate::session::tx::TRANSACTION
-                    .scope(tx_slot(client), async {
-                        query_context(&leader)?.logical_plan(ast).await
-                    })
-                    .await
-                    .map_err(user_error)?;
-                let ptypes = plan
-                    .get_parameter_types()
-                    .map_err(|e| user_error(e.into()))?;
-                let n = ptypes.len().max(types.len());
-                prepared.param_types = (1..=n)
-                    .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
-                    .collect();
+                let plan = self.plan_with_declared_types(client, ast, types).await?;
+                prepared.param_types = parameter_types(&plan, types.len())?;
                 if matches!(**ast, crate::sql::statement::Ast::Query(_)) {
                     prepared.result = Some(Arc::new(plan.schema().as_arrow().clone()));
                 }
@@ -132,24 +152,10 @@ impl QueryParser for Parser {
                 // Parameter types as DataFusion's own DELETE / UPDATE plan infers them; when
                 // it cannot plan the statement (UPDATE ... FROM), they stay undeclared and
                 // are read as text.
-                let declared: Vec<Option<SqlType>> = types
-                    .iter()
-                    .map(|t| t.as_ref().and_then(sql_type_of))
-                    .collect();
-                crate::sql::compat::with_parameter_types(ast, &declared);
-                let leader = self.leader.clone();
-                let plan = crate::session::tx::TRANSACTION
-                    .scope(tx_slot(client), async {
-                        query_context(&leader)?.logical_plan(ast).await
-                    })
-                    .await;
-                if let Ok(plan) = plan
-                    && let Ok(ptypes) = plan.get_parameter_types()
+                if let Ok(plan) = self.plan_with_declared_types(client, ast, types).await
+                    && let Ok(inferred) = parameter_types(&plan, types.len())
                 {
-                    let n = ptypes.len().max(types.len());
-                    prepared.param_types = (1..=n)
-                        .map(|i| ptypes.get(&format!("${i}")).cloned().flatten())
-                        .collect();
+                    prepared.param_types = inferred;
                 }
             }
             Statement::Show(cmd) => {

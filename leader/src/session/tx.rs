@@ -223,38 +223,22 @@ pub fn control(leader: &LeaderState, slot: &Slot, statement: &TxStatement) -> Re
             Ok("ROLLBACK")
         }
         TxStatement::Savepoint(name) => {
-            let Some(tx) = guard.as_mut() else {
-                return Err(Error::sql(
-                    sqlstate::NO_ACTIVE_TRANSACTION,
-                    "SAVEPOINT can only be used in transaction blocks",
-                ));
-            };
-            if tx.failed {
-                return Err(in_failed_block());
-            }
+            let tx = usable_block(guard.as_mut(), "SAVEPOINT", in_failed_block)?;
             tx.savepoints
                 .push((name.clone(), tx.commands.len(), tx.state.clone()));
             Ok("SAVEPOINT")
         }
         TxStatement::RollbackTo(name) => {
-            let Some(tx) = guard.as_mut() else {
-                return Err(Error::sql(
-                    sqlstate::NO_ACTIVE_TRANSACTION,
-                    "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
-                ));
-            };
-            if tx.failed {
-                // PostgreSQL resumes the block here; the protocol layer we use keeps a
-                // failed block failed until it ends, so say so rather than pretend.
-                return Err(Error::sql(
+            // PostgreSQL resumes a failed block here; the protocol layer we use keeps a
+            // failed block failed until it ends, so say so rather than pretend.
+            let tx = usable_block(guard.as_mut(), "ROLLBACK TO SAVEPOINT", || {
+                Error::sql(
                     sqlstate::FEATURE_NOT_SUPPORTED,
                     "ROLLBACK TO SAVEPOINT cannot resume a block after a failed statement yet: \
                      ROLLBACK the block",
-                ));
-            }
-            let Some(pos) = tx.savepoints.iter().rposition(|(n, _, _)| n == name) else {
-                return Err(no_savepoint(name));
-            };
+                )
+            })?;
+            let pos = savepoint(tx, name)?;
             // The savepoint stays; later ones go.
             tx.savepoints.truncate(pos + 1);
             let (_, commands, state) = &tx.savepoints[pos];
@@ -263,22 +247,39 @@ pub fn control(leader: &LeaderState, slot: &Slot, statement: &TxStatement) -> Re
             Ok("ROLLBACK")
         }
         TxStatement::Release(name) => {
-            let Some(tx) = guard.as_mut() else {
-                return Err(Error::sql(
-                    sqlstate::NO_ACTIVE_TRANSACTION,
-                    "RELEASE SAVEPOINT can only be used in transaction blocks",
-                ));
-            };
-            if tx.failed {
-                return Err(in_failed_block());
-            }
-            let Some(pos) = tx.savepoints.iter().rposition(|(n, _, _)| n == name) else {
-                return Err(no_savepoint(name));
-            };
+            let tx = usable_block(guard.as_mut(), "RELEASE SAVEPOINT", in_failed_block)?;
+            let pos = savepoint(tx, name)?;
             tx.savepoints.truncate(pos);
             Ok("RELEASE")
         }
     }
+}
+
+/// The open block a savepoint statement works on: 25P01 outside one, `failed()` in an
+/// aborted one.
+fn usable_block<'a>(
+    tx: Option<&'a mut Transaction>,
+    what: &str,
+    failed: impl FnOnce() -> Error,
+) -> Result<&'a mut Transaction> {
+    let Some(tx) = tx else {
+        return Err(Error::sql(
+            sqlstate::NO_ACTIVE_TRANSACTION,
+            format!("{what} can only be used in transaction blocks"),
+        ));
+    };
+    if tx.failed {
+        return Err(failed());
+    }
+    Ok(tx)
+}
+
+/// The position of the latest savepoint named `name`.
+fn savepoint(tx: &Transaction, name: &str) -> Result<usize> {
+    tx.savepoints
+        .iter()
+        .rposition(|(n, _, _)| n == name)
+        .ok_or_else(|| no_savepoint(name))
 }
 
 pub fn in_failed_block() -> Error {
