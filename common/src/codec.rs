@@ -219,7 +219,7 @@ impl BlueshiftCodec {
         let projection = node
             .has_projection
             .then(|| node.projection.iter().map(|i| *i as usize).collect());
-        Ok(Arc::new(SliceScanExec::try_new_with(
+        Ok(Arc::new(SliceScanExec::try_new(
             node.table,
             schema,
             projection,

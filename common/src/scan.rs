@@ -78,27 +78,9 @@ fn slice_statistics(schema: &SchemaRef, segments: &[&Segment]) -> Statistics {
 }
 
 impl SliceScanExec {
+    /// The scan of `slices`; with `segment_column`, the [`SEGMENT_COLUMN`] follows the
+    /// table's columns.
     pub fn try_new(
-        table: String,
-        table_schema: SchemaRef,
-        projection: Option<Vec<usize>>,
-        slices: Vec<Vec<Segment>>,
-        predicate: Option<Arc<dyn PhysicalExpr>>,
-        limit: Option<usize>,
-    ) -> Result<Self> {
-        Self::try_new_with(
-            table,
-            table_schema,
-            projection,
-            slices,
-            predicate,
-            limit,
-            false,
-        )
-    }
-
-    /// [`Self::try_new`], optionally with the [`SEGMENT_COLUMN`] after the table's columns.
-    pub fn try_new_with(
         table: String,
         table_schema: SchemaRef,
         projection: Option<Vec<usize>>,

@@ -92,7 +92,7 @@ impl TableProvider for BlueshiftTable {
         };
         // A limit may only be pushed when no filter remains above the scan.
         let limit = if filters.is_empty() { limit } else { None };
-        let scan = SliceScanExec::try_new_with(
+        let scan = SliceScanExec::try_new(
             self.def.name.clone(),
             self.def.arrow_schema(),
             projection.cloned(),

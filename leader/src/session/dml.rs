@@ -43,8 +43,6 @@ use futures::StreamExt;
 use super::{Executor, Outcome};
 use crate::catalog::{Command, SegmentChange};
 use crate::error::{Error, Result};
-use crate::load::coerce::coerce_batch;
-use crate::load::router::Router;
 use crate::planner::{QueryContext, query_context};
 use crate::sql::statement::{Ast, parse_expr, parse_query};
 
@@ -109,8 +107,6 @@ struct Affected {
     rows: u64,
     /// Rows (of the target joined with the other tables) that met the condition.
     matches: u64,
-    /// The paths the statement's own queries read, for `segment IN (...)`.
-    paths: Vec<String>,
 }
 
 fn and(a: Expr, b: Option<Expr>) -> Expr {
@@ -284,7 +280,6 @@ impl Executor {
                 },
                 rows: copy.iter().map(|s| s.rows).sum(),
                 matches,
-                paths: vec![],
             });
         }
         let mut paths: Vec<String> = found.into_keys().collect();
@@ -296,10 +291,9 @@ impl Executor {
             .map(|s| s.rows)
             .sum();
         Ok(Affected {
-            remove: paths.clone(),
+            remove: paths,
             rows,
             matches,
-            paths,
         })
     }
 
@@ -329,25 +323,14 @@ impl Executor {
         queries: &[Ast],
         params: &Option<ParamValues>,
     ) -> Result<(Vec<Segment>, Vec<u64>)> {
-        let map = self.leader.membership.slice_map(qc.catalog.slices)?;
-        let mut router = Router::new(
-            def.clone(),
-            qc.catalog.slices,
-            map,
-            self.leader.scheduler.clone(),
-        );
-        let mapping: Vec<Option<usize>> = (0..def.columns.len()).map(Some).collect();
+        let mut router = self.router(def, qc.catalog.slices)?;
         let mut counts = Vec::with_capacity(queries.len());
         for query in queries {
             let before = router.rows();
             let qc = qc.next_query();
             let plan = self.plan_query(&qc, query, params.clone()).await?;
-            let mut stream = execute_stream(plan, qc.ctx.task_ctx())?;
-            while let Some(batch) = stream.next().await {
-                let batch = coerce_batch(&batch?, def, &mapping, false)
-                    .map_err(|mut bad| bad.remove(0).into_error("changed row"))?;
-                router.push(batch).await?;
-            }
+            let stream = execute_stream(plan, qc.ctx.task_ctx())?;
+            super::route_rows(&mut router, def, stream, "changed row").await?;
             counts.push(router.rows() - before);
         }
         Ok((router.finish().await?, counts))
@@ -411,7 +394,7 @@ impl Executor {
             Some(keep) => {
                 let filter = and_all(
                     target
-                        .in_segments(&affected.paths)
+                        .in_segments(&affected.remove)
                         .into_iter()
                         .chain([keep])
                         .collect(),
@@ -456,7 +439,7 @@ impl Executor {
             }
             return Ok(command_rows("UPDATE", 0));
         }
-        let in_segments = target.in_segments(&affected.paths);
+        let in_segments = target.in_segments(&affected.remove);
         let new_value = |i: usize, guarded: bool| -> Expr {
             match (&values[i], &u.selection) {
                 (None, _) => target.column(&target.def.columns[i].name),
@@ -565,7 +548,7 @@ impl Executor {
                 .affected(&qc, &target, &source, Some(condition.clone()), &params)
                 .await?;
             if !affected.remove.is_empty() {
-                let in_segments = target.in_segments(&affected.paths);
+                let in_segments = target.in_segments(&affected.remove);
                 let values = match &clause.action {
                     MergeAction::Update(update) => {
                         let values = assignments(&target.def, &update.assignments)?;

@@ -685,26 +685,24 @@ impl Executor {
     async fn route_stream(
         &self,
         table: &blueshift_common::types::TableDef,
-        mut stream: SendableRecordBatchStream,
+        stream: SendableRecordBatchStream,
     ) -> Result<(u64, Vec<blueshift_common::types::Segment>)> {
-        let snapshot = tx::snapshot(&self.leader);
-        let map = self.leader.membership.slice_map(snapshot.slices)?;
-        let mut router = Router::new(
-            table.clone(),
-            snapshot.slices,
-            map,
-            self.leader.scheduler.clone(),
-        );
-        let mapping: Vec<Option<usize>> = (0..table.columns.len()).map(Some).collect();
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let batch = coerce_batch(&batch, table, &mapping, false)
-                .map_err(|mut bad| bad.remove(0).into_error("inserted row"))?;
-            router.push(batch).await?;
-        }
+        let mut router = self.router(table, tx::snapshot(&self.leader).slices)?;
+        route_rows(&mut router, table, stream, "inserted row").await?;
         let rows = router.rows();
         let segments = router.finish().await?;
         Ok((rows, segments))
+    }
+
+    /// A router writing new segments of `table` to the live nodes.
+    fn router(&self, table: &blueshift_common::types::TableDef, slices: u32) -> Result<Router> {
+        let map = self.leader.membership.slice_map(slices)?;
+        Ok(Router::new(
+            table.clone(),
+            slices,
+            map,
+            self.leader.scheduler.clone(),
+        ))
     }
 
     async fn insert_input(
@@ -758,4 +756,21 @@ impl Executor {
             rows: Some(rows),
         })
     }
+}
+
+/// Feeds a stream of rows in `table`'s column order into `router`, each cast to the
+/// table's types (`what` names a bad row in the error).
+async fn route_rows(
+    router: &mut Router,
+    table: &blueshift_common::types::TableDef,
+    mut stream: SendableRecordBatchStream,
+    what: &str,
+) -> Result<()> {
+    let mapping: Vec<Option<usize>> = (0..table.columns.len()).map(Some).collect();
+    while let Some(batch) = stream.next().await {
+        let batch = coerce_batch(&batch?, table, &mapping, false)
+            .map_err(|mut bad| bad.remove(0).into_error(what))?;
+        router.push(batch).await?;
+    }
+    Ok(())
 }

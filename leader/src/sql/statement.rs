@@ -78,23 +78,6 @@ pub enum Statement {
 }
 
 impl Statement {
-    /// Whether the statement changes data or the catalog (for the transaction block's
-    /// bookkeeping).
-    pub fn writes(&self) -> bool {
-        matches!(
-            self,
-            Statement::CreateTable(_)
-                | Statement::AlterTable(_)
-                | Statement::DropTable { .. }
-                | Statement::CopyFrom(_)
-                | Statement::Insert(_)
-                | Statement::Delete(_)
-                | Statement::Update(_)
-                | Statement::Merge(_)
-                | Statement::Truncate(_)
-        )
-    }
-
     /// Whether the statement returns rows (for describing prepared statements).
     pub fn is_query(&self) -> bool {
         matches!(
@@ -127,13 +110,11 @@ fn syntax(msg: impl Into<String>) -> Error {
 }
 
 /// The dialect every statement is tokenized and parsed with.
-pub fn dialect() -> PostgreSqlDialect {
-    PostgreSqlDialect {}
-}
+static DIALECT: PostgreSqlDialect = PostgreSqlDialect {};
 
 /// Tokenizes a query string (once), keeping each token's position.
 fn tokenize(sql: &str, questions: QuestionMarks) -> Result<Vec<TokenWithSpan>> {
-    let mut tokens = Tokenizer::new(&dialect(), sql)
+    let mut tokens = Tokenizer::new(&DIALECT, sql)
         .tokenize_with_location()
         .map_err(|e| syntax(format!("syntax error: {e}")))?;
     if questions == QuestionMarks::Parameters {
@@ -234,7 +215,6 @@ impl LineOffsets {
 
 /// A parser over some of a statement's tokens.
 pub fn parser_over(tokens: Vec<Token>) -> Parser<'static> {
-    static DIALECT: PostgreSqlDialect = PostgreSqlDialect {};
     Parser::new(&DIALECT).with_tokens(tokens)
 }
 
