@@ -34,6 +34,7 @@ pub mod sqlstate {
     pub const CARDINALITY_VIOLATION: &str = "21000";
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const WRONG_OBJECT_TYPE: &str = "42809";
+    pub const INVALID_TABLE_DEFINITION: &str = "42P16";
     pub const INVALID_SAVEPOINT: &str = "3B001";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const OBJECT_IN_USE: &str = "55006";
@@ -49,6 +50,10 @@ pub mod sqlstate {
     pub const INVALID_CURSOR_DEFINITION: &str = "42P11";
     pub const DUPLICATE_CURSOR: &str = "42P03";
     pub const OUT_OF_MEMORY: &str = "53200";
+    pub const INVALID_SCHEMA_NAME: &str = "3F000";
+    pub const DUPLICATE_SCHEMA: &str = "42P06";
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
+    pub const INVALID_OBJECT_DEFINITION: &str = "42P17";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const DATA_CORRUPTED: &str = "XX001";
 }

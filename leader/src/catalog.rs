@@ -14,6 +14,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod resolve;
+
+pub use resolve::Relation;
+
 use blueshift_common::error::sqlstate;
 use blueshift_common::hash::SLICE_HASH_VERSION;
 use blueshift_common::types::{Segment, TableDef};
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::UserDef;
 use crate::error::{Error, Result};
+use crate::sql::names::{PUBLIC, SYSTEM_SCHEMAS};
 
 pub const SNAPSHOT_EVERY: u64 = 64;
 
@@ -41,6 +46,13 @@ pub struct CatalogState {
     /// it changed too.
     #[serde(default)]
     pub written: BTreeMap<u64, u64>,
+    /// Schemas created with `CREATE SCHEMA`, by name (`public` always exists and is not
+    /// listed here).
+    #[serde(default)]
+    pub schemas: BTreeMap<String, SchemaDef>,
+    /// Views, by id (ids come from the same sequence as table ids: one relation namespace).
+    #[serde(default)]
+    pub views: BTreeMap<u64, ViewDef>,
 }
 
 impl CatalogState {
@@ -49,6 +61,69 @@ impl CatalogState {
             .values()
             .find(|t| t.schema == schema && t.name == name)
     }
+
+    pub fn view_by_name(&self, schema: &str, name: &str) -> Option<&ViewDef> {
+        self.views
+            .values()
+            .find(|v| v.schema == schema && v.name == name)
+    }
+
+    pub fn schema_exists(&self, name: &str) -> bool {
+        name == PUBLIC || self.schemas.contains_key(name)
+    }
+
+    /// The user schemas, `public` first.
+    pub fn schema_names(&self) -> Vec<String> {
+        let mut names = vec![PUBLIC.to_string()];
+        names.extend(self.schemas.keys().cloned());
+        names
+    }
+
+    /// Whether `schema.name` is taken by a table or a view (other than relation `except`).
+    fn relation_taken(&self, schema: &str, name: &str, except: u64) -> bool {
+        self.tables
+            .values()
+            .any(|t| t.id != except && t.schema == schema && t.name == name)
+            || self
+                .views
+                .values()
+                .any(|v| v.id != except && v.schema == schema && v.name == name)
+    }
+
+    /// The bound views that read relation `id` directly.
+    pub fn dependents(&self, id: u64) -> impl Iterator<Item = &ViewDef> {
+        self.views
+            .values()
+            .filter(move |v| v.depends_on.contains(&id))
+    }
+}
+
+/// A schema made with `CREATE SCHEMA`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaDef {
+    pub name: String,
+    pub owner: String,
+}
+
+/// A view: its query as SQL text (sqlparser's rendering of the parsed query), planned again
+/// by every statement that reads it, with the columns it had when it was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub id: u64,
+    pub schema: String,
+    pub name: String,
+    pub owner: String,
+    pub query: String,
+    /// The column names given in `CREATE VIEW v (a, b)`; empty: the query's own names.
+    pub column_names: Vec<String>,
+    /// The view's columns when it was created (for catalog listings; empty for a
+    /// late-binding view whose query could not be planned then).
+    pub columns: Vec<blueshift_common::types::ColumnDef>,
+    /// `WITH NO SCHEMA BINDING`: no dependencies are recorded, so the relations it reads
+    /// may be dropped and recreated under it.
+    pub late_binding: bool,
+    /// Tables and views a bound view reads: they cannot be dropped without CASCADE.
+    pub depends_on: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +165,27 @@ pub enum Command {
         base_version: u64,
         commands: Vec<Command>,
     },
+    CreateSchema(SchemaDef),
+    /// Drops an empty schema (a `DROP SCHEMA ... CASCADE` drops its relations first, in the
+    /// same transaction command).
+    DropSchema {
+        name: String,
+    },
+    /// Creates a view, or (`replace`) replaces the view of that name in place, keeping its
+    /// id so the views built on it stay bound to it.
+    CreateView {
+        view: ViewDef,
+        replace: bool,
+    },
+    /// Drops a view; fails if a bound view still depends on it.
+    DropView {
+        id: u64,
+    },
+    /// `ALTER VIEW | TABLE v RENAME TO`.
+    RenameView {
+        id: u64,
+        name: String,
+    },
     CreateUser(UserDef),
     /// Replaces an existing user's definition.
     AlterUser(UserDef),
@@ -130,7 +226,14 @@ fn tables_changed(command: &Command, out: &mut Vec<u64>) {
 
 /// Applies one command. Deterministic: the same state and command give the same result.
 pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
-    apply_one(state, command)?;
+    apply_at(state, command, false)
+}
+
+/// Applies a command, `nested` in a transaction command whose conflicts were checked (a
+/// transaction block holds CTAS and cascading drops as transaction commands of their own;
+/// their base versions are the block's, not the catalog's).
+fn apply_at(state: &mut CatalogState, command: &Command, nested: bool) -> Result<()> {
+    apply_one(state, command, nested)?;
     let mut changed = Vec::new();
     tables_changed(command, &mut changed);
     if let Command::CreateTable(def) = command {
@@ -143,14 +246,16 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
     Ok(())
 }
 
-fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
+fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Result<()> {
     match command {
         Command::Transaction {
             base_version,
             commands,
         } => {
             let mut changed = Vec::new();
-            tables_changed(command, &mut changed);
+            if !nested {
+                tables_changed(command, &mut changed);
+            }
             for id in changed {
                 if state.written.get(&id).is_some_and(|v| v > base_version) {
                     let name = state
@@ -171,7 +276,7 @@ fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
             // records its tables as written at that version, the block's).
             let version = state.version;
             for c in commands {
-                apply(state, c)?;
+                apply_at(state, c, true)?;
                 state.version = version;
             }
         }
@@ -196,21 +301,107 @@ fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
                     format!("table id {} is already taken", def.id),
                 ));
             }
-            if state.table_by_name(&def.schema, &def.name).is_some() {
-                return Err(Error::sql(
-                    sqlstate::DUPLICATE_TABLE,
-                    format!("relation \"{}\" already exists", def.name),
-                ));
-            }
+            check_new_relation(state, &def.schema, &def.name, def.id)?;
             state.next_table_id = state.next_table_id.max(def.id + 1);
             state.tables.insert(def.id, def.clone());
         }
         Command::DropTable { id } => {
-            if state.tables.remove(id).is_none() {
+            let Some(table) = state.tables.get(id) else {
                 return Err(Error::sql(
                     sqlstate::UNDEFINED_TABLE,
                     format!("table with id {id} does not exist"),
                 ));
+            };
+            refuse_dependents(state, *id, "table", &table.name)?;
+            state.tables.remove(id);
+        }
+        Command::CreateSchema(def) => {
+            if state.schema_exists(&def.name) || SYSTEM_SCHEMAS.contains(&def.name.as_str()) {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_SCHEMA,
+                    format!("schema \"{}\" already exists", def.name),
+                ));
+            }
+            state.schemas.insert(def.name.clone(), def.clone());
+        }
+        Command::DropSchema { name } => {
+            if !state.schemas.contains_key(name) {
+                return Err(undefined_schema(name));
+            }
+            if state.tables.values().any(|t| t.schema == *name)
+                || state.views.values().any(|v| v.schema == *name)
+            {
+                return Err(Error::sql(
+                    sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!(
+                        "cannot drop schema {name} because other objects depend on it \
+                         (use DROP SCHEMA ... CASCADE to drop them too)"
+                    ),
+                ));
+            }
+            state.schemas.remove(name);
+        }
+        Command::CreateView { view, replace } => {
+            let existing = state.view_by_name(&view.schema, &view.name).map(|v| v.id);
+            match existing {
+                Some(id) if *replace => {
+                    let mut view = view.clone();
+                    view.id = id;
+                    if let Some(old) = state.views.get(&id) {
+                        check_replacement_columns(old, &view)?;
+                    }
+                    if state.reads_through_views(&view.depends_on, id) {
+                        return Err(Error::sql(
+                            sqlstate::INVALID_OBJECT_DEFINITION,
+                            format!("view \"{}\" cannot read itself", view.name),
+                        ));
+                    }
+                    state.views.insert(id, view);
+                }
+                _ => {
+                    if *replace && state.relation_taken(&view.schema, &view.name, view.id) {
+                        return Err(Error::sql(
+                            sqlstate::WRONG_OBJECT_TYPE,
+                            format!("\"{}\" is not a view", view.name),
+                        ));
+                    }
+                    check_new_relation(state, &view.schema, &view.name, view.id)?;
+                    if state.tables.contains_key(&view.id) || state.views.contains_key(&view.id) {
+                        return Err(Error::sql(
+                            sqlstate::SERIALIZATION_FAILURE,
+                            format!("relation id {} is already taken", view.id),
+                        ));
+                    }
+                    state.next_table_id = state.next_table_id.max(view.id + 1);
+                    state.views.insert(view.id, view.clone());
+                }
+            }
+        }
+        Command::DropView { id } => {
+            let Some(view) = state.views.get(id) else {
+                return Err(Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("view with id {id} does not exist"),
+                ));
+            };
+            refuse_dependents(state, *id, "view", &view.name)?;
+            state.views.remove(id);
+        }
+        Command::RenameView { id, name } => {
+            let Some(schema) = state.views.get(id).map(|v| v.schema.clone()) else {
+                return Err(Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    "view was dropped while it was being renamed",
+                ));
+            };
+            if state.relation_taken(&schema, name, *id) {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_TABLE,
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+            if let Some(view) = state.views.get_mut(id) {
+                view.name = name.clone();
             }
         }
         Command::CommitSegments { table_id, segments } => {
@@ -241,11 +432,7 @@ fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
                     ));
                 }
             };
-            if state
-                .tables
-                .values()
-                .any(|t| t.id != *id && t.schema == schema && t.name == *name)
-            {
+            if state.relation_taken(&schema, name, *id) {
                 return Err(Error::sql(
                     sqlstate::DUPLICATE_TABLE,
                     format!("relation \"{name}\" already exists"),
@@ -323,6 +510,79 @@ fn apply_one(state: &mut CatalogState, command: &Command) -> Result<()> {
     }
     state.version += 1;
     Ok(())
+}
+
+/// A new table or view `schema.name` (id `id`) needs an existing schema and a free name.
+fn check_new_relation(state: &CatalogState, schema: &str, name: &str, id: u64) -> Result<()> {
+    if !state.schema_exists(schema) {
+        return Err(undefined_schema(schema));
+    }
+    if state.relation_taken(schema, name, id) {
+        return Err(Error::sql(
+            sqlstate::DUPLICATE_TABLE,
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    Ok(())
+}
+
+/// Redshift's rule for `CREATE OR REPLACE VIEW` of a bound view: the new query must give the
+/// same columns, by name and type, as the view it replaces (views reading it were planned
+/// against those). A late-binding view, old or new, may change its columns.
+fn check_replacement_columns(old: &ViewDef, new: &ViewDef) -> Result<()> {
+    if old.late_binding || new.late_binding {
+        return Ok(());
+    }
+    let differs = old.columns.len() != new.columns.len()
+        || old
+            .columns
+            .iter()
+            .zip(&new.columns)
+            .any(|(a, b)| a.name != b.name || a.ty != b.ty);
+    if differs {
+        let show = |v: &ViewDef| {
+            v.columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.ty.sql_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Error::sql(
+            sqlstate::INVALID_TABLE_DEFINITION,
+            format!(
+                "cannot replace view {}: the new query gives columns ({}) where the view has \
+                 ({}); a replacing query must give the same column names and types (drop \
+                 the view and create it again to change them)",
+                new.name,
+                show(new),
+                show(old)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A relation that bound views read cannot be dropped on its own (PostgreSQL's message).
+fn refuse_dependents(state: &CatalogState, id: u64, kind: &str, name: &str) -> Result<()> {
+    match state.dependents(id).next() {
+        Some(view) => Err(Error::sql(
+            sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+            format!(
+                "cannot drop {kind} {name} because other objects depend on it: view {} \
+                 depends on {kind} {name} (use DROP ... CASCADE to drop the dependent objects \
+                 too)",
+                view.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub fn undefined_schema(name: &str) -> Error {
+    Error::sql(
+        sqlstate::INVALID_SCHEMA_NAME,
+        format!("schema \"{name}\" does not exist"),
+    )
 }
 
 fn undefined_user(name: &str) -> Error {

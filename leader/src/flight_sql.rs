@@ -54,7 +54,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::LeaderState;
 use crate::error::Error;
-use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA, query_context};
+use crate::planner::{DEFAULT_CATALOG, query_context};
 use crate::session::{Executor, Outcome, SESSION_USER};
 use crate::sql::statement::{Ast, Parsed, QuestionMarks, Statement};
 
@@ -722,7 +722,9 @@ impl FlightSqlService for BlueshiftFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.user(&request)?;
         let mut builder = query.into_builder();
-        for schema in [DEFAULT_SCHEMA, "information_schema", "pg_catalog"] {
+        let mut schemas = self.leader.catalog.snapshot().schema_names();
+        schemas.extend(crate::sql::names::SYSTEM_SCHEMAS.map(String::from));
+        for schema in schemas {
             builder.append(DEFAULT_CATALOG, schema);
         }
         let schema = builder.schema();
@@ -761,6 +763,24 @@ impl FlightSqlService for BlueshiftFlightSql {
                 )
                 .map_err(Status::from)?;
         }
+        let mut views: Vec<_> = snapshot.views.values().collect();
+        views.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        for v in views {
+            let fields: Vec<arrow::datatypes::Field> = v
+                .columns
+                .iter()
+                .map(|c| arrow::datatypes::Field::new(&c.name, c.ty.to_arrow(), c.nullable))
+                .collect();
+            builder
+                .append(
+                    DEFAULT_CATALOG,
+                    &v.schema,
+                    &v.name,
+                    "VIEW",
+                    &arrow::datatypes::Schema::new(fields),
+                )
+                .map_err(Status::from)?;
+        }
         let schema = builder.schema();
         let batch = builder.build().map_err(Status::from)?;
         Ok(Response::new(batches_stream(schema, vec![batch])))
@@ -784,6 +804,7 @@ impl FlightSqlService for BlueshiftFlightSql {
         self.user(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
+        builder.append("VIEW");
         let schema = builder.schema();
         let batch = builder.build().map_err(Status::from)?;
         Ok(Response::new(batches_stream(schema, vec![batch])))

@@ -169,7 +169,14 @@ pub async fn run(
         .map(|t| t.id)
         .collect();
     for id in temporary {
-        catalog.execute(|_| Ok(catalog::Command::DropTable { id }))?;
+        catalog.execute(|s| {
+            s.drop_command(&[id], true).ok_or_else(|| {
+                error::Error::sql(
+                    blueshift_common::error::sqlstate::UNDEFINED_TABLE,
+                    "temporary table is gone",
+                )
+            })
+        })?;
     }
     let pg_catalog = pg_catalog::PgCatalog::new(
         catalog.clone(),

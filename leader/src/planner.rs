@@ -6,12 +6,14 @@
 //!   `DISTKEY` tables, one partition for `DISTSTYLE ALL`).
 //! * [`join_modes`]: the optimizer rule that picks broadcast or partitioned hash joins for a
 //!   cluster (collocated joins stay put; outer/semi/anti joins are never broadcast).
+//! * [`schemas`]: the user schemas, views planned when named, the search path.
 //! * [`distribute`]: cutting the plan at exchanges and gathers.
 //! * [`explain`]: rendering the distributed plan with Redshift's join labels.
 
 pub mod distribute;
 pub mod explain;
 pub mod join_modes;
+pub mod schemas;
 pub mod table;
 
 pub use explain::{analyze_lines, explain_lines};
@@ -20,8 +22,8 @@ use std::sync::Arc;
 
 use blueshift_common::functions::register_functions;
 use blueshift_common::store::SegmentStore;
+use datafusion::catalog::MemoryCatalogProvider;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
-use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -75,7 +77,7 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         .with_batch_size(8192)
         // Ours (`pg_catalog::information_schema`) wraps DataFusion's.
         .with_information_schema(false)
-        .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+        .with_default_catalog_and_schema(DEFAULT_CATALOG, default_schema(&catalog))
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
         .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", false)
@@ -114,24 +116,13 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
 
-    let schema = Arc::new(MemorySchemaProvider::new());
-    for def in catalog
-        .tables
-        .values()
-        .filter(|t| t.schema == DEFAULT_SCHEMA)
-    {
-        schema.register_table(
-            def.name.clone(),
-            Arc::new(table::BlueshiftTable::new(def.clone(), catalog.slices)),
-        )?;
-    }
-    system_tables::register(&schema, leader, &catalog, &slices)?;
-    let cat = Arc::new(MemoryCatalogProvider::new());
-    cat.register_schema(DEFAULT_SCHEMA, schema)?;
-    ctx.register_catalog(DEFAULT_CATALOG, cat);
-    leader
-        .pg_catalog
-        .register(&ctx, &leader.database, &crate::session::current_user())?;
+    let listing = register_user_schemas(&ctx, leader, &catalog, &slices)?;
+    leader.pg_catalog.register(
+        &ctx,
+        &listing,
+        &leader.database,
+        &crate::session::current_user(),
+    )?;
 
     Ok(QueryContext {
         ctx,
@@ -140,6 +131,102 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         query_id: uuid::Uuid::new_v4().simple().to_string(),
         empty_catalog_tables: leader.pg_catalog.empty_tables.clone(),
     })
+}
+
+/// The schema DataFusion qualifies unqualified names with: the first existing schema of
+/// the search path (`public` when none exists, so that system tables still resolve).
+fn default_schema(catalog: &CatalogState) -> String {
+    catalog
+        .current_schema(&crate::session::search_path())
+        .unwrap_or_else(|| DEFAULT_SCHEMA.to_string())
+}
+
+/// Registers every user schema of the catalog version (tables and views), the default one
+/// looking names it lacks up through the rest of the search path, and the system tables
+/// every schema finds (see [`schemas`]). Returns the same schemas for catalog listings,
+/// with views that are listed, not planned ([`schemas::ListedView`]).
+fn register_user_schemas(
+    ctx: &SessionContext,
+    leader: &LeaderState,
+    catalog: &Arc<CatalogState>,
+    slices: &SliceMap,
+) -> Result<Arc<MemoryCatalogProvider>> {
+    let system = schemas::system_schema();
+    system_tables::register(&system, leader, catalog, slices)?;
+    let planner = schemas::ViewPlanner::new(leader.pg_catalog.empty_tables.clone());
+    let default = default_schema(catalog);
+    let path = crate::session::search_path();
+    let names = catalog.schema_names();
+    let tables_of = |schema: &str| {
+        catalog
+            .tables
+            .values()
+            .filter(|t| t.schema == schema)
+            .map(|def| {
+                let table: Arc<dyn datafusion::catalog::TableProvider> =
+                    Arc::new(table::BlueshiftTable::new(def.clone(), catalog.slices));
+                (def.name.clone(), table)
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let views_of = |schema: &str| {
+        catalog
+            .views
+            .values()
+            .filter(|v| v.schema == schema)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // The schemas without fallbacks first: the default one falls back to them.
+    let mut plain: std::collections::HashMap<String, Arc<dyn SchemaProvider>> =
+        std::collections::HashMap::new();
+    for name in &names {
+        let fallback: Vec<Arc<dyn SchemaProvider>> = vec![system.clone()];
+        plain.insert(
+            name.clone(),
+            Arc::new(schemas::UserSchema::new(
+                tables_of(name),
+                views_of(name),
+                fallback,
+                planner.clone(),
+            )),
+        );
+    }
+    let cat = Arc::new(MemoryCatalogProvider::new());
+    for name in &names {
+        let provider = if *name == default {
+            let mut fallback: Vec<Arc<dyn SchemaProvider>> = path
+                .iter()
+                .filter(|s| **s != default)
+                .filter_map(|s| plain.get(s).cloned())
+                .collect();
+            fallback.push(system.clone());
+            Arc::new(schemas::UserSchema::new(
+                tables_of(name),
+                views_of(name),
+                fallback,
+                planner.clone(),
+            )) as Arc<dyn SchemaProvider>
+        } else {
+            plain[name].clone()
+        };
+        cat.register_schema(name, provider)?;
+    }
+    ctx.register_catalog(DEFAULT_CATALOG, cat);
+    let weak = ctx.state_weak_ref();
+    planner.bind(Box::new(move || weak.upgrade().map(|s| s.read().clone())));
+    let listing = Arc::new(MemoryCatalogProvider::new());
+    for name in &names {
+        let schema = datafusion::catalog::MemorySchemaProvider::new();
+        for (table, provider) in tables_of(name) {
+            schema.register_table(table, provider)?;
+        }
+        for view in views_of(name) {
+            schema.register_table(view.name.clone(), Arc::new(schemas::ListedView::new(&view)))?;
+        }
+        listing.register_schema(name, Arc::new(schema))?;
+    }
+    Ok(listing)
 }
 
 /// The runtime one statement's leader-side operators run with: the leader's object stores,
@@ -183,11 +270,11 @@ impl QueryContext {
         let schema = self
             .ctx
             .catalog(DEFAULT_CATALOG)
-            .and_then(|c| c.schema(DEFAULT_SCHEMA))
+            .and_then(|c| c.schema(&def.schema))
             .ok_or_else(|| {
                 crate::error::Error::sql(
                     blueshift_common::error::sqlstate::INTERNAL_ERROR,
-                    "the public schema is not registered",
+                    format!("schema {} is not registered", def.schema),
                 )
             })?;
         schema.deregister_table(&def.name)?;

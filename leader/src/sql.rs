@@ -3,7 +3,11 @@
 //! INSERT are planned by DataFusion from sqlparser's AST.
 //!
 //! * [`statement`]: the front end: statements, their text, parsing.
-//! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `DROP TABLE`.
+//! * [`names`]: relation and schema names, the search path.
+//! * [`schemas`]: `CREATE` / `DROP SCHEMA`.
+//! * [`views`]: `CREATE [OR REPLACE] VIEW`, late binding.
+//! * [`ddl`]: `CREATE TABLE` with `DISTSTYLE` / `DISTKEY` / `[COMPOUND] SORTKEY`, `ALTER TABLE`,
+//!   `DROP TABLE | VIEW`.
 //! * [`copy_out`]: `COPY { table | (query) } TO STDOUT`.
 //! * [`copy`]: `COPY table FROM 'path' [options]`.
 //! * [`show`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS`.
@@ -21,12 +25,15 @@ pub mod copy_out;
 pub mod cursor;
 pub mod ddl;
 pub mod guard;
+pub mod names;
 pub mod scalar_subquery;
+pub mod schemas;
 pub mod settings;
 pub mod show;
 pub mod statement;
 pub mod transaction;
 pub mod users;
+pub mod views;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 pub use datafusion::sql::sqlparser::tokenizer::Token;

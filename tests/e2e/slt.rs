@@ -31,13 +31,16 @@ use crate::common::tpch_cluster;
 /// The label the DuckDB oracle runs under, for `skipif duckdb` / `onlyif duckdb`.
 const ORACLE_LABEL: &str = "duckdb";
 
-/// Every `.slt` file under `tests/slt/`, sorted.
+/// Every `.slt` file under `tests/slt/`, sorted; with `BLUESHIFT_SLT_ONLY=text` set, only
+/// the files whose name contains `text` (for iterating on one file).
 fn slt_files() -> Vec<PathBuf> {
+    let only = std::env::var("BLUESHIFT_SLT_ONLY").unwrap_or_default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .filter(|p| p.to_string_lossy().contains(&only))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());

@@ -3,7 +3,8 @@
 //! varying`, `numeric`, `timestamp without time zone`, ...; DataFusion writes Arrow's names),
 //! `character_maximum_length` from the declared VARCHAR/CHAR length, and the constraint views
 //! (`table_constraints`, `key_column_usage`, `referential_constraints`,
-//! `constraint_column_usage`), which are empty: Blueshift tables have no constraints.
+//! `constraint_column_usage`), which are empty: Blueshift tables have no constraints; and
+//! `views` listing views only.
 
 use std::sync::Arc;
 
@@ -135,6 +136,7 @@ impl SchemaProvider for InformationSchema {
                 inner: t,
                 catalog: self.catalog.clone(),
             })),
+            ("views", Some(t)) => Some(Arc::new(OnlyViews { inner: t })),
             (_, other) => other,
         })
     }
@@ -142,6 +144,87 @@ impl SchemaProvider for InformationSchema {
     fn table_exist(&self, name: &str) -> bool {
         let lower = name.to_ascii_lowercase();
         CONSTRAINT_VIEWS.iter().any(|(n, _)| *n == lower) || self.inner.table_exist(name)
+    }
+}
+
+/// `information_schema.views` as PostgreSQL has it: views only (DataFusion lists every table,
+/// with a NULL definition for those that are not views), `view_definition` (DataFusion says
+/// `definition`) and the updatability columns (views are read-only: all `NO`).
+#[derive(Debug)]
+struct OnlyViews {
+    inner: Arc<dyn TableProvider>,
+}
+
+/// The columns after `view_definition`, all `NO` but `check_option` (`NONE`).
+const VIEW_FLAGS: [(&str, &str); 6] = [
+    ("check_option", "NONE"),
+    ("is_updatable", "NO"),
+    ("is_insertable_into", "NO"),
+    ("is_trigger_updatable", "NO"),
+    ("is_trigger_deletable", "NO"),
+    ("is_trigger_insertable_into", "NO"),
+];
+
+impl OnlyViews {
+    fn pg_schema() -> SchemaRef {
+        let mut fields: Vec<Field> = ["table_catalog", "table_schema", "table_name"]
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, true))
+            .collect();
+        fields.push(Field::new("view_definition", DataType::Utf8, true));
+        fields.extend(
+            VIEW_FLAGS
+                .iter()
+                .map(|(n, _)| Field::new(*n, DataType::Utf8, true)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+}
+
+#[async_trait]
+impl TableProvider for OnlyViews {
+    fn schema(&self) -> SchemaRef {
+        Self::pg_schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, None, &[], None).await?;
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        let inner = self.inner.schema();
+        let at = |name: &str| inner.index_of(name);
+        let (cat, sch, tab, def) = (
+            at("table_catalog")?,
+            at("table_schema")?,
+            at("table_name")?,
+            at("definition")?,
+        );
+        let schema = Self::pg_schema();
+        let batches = batches
+            .iter()
+            .map(|b| {
+                let keep = arrow::compute::is_not_null(b.column(def))?;
+                let b = arrow::compute::filter_record_batch(b, &keep)?;
+                let mut columns: Vec<ArrayRef> = [cat, sch, tab, def]
+                    .iter()
+                    .map(|i| arrow::compute::cast(b.column(*i), &DataType::Utf8))
+                    .collect::<Result<_, _>>()?;
+                for (_, value) in VIEW_FLAGS {
+                    columns.push(Arc::new(StringArray::from(vec![value; b.num_rows()])));
+                }
+                Ok(RecordBatch::try_new(schema.clone(), columns)?)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        MemTable::try_new(schema, vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
     }
 }
 

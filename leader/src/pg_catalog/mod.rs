@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use datafusion::catalog::SchemaProvider;
+use datafusion::catalog::{CatalogProviderList, SchemaProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::ScalarUDF;
@@ -27,32 +27,33 @@ use datafusion_pg_catalog::pg_catalog::{
     has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
 };
 use datafusion_pg_catalog::pg_catalog::{
-    create_current_schema_udf, create_current_schemas_udf, create_pg_backend_pid_udf,
-    create_pg_encoding_to_char_udf, create_pg_get_constraintdef,
-    create_pg_get_partition_ancestors_udf, create_pg_get_partkeydef_udf,
-    create_pg_get_statisticsobjdef_columns_udf, create_pg_relation_is_publishable_udf,
-    create_pg_relation_size_udf, create_pg_stat_get_numscans, create_pg_table_is_visible,
-    create_pg_total_relation_size_udf,
+    create_current_schemas_udf, create_pg_backend_pid_udf, create_pg_encoding_to_char_udf,
+    create_pg_get_constraintdef, create_pg_get_partition_ancestors_udf,
+    create_pg_get_partkeydef_udf, create_pg_get_statisticsobjdef_columns_udf,
+    create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
+    create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
 };
 
 mod functions;
 mod information_schema;
 mod redshift;
 mod roles;
+mod views;
 
 pub use roles::{RoleInfo, RoleSource};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::planner::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
-use blueshift_common::types::TableDef;
+use crate::planner::DEFAULT_CATALOG;
 use functions::{
     CurrentDatabaseTable, JsonBuildObject, NoDescription, ToRegtype, current_database,
     pg_collation_is_visible, pg_type_is_visible,
 };
 
-/// The schemas every database has besides the user's.
-const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+use crate::sql::names::SYSTEM_SCHEMAS;
+
+/// The crate's empty `pg_catalog` tables that [`WithRoles`] answers from our catalog.
+const FILLED_HERE: [&str; 1] = ["pg_views"];
 
 /// The `pg_catalog` schema of the leader, built once so that OIDs stay put between
 /// statements.
@@ -88,7 +89,8 @@ impl PgCatalog {
                 Some(PgCatalogTable::Empty(_)) => true,
                 _ => false,
             };
-            if empty {
+            // Tables the crate leaves empty and we fill in are not empty.
+            if empty && !FILLED_HERE.contains(&name.as_str()) {
                 empty_tables.insert(name);
             }
         }
@@ -108,21 +110,41 @@ impl PgCatalog {
     }
 
     /// Adds `pg_catalog` and the catalog functions to a statement's session.
-    pub fn register(&self, ctx: &SessionContext, database: &str, user: &str) -> Result<()> {
+    /// `listing` is the statement's user schemas as `information_schema` lists them.
+    pub fn register(
+        &self,
+        ctx: &SessionContext,
+        listing: &Arc<datafusion::catalog::MemoryCatalogProvider>,
+        database: &str,
+        user: &str,
+    ) -> Result<()> {
         let cat = ctx.catalog(DEFAULT_CATALOG).ok_or_else(|| {
             DataFusionError::Internal(format!("catalog {DEFAULT_CATALOG} is not registered"))
         })?;
-        cat.register_schema("pg_catalog", self.schema.clone())?;
-        cat.register_schema(
-            "information_schema",
-            Arc::new(information_schema::InformationSchema::new(
-                ctx.state().catalog_list().clone(),
-                self.catalog.clone(),
-            )),
-        )?;
+        let listings = Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
+        listings.register_catalog(DEFAULT_CATALOG.to_string(), listing.clone());
+        let information_schema = Arc::new(information_schema::InformationSchema::new(
+            listings,
+            self.catalog.clone(),
+        ));
+        for c in [
+            &cat,
+            &(listing.clone() as Arc<dyn datafusion::catalog::CatalogProvider>),
+        ] {
+            c.register_schema("pg_catalog", self.schema.clone())?;
+            c.register_schema("information_schema", information_schema.clone())?;
+        }
         ctx.register_udtf("pg_get_keywords", self.keywords.clone());
+        // The first existing schema of the search path, which the planner made the default.
+        let current_schema = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
         for udf in [
-            create_current_schema_udf(),
+            functions::session_constant("current_schema", &current_schema),
             create_current_schemas_udf(),
             roles::pg_get_userbyid((self.roles)()),
             roles::current_user("session_user", user),
@@ -171,7 +193,9 @@ impl PgCatalog {
         ctx.register_udf(redshift::pg_get_viewdef());
         ctx.register_udtf(
             "pg_get_late_binding_view_cols",
-            Arc::new(redshift::LateBindingViewCols),
+            Arc::new(views::LateBindingViewCols {
+                catalog: self.catalog.clone(),
+            }),
         );
         // No object has a comment (COMMENT is not supported), so every description is NULL.
         for name in ["col_description", "obj_description", "shobj_description"] {
@@ -206,8 +230,8 @@ pub fn type_planner() -> Arc<dyn datafusion::logical_expr::planner::TypePlanner>
     Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner)
 }
 
-/// Our tables as `pg_class` / `pg_attribute` see them: the current catalog version's
-/// user tables, in schema `public` of the one database.
+/// Our relations as `pg_class` / `pg_attribute` see them: the current catalog version's
+/// tables and views, in their schemas of the one database.
 #[derive(Clone)]
 struct UserTables {
     catalog: Arc<Catalog>,
@@ -220,15 +244,25 @@ impl std::fmt::Debug for UserTables {
 }
 
 impl UserTables {
-    /// One of our tables, by name.
-    fn table(&self, catalog: &str, schema: &str, table: &str) -> Option<TableDef> {
-        if catalog != DEFAULT_CATALOG || schema != DEFAULT_SCHEMA {
+    /// One of our relations, by name: its columns and whether it is a view.
+    fn relation(&self, catalog: &str, schema: &str, table: &str) -> Option<(SchemaRef, TableType)> {
+        if catalog != DEFAULT_CATALOG {
             return None;
         }
-        self.catalog
-            .snapshot()
-            .table_by_name(schema, table)
-            .cloned()
+        let state = self.catalog.snapshot();
+        if let Some(t) = state.table_by_name(schema, table) {
+            return Some((t.arrow_schema(), TableType::Base));
+        }
+        let v = state.view_by_name(schema, table)?;
+        let fields: Vec<arrow::datatypes::Field> = v
+            .columns
+            .iter()
+            .map(|c| arrow::datatypes::Field::new(&c.name, c.ty.to_arrow(), c.nullable))
+            .collect();
+        Some((
+            Arc::new(arrow::datatypes::Schema::new(fields)),
+            TableType::View,
+        ))
     }
 }
 
@@ -242,7 +276,7 @@ impl CatalogInfo for UserTables {
         if catalog != DEFAULT_CATALOG {
             return Ok(None);
         }
-        let mut names = vec![DEFAULT_SCHEMA.to_string()];
+        let mut names = self.catalog.snapshot().schema_names();
         names.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
         Ok(Some(names))
     }
@@ -254,16 +288,23 @@ impl CatalogInfo for UserTables {
         if SYSTEM_SCHEMAS.contains(&schema) {
             return Ok(Some(vec![]));
         }
-        if schema != DEFAULT_SCHEMA {
+        let state = self.catalog.snapshot();
+        if !state.schema_exists(schema) {
             return Ok(None);
         }
-        let state = self.catalog.snapshot();
         Ok(Some(
             state
                 .tables
                 .values()
                 .filter(|t| t.schema == schema)
                 .map(|t| t.name.clone())
+                .chain(
+                    state
+                        .views
+                        .values()
+                        .filter(|v| v.schema == schema)
+                        .map(|v| v.name.clone()),
+                )
                 .collect(),
         ))
     }
@@ -274,7 +315,7 @@ impl CatalogInfo for UserTables {
         schema: &str,
         table: &str,
     ) -> DfResult<Option<SchemaRef>> {
-        Ok(self.table(catalog, schema, table).map(|t| t.arrow_schema()))
+        Ok(self.relation(catalog, schema, table).map(|(s, _)| s))
     }
 
     async fn table_type(
@@ -283,7 +324,7 @@ impl CatalogInfo for UserTables {
         schema: &str,
         table: &str,
     ) -> DfResult<Option<TableType>> {
-        Ok(self.table(catalog, schema, table).map(|_| TableType::Base))
+        Ok(self.relation(catalog, schema, table).map(|(_, t)| t))
     }
 }
 
@@ -359,14 +400,22 @@ impl SchemaProvider for WithRoles {
         };
         match name.to_ascii_lowercase().as_str() {
             "pg_roles" => Ok(Some(roles::pg_roles(&(self.roles)())?)),
+            "pg_views" => Ok(Some(views::pg_views(&self.catalog)?)),
             "pg_user" => Ok(Some(roles::pg_user(&(self.roles)())?)),
             "pg_class" => Ok(Some(
-                redshift::pg_class(inner("pg_class").await?, &self.catalog, &self.roles).await?,
+                redshift::pg_class(
+                    inner("pg_class").await?,
+                    inner("pg_namespace").await?,
+                    &self.catalog,
+                    &self.roles,
+                )
+                .await?,
             )),
             "pg_attribute" => Ok(Some(
                 redshift::pg_attribute(
                     inner("pg_attribute").await?,
                     inner("pg_class").await?,
+                    inner("pg_namespace").await?,
                     &self.catalog,
                 )
                 .await?,

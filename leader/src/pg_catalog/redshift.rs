@@ -9,8 +9,8 @@
 //!   if none), `attencodingtype` (0: segments are Parquet, Redshift's encodings do not
 //!   apply);
 //! * `pg_attrdef.adsrc` (no column has a default, so the table is empty);
-//! * `format_encoding(int)`, `pg_get_viewdef(oid [, bool])` (no views: NULL), and
-//!   `pg_get_late_binding_view_cols()` (no late-binding views: no rows).
+//! * `format_encoding(int)` and `pg_get_viewdef(oid [, bool])` (NULL: a view's definition is
+//!   listed by `pg_views` and `information_schema.views`, see [`super::views`]).
 //!
 //! The crate's tables are read once per statement and extended; OIDs are the crate's.
 
@@ -75,14 +75,47 @@ fn extend(
     Ok(Arc::new(MemTable::try_new(out_schema, vec![out])?))
 }
 
-/// Our tables by name (all live in `public`).
-fn tables_by_name(catalog: &Catalog) -> HashMap<String, TableDef> {
+/// Our tables by (schema, name).
+fn tables_by_name(catalog: &Catalog) -> HashMap<(String, String), TableDef> {
     catalog
         .snapshot()
         .tables
         .values()
-        .map(|t| (t.name.clone(), t.clone()))
+        .map(|t| ((t.schema.clone(), t.name.clone()), t.clone()))
         .collect()
+}
+
+/// Schema names by namespace OID, from the crate's `pg_namespace`.
+async fn namespaces(namespace: Arc<dyn TableProvider>) -> DfResult<HashMap<i32, String>> {
+    let (_, batches) = collect(namespace).await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
+        let oids = oids.as_primitive::<Int32Type>();
+        let names = column(b, "nspname")?.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.insert(oids.value(i), names.value(i).to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The (schema, name) of each `pg_class` row of a batch.
+fn class_names(
+    b: &RecordBatch,
+    namespaces: &HashMap<i32, String>,
+) -> DfResult<Vec<(String, String)>> {
+    let names = column(b, "relname")?.as_string::<i32>();
+    let ns = arrow::compute::cast(column(b, "relnamespace")?, &DataType::Int32)?;
+    let ns = ns.as_primitive::<Int32Type>();
+    Ok((0..b.num_rows())
+        .map(|i| {
+            (
+                namespaces.get(&ns.value(i)).cloned().unwrap_or_default(),
+                names.value(i).to_string(),
+            )
+        })
+        .collect())
 }
 
 fn owner_oid(t: &TableDef, roles: &RoleSource) -> i32 {
@@ -107,15 +140,17 @@ fn dist_style_code(t: &TableDef) -> i32 {
 
 pub async fn pg_class(
     inner: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
     catalog: &Catalog,
     roles: &RoleSource,
 ) -> DfResult<Arc<MemTable>> {
     let (schema, batches) = collect(inner).await?;
+    let namespaces = namespaces(namespace).await?;
     let tables = tables_by_name(catalog);
     let lookup = |b: &RecordBatch| -> DfResult<Vec<Option<TableDef>>> {
-        let names = column(b, "relname")?.as_string::<i32>();
-        Ok((0..b.num_rows())
-            .map(|i| tables.get(names.value(i)).cloned())
+        Ok(class_names(b, &namespaces)?
+            .iter()
+            .map(|key| tables.get(key).cloned())
             .collect())
     };
     let owner = |b: &RecordBatch| -> DfResult<ArrayRef> {
@@ -155,18 +190,19 @@ pub async fn pg_class(
 pub async fn pg_attribute(
     inner: Arc<dyn TableProvider>,
     class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
     catalog: &Catalog,
 ) -> DfResult<Arc<MemTable>> {
     let (schema, batches) = collect(inner).await?;
     let (_, class_batches) = collect(class).await?;
+    let namespaces = namespaces(namespace).await?;
     let tables = tables_by_name(catalog);
     let mut by_oid: HashMap<i32, TableDef> = HashMap::new();
     for b in &class_batches {
         let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
         let oids = oids.as_primitive::<Int32Type>();
-        let names = column(b, "relname")?.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            if let Some(t) = tables.get(names.value(i)) {
+        for (i, key) in class_names(b, &namespaces)?.iter().enumerate() {
+            if let Some(t) = tables.get(key) {
                 by_oid.insert(oids.value(i), t.clone());
             }
         }
@@ -297,24 +333,8 @@ pub fn format_encoding() -> ScalarUDF {
     )
 }
 
-/// `pg_get_viewdef(oid [, pretty])`: NULL, as there are no views.
+/// `pg_get_viewdef(oid [, pretty])`: NULL (OIDs are the pg_catalog crate's and are not
+/// mapped back to views; `pg_views.definition` has the text).
 pub fn pg_get_viewdef() -> ScalarUDF {
     ScalarUDF::new_from_impl(super::functions::NoDescription::new("pg_get_viewdef"))
-}
-
-/// `pg_get_late_binding_view_cols()`: the columns of late-binding views; there are none.
-#[derive(Debug)]
-pub struct LateBindingViewCols;
-
-impl datafusion::catalog::TableFunctionImpl for LateBindingViewCols {
-    fn call(&self, _args: &[datafusion::logical_expr::Expr]) -> DfResult<Arc<dyn TableProvider>> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("view_schema", DataType::Utf8, true),
-            Field::new("view_name", DataType::Utf8, true),
-            Field::new("col_name", DataType::Utf8, true),
-            Field::new("col_type", DataType::Utf8, true),
-            Field::new("col_num", DataType::Int32, true),
-        ]));
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
-    }
 }

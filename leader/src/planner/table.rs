@@ -27,6 +27,10 @@ pub struct BlueshiftTable {
 }
 
 impl BlueshiftTable {
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
     pub fn new(def: TableDef, slices: u32) -> Self {
         let schema = def.arrow_schema();
         Self {

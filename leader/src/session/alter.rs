@@ -6,22 +6,20 @@
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::DistStyle;
 
-use super::{Executor, Outcome, command, tx};
-use crate::catalog::Command;
+use super::{Executor, Outcome, command, search_path, tx};
+use crate::catalog::{Command, Relation, ViewDef};
 use crate::error::{Error, Result};
 use crate::sql::ddl::{AlterAction, AlterTable};
+use crate::sql::names::RelationName;
 
 impl Executor {
     pub(super) fn alter_table(&self, stmt: &AlterTable) -> Result<Outcome> {
         let snapshot = tx::snapshot(&self.leader);
-        let Some(def) = snapshot.table_by_name("public", &stmt.name) else {
-            if stmt.if_exists {
-                return Ok(command("ALTER TABLE"));
-            }
-            return Err(Error::sql(
-                sqlstate::UNDEFINED_TABLE,
-                format!("relation \"{}\" does not exist", stmt.name),
-            ));
+        let def = match snapshot.relation(&stmt.name, &search_path()) {
+            Some(Relation::Table(def)) => def,
+            Some(Relation::View(view)) => return self.alter_view(view, stmt),
+            None if stmt.if_exists => return Ok(command("ALTER TABLE")),
+            None => return Err(snapshot.missing(&stmt.name)),
         };
         let mut name = def.name.clone();
         let mut columns = def.columns.clone();
@@ -31,7 +29,10 @@ impl Executor {
         for action in &stmt.actions {
             match action {
                 AlterAction::RenameTo(to) => {
-                    if snapshot.table_by_name("public", to).is_some() {
+                    if snapshot
+                        .relation(&RelationName::qualified(&def.schema, to), &[])
+                        .is_some()
+                    {
                         return Err(Error::sql(
                             sqlstate::DUPLICATE_TABLE,
                             format!("relation \"{to}\" already exists"),
@@ -68,6 +69,16 @@ impl Executor {
                     columns.push(column.clone());
                 }
                 AlterAction::DropColumn { names, if_exists } => {
+                    if let Some(view) = snapshot.dependents(def.id).next() {
+                        return Err(Error::sql(
+                            sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                            format!(
+                                "cannot drop a column of table {name} because other objects \
+                                 depend on it: view {} reads it (drop the view first)",
+                                view.name
+                            ),
+                        ));
+                    }
                     for column in names {
                         let Some(i) = columns.iter().position(|c| c.name == *column) else {
                             if *if_exists {
@@ -124,6 +135,25 @@ impl Executor {
                 dropped_columns: dropped.clone(),
             })
         })?;
+        Ok(command("ALTER TABLE"))
+    }
+
+    /// `ALTER TABLE | VIEW v RENAME TO w` of a view (the only change a view takes).
+    fn alter_view(&self, view: &ViewDef, stmt: &AlterTable) -> Result<Outcome> {
+        let mut name = view.name.clone();
+        for action in &stmt.actions {
+            match action {
+                AlterAction::RenameTo(to) => name = to.clone(),
+                _ => {
+                    return Err(Error::sql(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{}\" is a view: only RENAME TO changes it", view.name),
+                    ));
+                }
+            }
+        }
+        let id = view.id;
+        tx::execute(&self.leader, |_| Ok(Command::RenameView { id, name }))?;
         Ok(command("ALTER TABLE"))
     }
 }

@@ -189,13 +189,20 @@ impl Executor {
         if args.is_some() {
             return Err(unsupported(format!("{verb} of a table function")));
         }
-        let table = crate::sql::ddl::table_name(name)?;
-        let Some(def) = qc.catalog.table_by_name("public", &table).cloned() else {
+        let table = crate::sql::names::RelationName::parse(name)?;
+        let path = super::search_path();
+        if let Some(crate::catalog::Relation::View(_)) = qc.catalog.relation(&table, &path) {
+            return Err(Error::sql(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("cannot {verb} view \"{table}\": views are read-only"),
+            ));
+        }
+        let Some(def) = qc.catalog.table(&table, &path).ok().cloned() else {
             // A name DataFusion knows but the catalog does not: a system table or view.
             let known = [
                 name.to_string(),
-                format!("pg_catalog.{table}"),
-                format!("information_schema.{table}"),
+                format!("pg_catalog.{}", table.name),
+                format!("information_schema.{}", table.name),
             ]
             .iter()
             .any(|n| qc.ctx.table_exist(n.as_str()).unwrap_or(false));
@@ -205,10 +212,7 @@ impl Executor {
                     format!("cannot {verb} a system table or view: \"{table}\""),
                 )
             } else {
-                Error::sql(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{table}\" does not exist"),
-                )
+                qc.catalog.missing(&table)
             });
         };
         let qualifier = match alias {
@@ -617,16 +621,12 @@ impl Executor {
         Ok(command_rows("MERGE", changed_rows + inserted_rows))
     }
 
-    pub(super) fn truncate(&self, names: &[String]) -> Result<Outcome> {
+    pub(super) fn truncate(&self, names: &[crate::sql::names::RelationName]) -> Result<Outcome> {
         let snapshot = super::tx::snapshot(&self.leader);
+        let path = super::search_path();
         let mut changes = Vec::with_capacity(names.len());
         for name in names {
-            let def = snapshot.table_by_name("public", name).ok_or_else(|| {
-                Error::sql(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{name}\" does not exist"),
-                )
-            })?;
+            let def = snapshot.table(name, &path)?;
             changes.push(SegmentChange {
                 table_id: def.id,
                 remove: def
@@ -723,7 +723,7 @@ fn insert_values(def: &TableDef, insert: &MergeInsertExpr) -> Result<Vec<Expr>> 
                 let name =
                     c.0.last()
                         .and_then(|p| p.as_ident())
-                        .map(crate::sql::ddl::normalize_ident)
+                        .map(crate::sql::names::normalize_ident)
                         .unwrap_or_default();
                 def.column_index(&name).ok_or_else(|| {
                     Error::sql(
@@ -812,7 +812,7 @@ fn assignments(def: &TableDef, assignments: &[Assignment]) -> Result<Vec<Option<
                 .0
                 .last()
                 .and_then(|p| p.as_ident())
-                .map(crate::sql::ddl::normalize_ident)
+                .map(crate::sql::names::normalize_ident)
                 .ok_or_else(|| Error::sql(sqlstate::SYNTAX_ERROR, "SET needs a column name"))?;
             let i = def.column_index(&column).ok_or_else(|| {
                 Error::sql(

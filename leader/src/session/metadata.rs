@@ -56,46 +56,89 @@ impl Executor {
             }
             ShowObjects::Schemas { database } => {
                 if *database == db {
-                    vec![(
-                        crate::planner::DEFAULT_SCHEMA.to_string(),
-                        vec![
-                            Cell::Text(text(&db)),
-                            Cell::Text(text(crate::planner::DEFAULT_SCHEMA)),
-                            Cell::Text(text("blueshift")),
-                            Cell::Text(text("local")),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                        ],
-                    )]
+                    snapshot
+                        .schema_names()
+                        .into_iter()
+                        .map(|name| {
+                            let owner = snapshot
+                                .schemas
+                                .get(&name)
+                                .map(|s| s.owner.clone())
+                                .unwrap_or_else(|| "blueshift".to_string());
+                            (
+                                name.clone(),
+                                vec![
+                                    Cell::Text(text(&db)),
+                                    Cell::Text(Some(name)),
+                                    Cell::Text(Some(owner)),
+                                    Cell::Text(text("local")),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                ],
+                            )
+                        })
+                        .collect()
                 } else {
                     Vec::new()
                 }
             }
-            ShowObjects::Tables { database, schema } => snapshot
-                .tables
-                .values()
-                .filter(|t| *database == db && t.schema == *schema)
-                .map(|t| {
-                    (
-                        t.name.clone(),
-                        vec![
-                            Cell::Text(text(&db)),
-                            Cell::Text(text(&t.schema)),
-                            Cell::Text(text(&t.name)),
-                            Cell::Text(text("TABLE")),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            // Owners and change times are not recorded.
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(None),
-                            Cell::Text(Some(dist_style(t))),
-                            Cell::Text(text("REGULAR TABLE")),
-                        ],
-                    )
-                })
-                .collect(),
+            ShowObjects::Tables { database, schema } => {
+                let mut rows: Vec<(String, Vec<Cell>)> = snapshot
+                    .tables
+                    .values()
+                    .filter(|t| *database == db && t.schema == *schema)
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            vec![
+                                Cell::Text(text(&db)),
+                                Cell::Text(text(&t.schema)),
+                                Cell::Text(text(&t.name)),
+                                Cell::Text(text("TABLE")),
+                                Cell::Text(None),
+                                Cell::Text(None),
+                                // Owners and change times are not recorded.
+                                Cell::Text(None),
+                                Cell::Text(None),
+                                Cell::Text(None),
+                                Cell::Text(Some(dist_style(t))),
+                                Cell::Text(text("REGULAR TABLE")),
+                            ],
+                        )
+                    })
+                    .collect();
+                rows.extend(
+                    snapshot
+                        .views
+                        .values()
+                        .filter(|v| *database == db && v.schema == *schema)
+                        .map(|v| {
+                            (
+                                v.name.clone(),
+                                vec![
+                                    Cell::Text(text(&db)),
+                                    Cell::Text(text(&v.schema)),
+                                    Cell::Text(text(&v.name)),
+                                    Cell::Text(text("VIEW")),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(None),
+                                    Cell::Text(text(if v.late_binding {
+                                        "LATE BINDING VIEW"
+                                    } else {
+                                        "VIEW"
+                                    })),
+                                ],
+                            )
+                        }),
+                );
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                rows
+            }
             ShowObjects::Columns {
                 database,
                 schema,

@@ -7,6 +7,9 @@
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
 //! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
 //! * [`alter`]: `ALTER TABLE ... RENAME TO | ADD COLUMN | DROP COLUMN`;
+//! * [`views`]: `CREATE [OR REPLACE] VIEW`;
+//! * [`schemas`]: `CREATE` / `DROP SCHEMA`;
+//! * [`drop`]: `DROP TABLE | VIEW [CASCADE]`;
 //! * [`tx`]: transaction blocks (snapshot isolation, one catalog command at COMMIT);
 //! * [`dml`]: `DELETE`, `UPDATE`, `MERGE`, `TRUNCATE` (segments rewritten, swapped in one
 //!   command).
@@ -40,15 +43,18 @@ use crate::sql::statement::{Ast, Parsed, Statement};
 
 mod alter;
 mod dml;
+mod drop;
 mod metadata;
 pub mod retry;
+mod schemas;
 mod settings;
 pub mod tx;
 mod users;
+mod views;
 
 pub use settings::{
     CURRENT_USER, SESSION_USER, SETTINGS, SettingChanges, StatementSettings, current_user,
-    default_setting, statement_settings,
+    default_setting, search_path, statement_settings,
 };
 use settings::{set, show_setting};
 
@@ -210,7 +216,10 @@ impl Executor {
         }
         let outcome = match &parsed.statement {
             Statement::CreateTable(ct) => self.create_table(ct).await,
-            Statement::DropTable { names, if_exists } => self.drop_table(names, *if_exists),
+            Statement::DropTable(stmt) => self.drop_relations(stmt, drop::Kind::Table),
+            Statement::DropView(stmt) => self.drop_relations(stmt, drop::Kind::View),
+            Statement::CreateView(cv) => self.create_view(cv).await,
+            Statement::Schema(stmt) => self.schema_statement(stmt),
             Statement::AlterTable(stmt) => self.alter_table(stmt),
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
             Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,
@@ -376,40 +385,35 @@ impl Executor {
     async fn create_table(&self, ct: &CreateTable) -> Result<Outcome> {
         let mut ct = ct.clone();
         let leader = &self.leader;
-        if ct.if_not_exists
-            && leader
-                .catalog
-                .snapshot()
-                .table_by_name("public", &ct.name)
-                .is_some()
-        {
+        let path = search_path();
+        let snapshot = tx::snapshot(leader);
+        let schema = snapshot.creation_schema(&ct.name, &path)?;
+        let target = crate::sql::names::RelationName::qualified(&schema, &ct.name.name);
+        let exists = |s: &crate::catalog::CatalogState| s.relation(&target, &[]).is_some();
+        if ct.if_not_exists && exists(&snapshot) {
             return Ok(command("CREATE TABLE"));
         }
         if let Some(parent) = ct.like.clone() {
-            let snapshot = tx::snapshot(leader);
-            let def = snapshot.table_by_name("public", &parent).ok_or_else(|| {
-                Error::sql(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{parent}\" does not exist"),
-                )
-            })?;
+            let def = snapshot.table(&parent, &path)?;
             ct = ct.like_table(def)?;
         }
         let id = leader.catalog.allocate_table_id()?;
         if ct.temporary {
             tx::note_temporary(id)?;
         }
+        let duplicate = || {
+            Error::sql(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", target.name),
+            )
+        };
         let Some(query) = ct.query.take() else {
+            let def = ct.clone().into_def(id, schema.clone(), &current_user());
             tx::execute(leader, |s| {
-                if s.table_by_name("public", &ct.name).is_some() {
-                    return Err(Error::sql(
-                        sqlstate::DUPLICATE_TABLE,
-                        format!("relation \"{}\" already exists", ct.name),
-                    ));
+                if exists(s) {
+                    return Err(duplicate());
                 }
-                Ok(Command::CreateTable(
-                    ct.clone().into_def(id, &current_user()),
-                ))
+                Ok(Command::CreateTable(def.clone()))
             })?;
             return Ok(command("CREATE TABLE"));
         };
@@ -417,8 +421,8 @@ impl Executor {
         // load its rows; the table only becomes visible with its rows.
         let qc = query_context(leader)?;
         let plan = self.plan_query(&qc, &Ast::Query(query), None).await?;
-        let schema = plan.schema();
-        let columns = schema
+        let schema_ref = plan.schema();
+        let columns = schema_ref
             .fields()
             .iter()
             .map(|f| {
@@ -441,26 +445,18 @@ impl Executor {
             })
             .collect::<Result<Vec<_>>>()?;
         let ct = ct.with_columns(columns)?;
-        let name = ct.name.clone();
-        let snapshot = tx::snapshot(leader);
-        if snapshot.table_by_name("public", &name).is_some() {
-            return Err(Error::sql(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{name}\" already exists"),
-            ));
+        if exists(&tx::snapshot(leader)) {
+            return Err(duplicate());
         }
         // The rows are loaded for a table no one else can see yet; one command then creates
         // it with its segments, so a failed or cancelled load leaves no table behind.
-        let def = ct.into_def(id, &current_user());
+        let def = ct.into_def(id, schema.clone(), &current_user());
         let (rows, segments) = self
             .route_stream(&def, execute_stream(plan, qc.ctx.task_ctx())?)
             .await?;
         tx::execute(leader, |s| {
-            if s.table_by_name("public", &name).is_some() {
-                return Err(Error::sql(
-                    sqlstate::DUPLICATE_TABLE,
-                    format!("relation \"{name}\" already exists"),
-                ));
+            if exists(s) {
+                return Err(duplicate());
             }
             let mut commands = vec![Command::CreateTable(def.clone())];
             if !segments.is_empty() {
@@ -480,30 +476,6 @@ impl Executor {
         })
     }
 
-    fn drop_table(&self, names: &[String], if_exists: bool) -> Result<Outcome> {
-        for name in names {
-            let found = self
-                .leader
-                .catalog
-                .snapshot()
-                .table_by_name("public", name)
-                .map(|t| t.id);
-            match found {
-                Some(id) => {
-                    tx::execute(&self.leader, |_| Ok(Command::DropTable { id }))?;
-                }
-                None if if_exists => {}
-                None => {
-                    return Err(Error::sql(
-                        sqlstate::UNDEFINED_TABLE,
-                        format!("table \"{name}\" does not exist"),
-                    ));
-                }
-            }
-        }
-        Ok(command("DROP TABLE"))
-    }
-
     async fn copy_to(&self, sql: &str, copy: &CopyOut) -> Result<Outcome> {
         let outcome = self.query(sql, &copy.query()?, None).await?;
         let Outcome::Rows { schema, stream } = outcome else {
@@ -518,15 +490,7 @@ impl Executor {
 
     async fn copy_from(&self, stmt: &CopyStatement) -> Result<Outcome> {
         let snapshot = tx::snapshot(&self.leader);
-        let table = snapshot
-            .table_by_name("public", &stmt.table)
-            .cloned()
-            .ok_or_else(|| {
-                Error::sql(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{}\" does not exist", stmt.table),
-                )
-            })?;
+        let table = snapshot.table(&stmt.table, &search_path())?.clone();
         let columns = match &stmt.columns {
             Some(cols) => Some(
                 cols.iter()
@@ -729,17 +693,13 @@ impl Executor {
                 "expected INSERT INTO ... VALUES / SELECT",
             ));
         };
-        let name = table_name.table().to_string();
         let def = qc
             .catalog
-            .table_by_name("public", &name)
-            .cloned()
-            .ok_or_else(|| {
-                Error::sql(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{name}\" does not exist"),
-                )
-            })?;
+            .table(
+                &crate::sql::names::RelationName::from_reference(&table_name),
+                &search_path(),
+            )?
+            .clone();
         let df = DataFrame::new(state, Arc::unwrap_or_clone(input));
         let plan = self.plan_dataframe(qc, df).await?;
         Ok((def, plan))

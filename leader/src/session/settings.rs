@@ -79,6 +79,18 @@ pub fn current_user() -> String {
     CURRENT_USER.try_with(|u| u.clone()).unwrap_or_default()
 }
 
+/// The search path of the statement being planned, `$user` replaced by its user.
+pub fn search_path() -> Vec<String> {
+    let settings = statement_settings();
+    let value = settings
+        .settings
+        .get("search_path")
+        .cloned()
+        .or_else(|| default_setting("search_path"))
+        .unwrap_or_default();
+    crate::sql::names::search_path(&value, &current_user())
+}
+
 /// Settings every session reports, before any `SET`.
 pub fn default_setting(name: &str) -> Option<String> {
     Some(match name {

@@ -75,8 +75,11 @@ impl Drop for TempTables {
         for id in ids {
             // Gone already (dropped by the session, or its block rolled back): nothing to do.
             let _ = self.leader.catalog.execute(|s| {
-                if s.tables.get(&id).is_some_and(|t| t.temporary) {
-                    Ok(Command::DropTable { id })
+                if s.tables.get(&id).is_some_and(|t| t.temporary)
+                    && let Some(drop) = s.drop_command(&[id], true)
+                {
+                    // Views over it go with it (they could not outlive it anyway).
+                    Ok(drop)
                 } else {
                     Err(Error::sql(
                         sqlstate::UNDEFINED_TABLE,

@@ -69,8 +69,46 @@ pub async fn logical_plan(
                 Err(_) => Err(e),
             }
         }
-        other => other,
+        Err(e) => Err(undefined_relation(state, e)),
+        ok => ok,
     }
+}
+
+/// DataFusion's "table 'dev.s.t' not found" as PostgreSQL says it: `schema "s" does not
+/// exist` (3F000) when the schema is missing, else `relation "s.t" does not exist` (42P01),
+/// the schema left out when the name was resolved in the default one.
+fn undefined_relation(state: &SessionState, e: Error) -> Error {
+    let message = e.user_message();
+    let Some(name) = message
+        .split_once("table '")
+        .and_then(|(_, rest)| rest.split_once("' not found"))
+        .map(|(name, _)| name.to_string())
+    else {
+        return e;
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    let [catalog, schema, table] = parts[..] else {
+        return e;
+    };
+    let schema_exists = state
+        .catalog_list()
+        .catalog(catalog)
+        .is_some_and(|c| c.schema(schema).is_some());
+    if !schema_exists {
+        return Error::sql(
+            sqlstate::INVALID_SCHEMA_NAME,
+            format!("schema \"{schema}\" does not exist"),
+        );
+    }
+    let shown = if schema == state.config().options().catalog.default_schema {
+        table.to_string()
+    } else {
+        format!("{schema}.{table}")
+    };
+    Error::sql(
+        sqlstate::UNDEFINED_TABLE,
+        format!("relation \"{shown}\" does not exist"),
+    )
 }
 
 async fn plan_once(

@@ -14,6 +14,7 @@
 use blueshift_common::error::sqlstate;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::names::RelationName;
 use super::{ident, keyword};
 use crate::error::{Error, Result};
 
@@ -40,7 +41,7 @@ pub struct CopyOptions {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyStatement {
-    pub table: String,
+    pub table: RelationName,
     pub columns: Option<Vec<String>>,
     /// File, directory or glob; empty for `FROM STDIN`.
     pub source: String,
@@ -57,17 +58,10 @@ fn syntax(msg: impl Into<String>) -> Error {
 pub fn parse_copy(t: &[Token]) -> Result<CopyStatement> {
     let mut p = Cursor { t, i: 0 };
     p.expect_kw("COPY")?;
-    let mut table = p.ident()?;
+    let mut table = RelationName::bare(p.ident()?);
     if p.peek() == Some(&Token::Period) {
         p.i += 1;
-        let schema = table;
-        if schema != crate::planner::DEFAULT_SCHEMA {
-            return Err(Error::sql(
-                "3F000",
-                format!("schema \"{schema}\" does not exist"),
-            ));
-        }
-        table = p.ident()?;
+        table = RelationName::qualified(table.name, p.ident()?);
     }
     let mut columns = None;
     if p.peek() == Some(&Token::LParen) {
@@ -441,7 +435,7 @@ mod tests {
             "COPY public.t (a, b) FROM '/data/x.csv' FORMAT AS CSV IGNOREHEADER 1 DELIMITER ';' NULL AS 'NA' MAXERROR 5",
         )
         .unwrap();
-        assert_eq!(c.table, "t");
+        assert_eq!(c.table, RelationName::qualified("public", "t"));
         assert_eq!(c.columns, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(c.options.format, Format::Csv);
         assert_eq!(c.options.delimiter, b';');

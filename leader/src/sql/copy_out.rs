@@ -24,13 +24,14 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use blueshift_common::error::sqlstate;
 
 use crate::error::{Error, Result};
+use crate::sql::names::RelationName;
 use crate::sql::statement::{Ast, parse_ast, parse_query};
 use crate::sql::{ident, keyword};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopySource {
     Table {
-        name: String,
+        name: RelationName,
         columns: Option<Vec<String>>,
     },
     Query(Box<Ast>),
@@ -66,7 +67,11 @@ impl CopyOut {
                     None => t.push(Token::Mul),
                 }
                 t.push(Token::make_keyword("FROM"));
-                t.push(quoted(name));
+                if let Some(schema) = &name.schema {
+                    t.push(quoted(schema));
+                    t.push(Token::Period);
+                }
+                t.push(quoted(&name.name));
                 parse_ast(t)
             }
         }
@@ -110,23 +115,18 @@ pub fn parse_copy_to(all: &[Token]) -> Result<Option<CopyOut>> {
         i = end + 1;
         CopySource::Query(Box::new(Ast::Query(query)))
     } else {
-        let mut name = sig
+        let first = sig
             .get(i)
             .and_then(|(_, t)| ident(t))
             .ok_or_else(|| syntax("COPY needs a table name or a (query)"))?;
         i += 1;
+        let mut name = RelationName::bare(first);
         if let Some((_, Token::Period)) = sig.get(i) {
-            let schema = name;
-            if schema != crate::planner::DEFAULT_SCHEMA {
-                return Err(Error::sql(
-                    "3F000",
-                    format!("schema \"{schema}\" does not exist"),
-                ));
-            }
-            name = sig
+            let table = sig
                 .get(i + 1)
                 .and_then(|(_, t)| ident(t))
                 .ok_or_else(|| syntax("COPY needs a table name"))?;
+            name = RelationName::qualified(name.name, table);
             i += 2;
         }
         let mut columns = None;
@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(
             c.source,
             CopySource::Table {
-                name: "t".into(),
+                name: RelationName::bare("t"),
                 columns: Some(vec!["a".into(), "b".into()])
             }
         );

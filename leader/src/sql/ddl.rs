@@ -17,15 +17,15 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::names::{RelationName, normalize_ident};
 use super::statement::parse_ast;
 use super::{ident, keyword};
 use crate::error::{Error, Result};
-use crate::planner::DEFAULT_SCHEMA;
 
 /// A parsed `CREATE TABLE`, before ids are assigned.
 #[derive(Debug, Clone)]
 pub struct CreateTable {
-    pub name: String,
+    pub name: RelationName,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,
     pub dist: DistStyle,
@@ -35,7 +35,7 @@ pub struct CreateTable {
     pub query: Option<Box<Query>>,
     /// `CREATE TABLE t (LIKE parent)`: columns (and, unless given, the distribution and
     /// sort keys) come from the parent.
-    pub like: Option<String>,
+    pub like: Option<RelationName>,
     /// `CREATE TEMP | TEMPORARY TABLE`.
     pub temporary: bool,
     attrs: Attributes,
@@ -49,13 +49,13 @@ struct Attributes {
 }
 
 impl CreateTable {
-    /// The table definition, with the given id, owned by `owner`.
-    pub fn into_def(self, id: u64, owner: &str) -> TableDef {
+    /// The table definition, with the given id, in `schema`, owned by `owner`.
+    pub fn into_def(self, id: u64, schema: String, owner: &str) -> TableDef {
         TableDef {
             owner: owner.to_string(),
             id,
-            schema: DEFAULT_SCHEMA.to_string(),
-            name: self.name,
+            schema,
+            name: self.name.name,
             columns: self.columns,
             dist: self.dist,
             dist_auto: self.dist_auto,
@@ -373,34 +373,9 @@ fn paren_list(tokens: &[Token], sig: &[usize], start: usize) -> Result<(Vec<Stri
     Ok((names, k - start + 1))
 }
 
-pub fn normalize_ident(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_ascii_lowercase()
-    }
-}
-
-/// The table name of `schema.table` or `table` (only the `public` schema exists today).
-pub fn table_name(name: &ObjectName) -> Result<String> {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| {
-            p.as_ident()
-                .map(normalize_ident)
-                .ok_or_else(|| syntax(format!("invalid table name {name}")))
-        })
-        .collect::<Result<_>>()?;
-    match parts.as_slice() {
-        [t] => Ok(t.clone()),
-        [s, t] | [_, s, t] if s == DEFAULT_SCHEMA => Ok(t.clone()),
-        [s, _] | [_, s, _] => Err(Error::sql(
-            "3F000",
-            format!("schema \"{s}\" does not exist"),
-        )),
-        _ => Err(syntax(format!("invalid table name {name}"))),
-    }
+/// The relation name of `schema.table` or `table`.
+pub fn table_name(name: &ObjectName) -> Result<RelationName> {
+    RelationName::parse(name)
 }
 
 fn char_len(l: &Option<CharacterLength>, default: u32) -> Result<u32> {
@@ -488,7 +463,7 @@ pub fn column_type(dt: &DataType) -> Result<ColumnType> {
 /// `ALTER TABLE [IF EXISTS] name action [, ...]`, as far as Blueshift runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlterTable {
-    pub name: String,
+    pub name: RelationName,
     pub if_exists: bool,
     pub actions: Vec<AlterAction>,
 }
@@ -514,9 +489,9 @@ pub fn alter_table(at: &datafusion::sql::sqlparser::ast::AlterTable) -> Result<A
     let mut actions = Vec::with_capacity(at.operations.len());
     for op in &at.operations {
         actions.push(match op {
-            AlterTableOperation::RenameTable { table_name } => {
-                let (RenameTableNameKind::To(n) | RenameTableNameKind::As(n)) = table_name;
-                AlterAction::RenameTo(table_name_of(n)?)
+            AlterTableOperation::RenameTable { table_name: to } => {
+                let (RenameTableNameKind::To(n) | RenameTableNameKind::As(n)) = to;
+                AlterAction::RenameTo(table_name(n)?.name)
             }
             AlterTableOperation::AddColumn {
                 if_not_exists,
@@ -571,29 +546,36 @@ pub fn alter_table(at: &datafusion::sql::sqlparser::ast::AlterTable) -> Result<A
         });
     }
     Ok(AlterTable {
-        name: table_name_of(&at.name)?,
+        name: table_name(&at.name)?,
         if_exists: at.if_exists,
         actions,
     })
 }
 
-fn table_name_of(name: &ObjectName) -> Result<String> {
-    table_name(name)
+/// `DROP TABLE | VIEW [IF EXISTS] name [, ...] [CASCADE | RESTRICT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropRelations {
+    pub names: Vec<RelationName>,
+    pub if_exists: bool,
+    /// Also drop the views that depend on them.
+    pub cascade: bool,
 }
 
-/// `DROP TABLE [IF EXISTS] name [, ...]`.
-pub fn parse_drop_table(tokens: Vec<Token>) -> Result<(Vec<String>, bool)> {
+/// `DROP TABLE ...` or `DROP VIEW ...` (`kind`).
+pub fn parse_drop(tokens: Vec<Token>, kind: ObjectType) -> Result<DropRelations> {
     match parse_ast(tokens)? {
         Statement::Drop {
-            object_type: ObjectType::Table,
+            object_type,
             if_exists,
             names,
+            cascade,
             ..
-        } => Ok((
-            names.iter().map(table_name).collect::<Result<_>>()?,
+        } if object_type == kind => Ok(DropRelations {
+            names: names.iter().map(table_name).collect::<Result<_>>()?,
             if_exists,
-        )),
-        _ => Err(syntax("expected DROP TABLE")),
+            cascade,
+        }),
+        _ => Err(syntax(format!("expected DROP {kind}"))),
     }
 }
 

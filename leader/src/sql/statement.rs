@@ -22,6 +22,7 @@ use super::copy::CopyStatement;
 use super::copy_out::CopyOut;
 use super::cursor::CursorStatement;
 use super::ddl::CreateTable;
+use super::names::RelationName;
 use super::settings::SetStatement;
 use super::show::ShowCommand;
 use super::transaction::TxStatement;
@@ -51,13 +52,14 @@ pub enum Statement {
     /// `MERGE INTO t USING s ON ... WHEN [NOT] MATCHED THEN ...`.
     Merge(Box<Ast>),
     /// `TRUNCATE [TABLE] t [, ...]`.
-    Truncate(Vec<String>),
+    Truncate(Vec<RelationName>),
     CreateTable(Box<CreateTable>),
+    /// `ALTER TABLE` (and `ALTER VIEW v RENAME TO`, read as the same statement).
     AlterTable(Box<super::ddl::AlterTable>),
-    DropTable {
-        names: Vec<String>,
-        if_exists: bool,
-    },
+    DropTable(super::ddl::DropRelations),
+    CreateView(Box<super::views::CreateView>),
+    DropView(super::ddl::DropRelations),
+    Schema(super::schemas::SchemaStatement),
     /// `COPY table FROM 'path' | STDIN ...`.
     CopyFrom(Box<CopyStatement>),
     /// `COPY { table | (query) } TO STDOUT ...`.
@@ -239,6 +241,16 @@ pub fn parse_expr(tokens: Vec<Token>) -> Result<ast::Expr> {
 }
 
 /// Parses tokens that must form exactly one query.
+/// A query stored as text by the catalog (a view's definition).
+pub fn parse_stored_query(sql: &str) -> Result<Ast> {
+    let tokens = tokenize(sql, QuestionMarks::Operator)?
+        .into_iter()
+        .map(|t| t.token)
+        .filter(|t| !is_blank(t))
+        .collect();
+    Ok(Ast::Query(parse_query(tokens)?))
+}
+
 pub fn parse_query(tokens: Vec<Token>) -> Result<Box<ast::Query>> {
     let mut p = parser_over(tokens);
     let query = p
@@ -295,8 +307,28 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
             Statement::CreateTable(Box::new(super::ddl::parse_create_table(&t)?))
         }
         "DROP" if kw(1) == "TABLE" => {
-            let (names, if_exists) = super::ddl::parse_drop_table(t)?;
-            Statement::DropTable { names, if_exists }
+            Statement::DropTable(super::ddl::parse_drop(t, ast::ObjectType::Table)?)
+        }
+        "DROP" if kw(1) == "VIEW" => {
+            Statement::DropView(super::ddl::parse_drop(t, ast::ObjectType::View)?)
+        }
+        "CREATE" if kw(1) == "VIEW" || (kw(1) == "OR" && kw(2) == "REPLACE" && kw(3) == "VIEW") => {
+            Statement::CreateView(Box::new(super::views::parse_create_view(&t)?))
+        }
+        "CREATE" | "DROP" if kw(1) == "SCHEMA" => {
+            Statement::Schema(super::schemas::parse_schema_statement(t)?)
+        }
+        "ALTER" if kw(1) == "VIEW" => {
+            // `ALTER VIEW v RENAME TO w` is `ALTER TABLE v RENAME TO w` (PostgreSQL takes
+            // either for either); sqlparser reads only the TABLE form.
+            let mut t = t;
+            t[1] = Token::make_keyword("TABLE");
+            match parse_ast(t)? {
+                Ast::AlterTable(at) => {
+                    Statement::AlterTable(Box::new(super::ddl::alter_table(&at)?))
+                }
+                _ => return Err(syntax("expected ALTER VIEW ... RENAME TO")),
+            }
         }
         "CREATE" | "ALTER" | "DROP" if kw(1) == "USER" => {
             Statement::User(super::users::parse_user_statement(&t)?)
@@ -404,7 +436,8 @@ mod tests {
              copy t to stdout; insert into t values (1); (select 1); set search_path to x; \
              show search_path; show tables from schema dev.public; begin; \
              create user u password disable; declare c cursor for select 1; discard all; \
-             explain select 1; delete from t; update t set a = 1; truncate t; vacuum",
+             explain select 1; delete from t; update t set a = 1; truncate t; vacuum; \
+             create schema s; create or replace view s.v as select 1; drop view v cascade",
         )
         .unwrap()
         .iter()
@@ -429,6 +462,9 @@ mod tests {
             Statement::Truncate(_) => "truncate",
             Statement::Merge(_) => "merge",
             Statement::AlterTable(_) => "alter",
+            Statement::CreateView(_) => "create view",
+            Statement::DropView(_) => "drop view",
+            Statement::Schema(_) => "schema",
         })
         .collect();
         assert_eq!(
@@ -450,7 +486,10 @@ mod tests {
                 "delete",
                 "update",
                 "truncate",
-                "unsupported"
+                "unsupported",
+                "schema",
+                "create view",
+                "drop view"
             ]
         );
     }
