@@ -14,8 +14,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod comments;
 mod resolve;
 
+pub use comments::{CommentDef, CommentTarget};
 pub use resolve::Relation;
 
 use blueshift_common::error::sqlstate;
@@ -53,6 +55,9 @@ pub struct CatalogState {
     /// Views, by id (ids come from the same sequence as table ids: one relation namespace).
     #[serde(default)]
     pub views: BTreeMap<u64, ViewDef>,
+    /// `COMMENT ON` texts (see [`comments`]).
+    #[serde(default)]
+    pub comments: Vec<CommentDef>,
 }
 
 impl CatalogState {
@@ -186,6 +191,11 @@ pub enum Command {
         id: u64,
         name: String,
     },
+    /// `COMMENT ON`: sets, or with `text: None` removes, the comment on an object.
+    Comment {
+        target: CommentTarget,
+        text: Option<String>,
+    },
     CreateUser(UserDef),
     /// Replaces an existing user's definition.
     AlterUser(UserDef),
@@ -234,6 +244,7 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
 /// their base versions are the block's, not the catalog's).
 fn apply_at(state: &mut CatalogState, command: &Command, nested: bool) -> Result<()> {
     apply_one(state, command, nested)?;
+    state.forget_orphan_comments();
     let mut changed = Vec::new();
     tables_changed(command, &mut changed);
     if let Command::CreateTable(def) = command {
@@ -404,6 +415,7 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
                 view.name = name.clone();
             }
         }
+        Command::Comment { target, text } => state.set_comment(target, text.as_deref())?,
         Command::CommitSegments { table_id, segments } => {
             let Some(table) = state.tables.get_mut(table_id) else {
                 return Err(Error::sql(

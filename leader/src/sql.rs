@@ -19,6 +19,7 @@
 //! * [`cursor`]: DECLARE / FETCH / CLOSE.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
+pub mod comment;
 pub mod compat;
 pub mod copy;
 pub mod copy_out;

@@ -7,8 +7,8 @@
 //! leader (a client looks a table up by name in one statement and by OID in the next), and
 //! adds the functions that crate lacks. It must not rewrite queries (see
 //! [`crate::sql::compat`]) and must not answer for catalog objects Blueshift does not have:
-//! comments, defaults, indexes and constraints are truly absent here, so empty tables and
-//! NULL descriptions are the right answers.
+//! defaults, indexes and constraints are truly absent here, so empty tables are the right
+//! answers. Comments (`COMMENT ON`) are listed by `pg_description`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use datafusion_pg_catalog::pg_catalog::{
     create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
 };
 
+mod comments;
 mod functions;
 mod information_schema;
 mod redshift;
@@ -53,7 +54,7 @@ use functions::{
 use crate::sql::names::SYSTEM_SCHEMAS;
 
 /// The crate's empty `pg_catalog` tables that [`WithRoles`] answers from our catalog.
-const FILLED_HERE: [&str; 1] = ["pg_views"];
+const FILLED_HERE: [&str; 2] = ["pg_views", "pg_description"];
 
 /// The `pg_catalog` schema of the leader, built once so that OIDs stay put between
 /// statements.
@@ -197,7 +198,8 @@ impl PgCatalog {
                 catalog: self.catalog.clone(),
             }),
         );
-        // No object has a comment (COMMENT is not supported), so every description is NULL.
+        // NULL: these take OIDs, which are not mapped back to our objects here; comments are
+        // listed by pg_description (what dbt's and psql's catalog joins read).
         for name in ["col_description", "obj_description", "shobj_description"] {
             ctx.register_udf(ScalarUDF::new_from_impl(NoDescription::new(name)));
         }
@@ -401,6 +403,15 @@ impl SchemaProvider for WithRoles {
         match name.to_ascii_lowercase().as_str() {
             "pg_roles" => Ok(Some(roles::pg_roles(&(self.roles)())?)),
             "pg_views" => Ok(Some(views::pg_views(&self.catalog)?)),
+            "pg_description" => Ok(Some(
+                comments::pg_description(
+                    inner("pg_description").await?,
+                    inner("pg_class").await?,
+                    inner("pg_namespace").await?,
+                    &self.catalog,
+                )
+                .await?,
+            )),
             "pg_user" => Ok(Some(roles::pg_user(&(self.roles)())?)),
             "pg_class" => Ok(Some(
                 redshift::pg_class(

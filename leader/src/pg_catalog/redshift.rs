@@ -31,7 +31,9 @@ use blueshift_common::types::{DistStyle, TableDef};
 use super::RoleSource;
 use crate::catalog::Catalog;
 
-async fn collect(provider: Arc<dyn TableProvider>) -> DfResult<(Arc<Schema>, Vec<RecordBatch>)> {
+pub(super) async fn collect(
+    provider: Arc<dyn TableProvider>,
+) -> DfResult<(Arc<Schema>, Vec<RecordBatch>)> {
     let ctx = SessionContext::new();
     let plan = provider.scan(&ctx.state(), None, &[], None).await?;
     let schema = plan.schema();
@@ -39,7 +41,7 @@ async fn collect(provider: Arc<dyn TableProvider>) -> DfResult<(Arc<Schema>, Vec
     Ok((schema, batches))
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
+pub(super) fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
     batch
         .column_by_name(name)
         .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog table has no {name}")))
@@ -86,7 +88,9 @@ fn tables_by_name(catalog: &Catalog) -> HashMap<(String, String), TableDef> {
 }
 
 /// Schema names by namespace OID, from the crate's `pg_namespace`.
-async fn namespaces(namespace: Arc<dyn TableProvider>) -> DfResult<HashMap<i32, String>> {
+pub(super) async fn namespaces(
+    namespace: Arc<dyn TableProvider>,
+) -> DfResult<HashMap<i32, String>> {
     let (_, batches) = collect(namespace).await?;
     let mut out = HashMap::new();
     for b in &batches {
@@ -101,7 +105,7 @@ async fn namespaces(namespace: Arc<dyn TableProvider>) -> DfResult<HashMap<i32, 
 }
 
 /// The (schema, name) of each `pg_class` row of a batch.
-fn class_names(
+pub(super) fn class_names(
     b: &RecordBatch,
     namespaces: &HashMap<i32, String>,
 ) -> DfResult<Vec<(String, String)>> {

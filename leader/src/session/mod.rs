@@ -42,6 +42,7 @@ use crate::sql::ddl::CreateTable;
 use crate::sql::statement::{Ast, Parsed, Statement};
 
 mod alter;
+mod comments;
 mod dml;
 mod drop;
 mod metadata;
@@ -220,6 +221,7 @@ impl Executor {
             Statement::DropView(stmt) => self.drop_relations(stmt, drop::Kind::View),
             Statement::CreateView(cv) => self.create_view(cv).await,
             Statement::Schema(stmt) => self.schema_statement(stmt),
+            Statement::Comment(c) => self.comment(c),
             Statement::AlterTable(stmt) => self.alter_table(stmt),
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
             Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,

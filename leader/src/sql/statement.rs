@@ -60,6 +60,7 @@ pub enum Statement {
     CreateView(Box<super::views::CreateView>),
     DropView(super::ddl::DropRelations),
     Schema(super::schemas::SchemaStatement),
+    Comment(super::comment::Comment),
     /// `COPY table FROM 'path' | STDIN ...`.
     CopyFrom(Box<CopyStatement>),
     /// `COPY { table | (query) } TO STDOUT ...`.
@@ -357,10 +358,11 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "DECLARE" | "FETCH" | "CLOSE" | "MOVE" => {
             Statement::Cursor(super::cursor::parse_cursor_statement(&t)?)
         }
+        "COMMENT" => Statement::Comment(super::comment::parse_comment(t)?),
         "DISCARD" => Statement::NoOp("DISCARD"),
         "DEALLOCATE" => Statement::NoOp("DEALLOCATE"),
         "ALTER" | "VACUUM" | "ANALYZE" | "GRANT" | "REVOKE" | "CREATE" | "DROP" | "UNLOAD"
-        | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "COMMENT" | "LISTEN" | "NOTIFY" => {
+        | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "LISTEN" | "NOTIFY" => {
             Statement::Unsupported(k0)
         }
         _ => {
@@ -465,6 +467,7 @@ mod tests {
             Statement::CreateView(_) => "create view",
             Statement::DropView(_) => "drop view",
             Statement::Schema(_) => "schema",
+            Statement::Comment(_) => "comment",
         })
         .collect();
         assert_eq!(
