@@ -42,6 +42,14 @@ if [ ${#missing_packages[@]} -gt 0 ]; then
 fi
 
 # 3. The server binary the end-to-end tests start.
+# dbt has its own venv (tests/dbt/requirements.txt says why); tests/e2e/dbt.rs uses it.
+dbt_venv="$root/tests/dbt/.venv"
+if [ ! -x "$dbt_venv/bin/dbt" ]; then
+    log "creating the dbt venv $dbt_venv"
+    python3 -m venv "$dbt_venv"
+    "$dbt_venv/bin/python" -m pip install --disable-pip-version-check --quiet \
+        -r "$root/tests/dbt/requirements.txt"
+fi
 log "cargo build -p blueshift"
 cargo build -p blueshift
 

@@ -82,6 +82,10 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", false)
         .set_bool("datafusion.optimizer.prefer_existing_sort", false)
+        // Keep a UNION as a union: DataFusion may turn one whose inputs are hash partitioned
+        // alike into an InterleaveExec, which cannot be rebuilt once stage cutting changes
+        // an input's partitioning (an internal assertion failed on dbt's snapshot query).
+        .set_bool("datafusion.optimizer.prefer_existing_union", true)
         // Partitions are slices, not threads: a round-robin split only moves rows between
         // nodes for nothing.
         .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)

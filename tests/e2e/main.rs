@@ -28,6 +28,9 @@ mod slt;
 // connection's block discarded.
 mod write_path;
 
+// dbt: the tests/dbt project with dbt-postgres, its models checked against DuckDB.
+mod dbt;
+
 // Bad input: malformed CSV, unknown table/column, missing file, type mismatch; each a
 // clear SQLSTATE, nothing partial committed, the session still usable.
 mod bad_input;

@@ -280,16 +280,27 @@ pub fn pg_type_is_visible() -> ScalarUDF {
     always_visible("pg_type_is_visible")
 }
 
+/// `pg_is_other_temp_schema(oid)`: false. Temporary tables live in ordinary schemas here
+/// (there is no per-session temporary schema), so no schema is another session's.
+pub fn pg_is_other_temp_schema() -> ScalarUDF {
+    constant_flag("pg_is_other_temp_schema", false)
+}
+
 fn always_visible(name: &str) -> ScalarUDF {
+    constant_flag(name, true)
+}
+
+/// A function of one OID that is `value` for every non-NULL argument.
+fn constant_flag(name: &str, value: bool) -> ScalarUDF {
     datafusion::logical_expr::create_udf(
         name,
         vec![DataType::Int32],
         DataType::Boolean,
         Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let out: arrow::array::BooleanArray = (0..arrays[0].len())
-                .map(|i| arrays[0].is_valid(i).then_some(true))
+                .map(|i| arrays[0].is_valid(i).then_some(value))
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),

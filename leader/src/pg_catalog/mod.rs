@@ -187,6 +187,7 @@ impl PgCatalog {
         ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
         ctx.register_udf(pg_collation_is_visible());
         ctx.register_udf(pg_type_is_visible());
+        ctx.register_udf(functions::pg_is_other_temp_schema());
         let statement = crate::session::statement_settings();
         ctx.register_udf(functions::current_setting(statement.settings));
         ctx.register_udf(functions::set_config(statement.changes));
