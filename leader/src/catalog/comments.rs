@@ -72,12 +72,10 @@ impl CatalogState {
         if self.comments.is_empty() {
             return;
         }
-        let keep: Vec<bool> = self
-            .comments
-            .iter()
-            .map(|c| self.comment_target_exists(&c.target))
+        let comments = std::mem::take(&mut self.comments);
+        self.comments = comments
+            .into_iter()
+            .filter(|c| self.comment_target_exists(&c.target))
             .collect();
-        let mut keep = keep.into_iter();
-        self.comments.retain(|_| keep.next().unwrap_or(true));
     }
 }

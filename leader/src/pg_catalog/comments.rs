@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Int32Type};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::error::Result as DfResult;
 
-use super::redshift::{class_names, collect, column, namespaces};
+use super::redshift::{class_oids, collect, namespaces};
 use crate::catalog::{Catalog, CommentTarget};
 
 /// `pg_class`'s and `pg_namespace`'s own OIDs, the `classoid` of a description.
@@ -35,14 +34,10 @@ pub async fn pg_description(
         .map(|(oid, name)| (name.as_str(), *oid))
         .collect();
     let (_, class_batches) = collect(class).await?;
-    let mut class_oids: HashMap<(String, String), i32> = HashMap::new();
-    for b in &class_batches {
-        let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
-        let oids = oids.as_primitive::<Int32Type>();
-        for (i, key) in class_names(b, &namespaces)?.into_iter().enumerate() {
-            class_oids.insert(key, oids.value(i));
-        }
-    }
+    let class_oids: HashMap<(String, String), i32> = class_oids(&class_batches, &namespaces)?
+        .into_iter()
+        .map(|(oid, key)| (key, oid))
+        .collect();
     // (schema, name, columns) of each relation id.
     let relation = |id: u64| {
         state

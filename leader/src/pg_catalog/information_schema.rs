@@ -196,8 +196,6 @@ impl TableProvider for OnlyViews {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = self.inner.scan(state, None, &[], None).await?;
-        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
         let inner = self.inner.schema();
         let at = |name: &str| inner.index_of(name);
         let (cat, sch, tab, def) = (
@@ -207,25 +205,48 @@ impl TableProvider for OnlyViews {
             at("definition")?,
         );
         let schema = Self::pg_schema();
-        let batches = batches
-            .iter()
-            .map(|b| {
-                let keep = arrow::compute::is_not_null(b.column(def))?;
-                let b = arrow::compute::filter_record_batch(b, &keep)?;
-                let mut columns: Vec<ArrayRef> = [cat, sch, tab, def]
-                    .iter()
-                    .map(|i| arrow::compute::cast(b.column(*i), &DataType::Utf8))
-                    .collect::<Result<_, _>>()?;
-                for (_, value) in VIEW_FLAGS {
-                    columns.push(Arc::new(StringArray::from(vec![value; b.num_rows()])));
-                }
-                Ok(RecordBatch::try_new(schema.clone(), columns)?)
-            })
-            .collect::<DfResult<Vec<_>>>()?;
-        MemTable::try_new(schema, vec![batches])?
-            .scan(state, projection, filters, limit)
-            .await
+        let rewrite = |b: RecordBatch| {
+            let keep = arrow::compute::is_not_null(b.column(def))?;
+            let b = arrow::compute::filter_record_batch(&b, &keep)?;
+            let mut columns: Vec<ArrayRef> = [cat, sch, tab, def]
+                .iter()
+                .map(|i| arrow::compute::cast(b.column(*i), &DataType::Utf8))
+                .collect::<Result<_, _>>()?;
+            for (_, value) in VIEW_FLAGS {
+                columns.push(Arc::new(StringArray::from(vec![value; b.num_rows()])));
+            }
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        };
+        let args = ScanArgs(state, projection, filters, limit);
+        rewritten_scan(&self.inner, schema.clone(), args, rewrite).await
     }
+}
+
+/// A scan's arguments, passed on to the in-memory table of [`rewritten_scan`].
+struct ScanArgs<'a>(
+    &'a dyn Session,
+    Option<&'a Vec<usize>>,
+    &'a [Expr],
+    Option<usize>,
+);
+
+/// Reads all of `inner`, rewrites each batch to `schema`, and scans the result (these
+/// tables are small: one row per relation or column).
+async fn rewritten_scan(
+    inner: &Arc<dyn TableProvider>,
+    schema: SchemaRef,
+    ScanArgs(state, projection, filters, limit): ScanArgs<'_>,
+    rewrite: impl Fn(RecordBatch) -> DfResult<RecordBatch>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let plan = inner.scan(state, None, &[], None).await?;
+    let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+    let batches = batches
+        .into_iter()
+        .map(rewrite)
+        .collect::<DfResult<Vec<_>>>()?;
+    MemTable::try_new(schema, vec![batches])?
+        .scan(state, projection, filters, limit)
+        .await
 }
 
 /// `information_schema.columns` with SQL type names.
@@ -321,14 +342,7 @@ impl TableProvider for SqlColumns {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = self.inner.scan(state, None, &[], None).await?;
-        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
-        let batches = batches
-            .into_iter()
-            .map(|b| self.rewrite(b))
-            .collect::<DfResult<Vec<_>>>()?;
-        MemTable::try_new(self.schema(), vec![batches])?
-            .scan(state, projection, filters, limit)
-            .await
+        let args = ScanArgs(state, projection, filters, limit);
+        rewritten_scan(&self.inner, self.schema(), args, |b| self.rewrite(b)).await
     }
 }

@@ -105,6 +105,22 @@ pub(super) async fn namespaces(
 }
 
 /// The (schema, name) of each `pg_class` row of a batch.
+/// The OID and (schema, name) of every `pg_class` row.
+pub(super) fn class_oids(
+    batches: &[RecordBatch],
+    namespaces: &HashMap<i32, String>,
+) -> DfResult<Vec<(i32, (String, String))>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
+        let oids = oids.as_primitive::<Int32Type>();
+        for (i, key) in class_names(b, namespaces)?.into_iter().enumerate() {
+            out.push((oids.value(i), key));
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn class_names(
     b: &RecordBatch,
     namespaces: &HashMap<i32, String>,
@@ -201,16 +217,10 @@ pub async fn pg_attribute(
     let (_, class_batches) = collect(class).await?;
     let namespaces = namespaces(namespace).await?;
     let tables = tables_by_name(catalog);
-    let mut by_oid: HashMap<i32, TableDef> = HashMap::new();
-    for b in &class_batches {
-        let oids = arrow::compute::cast(column(b, "oid")?, &DataType::Int32)?;
-        let oids = oids.as_primitive::<Int32Type>();
-        for (i, key) in class_names(b, &namespaces)?.iter().enumerate() {
-            if let Some(t) = tables.get(key) {
-                by_oid.insert(oids.value(i), t.clone());
-            }
-        }
-    }
+    let by_oid: HashMap<i32, TableDef> = class_oids(&class_batches, &namespaces)?
+        .into_iter()
+        .filter_map(|(oid, key)| tables.get(&key).map(|t| (oid, t.clone())))
+        .collect();
     // (table, attnum) of each row
     let keys = |b: &RecordBatch| -> DfResult<Vec<(Option<TableDef>, i16)>> {
         let rel = arrow::compute::cast(column(b, "attrelid")?, &DataType::Int32)?;

@@ -42,16 +42,7 @@ impl RelationName {
 
     /// Reads `t`, `s.t` or `db.s.t` (the database part is the one database and ignored).
     pub fn parse(name: &ObjectName) -> Result<Self> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| {
-                p.as_ident()
-                    .map(normalize_ident)
-                    .ok_or_else(|| invalid(name))
-            })
-            .collect::<Result<_>>()?;
-        match parts.as_slice() {
+        match parts(name)?.as_slice() {
             [t] => Ok(RelationName::bare(t.clone())),
             [s, t] | [_, s, t] => Ok(RelationName::qualified(s.clone(), t.clone())),
             _ => Err(invalid(name)),
@@ -92,18 +83,21 @@ pub fn normalize_ident(i: &Ident) -> String {
     }
 }
 
-/// A schema name (`s` or `db.s`).
-pub fn schema_name(name: &ObjectName) -> Result<String> {
-    let parts: Vec<String> = name
-        .0
+/// The parts of a dotted name, each folded as an identifier.
+fn parts(name: &ObjectName) -> Result<Vec<String>> {
+    name.0
         .iter()
         .map(|p| {
             p.as_ident()
                 .map(normalize_ident)
                 .ok_or_else(|| invalid(name))
         })
-        .collect::<Result<_>>()?;
-    match parts.as_slice() {
+        .collect()
+}
+
+/// A schema name (`s` or `db.s`).
+pub fn schema_name(name: &ObjectName) -> Result<String> {
+    match parts(name)?.as_slice() {
         [s] | [_, s] => Ok(s.clone()),
         _ => Err(invalid(name)),
     }
