@@ -404,6 +404,9 @@ impl SchemaProvider for WithRoles {
         match name.to_ascii_lowercase().as_str() {
             "pg_roles" => Ok(Some(roles::pg_roles(&(self.roles)())?)),
             "pg_views" => Ok(Some(views::pg_views(&self.catalog)?)),
+            "pg_tables" => Ok(Some(
+                views::pg_tables(inner("pg_tables").await?, &self.catalog).await?,
+            )),
             "pg_description" => Ok(Some(
                 comments::pg_description(
                     inner("pg_description").await?,

@@ -1,4 +1,5 @@
-//! The catalog listings of views: `pg_views` (every view with its owner and stored query)
+//! The catalog listings of views: `pg_views` (every view with its owner and stored query),
+//! `pg_tables` without them (the crate lists every relation there),
 //! and Redshift's `pg_get_late_binding_view_cols()` (the columns of late-binding views, as
 //! recorded when each was created: such a view is not planned to be listed).
 //!
@@ -6,7 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Int32Array, RecordBatch, StringArray};
+use arrow::array::{AsArray, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::error::Result as DfResult;
@@ -85,4 +86,35 @@ impl datafusion::catalog::TableFunctionImpl for LateBindingViewCols {
         )?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
     }
+}
+
+/// The crate's `pg_tables` without our views: tools (dbt's relation cache) take a relation
+/// listed there for a table.
+pub async fn pg_tables(
+    inner: Arc<dyn TableProvider>,
+    catalog: &Catalog,
+) -> DfResult<Arc<MemTable>> {
+    let state = catalog.snapshot();
+    let (schema, batches) = super::redshift::collect(inner).await?;
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let schemas =
+                arrow::compute::cast(super::redshift::column(b, "schemaname")?, &DataType::Utf8)?;
+            let names =
+                arrow::compute::cast(super::redshift::column(b, "tablename")?, &DataType::Utf8)?;
+            let (schemas, names) = (schemas.as_string::<i32>(), names.as_string::<i32>());
+            let keep: arrow::array::BooleanArray = (0..b.num_rows())
+                .map(|i| {
+                    Some(
+                        state
+                            .view_by_name(schemas.value(i), names.value(i))
+                            .is_none(),
+                    )
+                })
+                .collect();
+            Ok(arrow::compute::filter_record_batch(b, &keep)?)
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
