@@ -56,6 +56,8 @@ pub mod sqlstate {
     pub const INVALID_OBJECT_DEFINITION: &str = "42P17";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const DATA_CORRUPTED: &str = "XX001";
+    pub const INVALID_REGULAR_EXPRESSION: &str = "2201B";
+    pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
 }
 
 #[derive(Debug, thiserror::Error)]

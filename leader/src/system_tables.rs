@@ -2,9 +2,15 @@
 //!
 //! * `stv_slices (node, slice, address, state)`: which node serves each slice.
 //! * `stv_tbl_perm (slice, id, name, rows, segments)`: rows of every table on every slice.
-//! * `svv_table_info (table_id, schema, "table", diststyle, sortkey1, sortkey_num, tbl_rows,
-//!   size, skew_rows)`: one row per table; `size` in 1 MB blocks as Redshift reports it,
-//!   `skew_rows` the ratio of the fullest slice to the emptiest.
+//! * `svv_table_info (table_id, schema, "table", encoded, diststyle, sortkey1, max_varchar,
+//!   sortkey1_enc, sortkey_num, size, pct_used, unsorted, stats_off, tbl_rows, skew_sortkey1,
+//!   skew_rows)`: one row per table, Redshift's columns in Redshift's order; `size` in 1 MB
+//!   blocks as Redshift reports it, `skew_rows` the ratio of the fullest slice to the
+//!   emptiest, `encoded` always `N` and `sortkey1_enc` `none` (segments are Parquet; no
+//!   column has a Redshift encoding), `max_varchar` the widest declared VARCHAR. Blueshift
+//!   does not measure `pct_used` (the store has no fixed capacity), nor yet `unsorted`,
+//!   `stats_off` and `skew_sortkey1` (no sort-order tracking or statistics): they are NULL,
+//!   which tools that read the view (dbt's catalog) accept.
 //! * `stl_load_errors (query, starttime, filename, line_number, colname, raw_field_value,
 //!   err_code, err_reason)`: rows that `COPY ... MAXERROR n` rejected (most recent 10 000).
 //! * `svv_external_schemas`, `svv_external_tables`, `svv_external_columns`: Spectrum's
@@ -187,7 +193,19 @@ fn svv_table_info(catalog: &CatalogState) -> Result<Arc<MemTable>> {
     let mut tbl_rows = Vec::new();
     let mut size = Vec::new();
     let mut skew = Vec::new();
+    let mut max_varchar = Vec::new();
+    let mut sortkey1_enc = Vec::new();
     for t in catalog.tables.values() {
+        max_varchar.push(
+            t.columns
+                .iter()
+                .filter_map(|c| match c.ty {
+                    blueshift_common::types::ColumnType::Varchar { len } => Some(len as i32),
+                    _ => None,
+                })
+                .max(),
+        );
+        sortkey1_enc.push((!t.sort_key.is_empty()).then_some("none"));
         table_id.push(t.id as i64);
         schema.push(t.schema.clone());
         name.push(t.name.clone());
@@ -227,27 +245,42 @@ fn svv_table_info(catalog: &CatalogState) -> Result<Arc<MemTable>> {
             Some(max as f64 / (min.max(1)) as f64)
         });
     }
+    let n = table_id.len();
     table(
         vec![
             Field::new("table_id", DataType::Int64, false),
             Field::new("schema", DataType::Utf8, false),
             Field::new("table", DataType::Utf8, false),
+            Field::new("encoded", DataType::Utf8, false),
             Field::new("diststyle", DataType::Utf8, false),
             Field::new("sortkey1", DataType::Utf8, true),
+            Field::new("max_varchar", DataType::Int32, true),
+            Field::new("sortkey1_enc", DataType::Utf8, true),
             Field::new("sortkey_num", DataType::Int32, false),
-            Field::new("tbl_rows", DataType::Int64, false),
             Field::new("size", DataType::Int64, false),
+            Field::new("pct_used", DataType::Float64, true),
+            Field::new("unsorted", DataType::Float64, true),
+            Field::new("stats_off", DataType::Float64, true),
+            Field::new("tbl_rows", DataType::Int64, false),
+            Field::new("skew_sortkey1", DataType::Float64, true),
             Field::new("skew_rows", DataType::Float64, true),
         ],
         vec![
             Arc::new(Int64Array::from(table_id)),
             Arc::new(StringArray::from(schema)),
             Arc::new(StringArray::from(name)),
+            Arc::new(StringArray::from(vec!["N"; n])),
             Arc::new(StringArray::from(diststyle)),
             Arc::new(StringArray::from(sortkey1)),
+            Arc::new(Int32Array::from(max_varchar)),
+            Arc::new(StringArray::from(sortkey1_enc)),
             Arc::new(Int32Array::from(sortkey_num)),
-            Arc::new(Int64Array::from(tbl_rows)),
             Arc::new(Int64Array::from(size)),
+            Arc::new(Float64Array::new_null(n)),
+            Arc::new(Float64Array::new_null(n)),
+            Arc::new(Float64Array::new_null(n)),
+            Arc::new(Int64Array::from(tbl_rows)),
+            Arc::new(Float64Array::new_null(n)),
             Arc::new(Float64Array::from(skew)),
         ],
     )

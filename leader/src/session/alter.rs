@@ -1,20 +1,37 @@
-//! `ALTER TABLE ... RENAME TO | ADD [COLUMN] | DROP [COLUMN]`: one catalog command per
-//! statement that changes the table's definition and keeps its segments. Segments name
-//! their columns, so rows written before an ADD COLUMN read NULL in it and a dropped
-//! column is simply no longer read; nothing is rewritten.
+//! `ALTER TABLE ... RENAME TO | ADD [COLUMN] | DROP [COLUMN] | RENAME [COLUMN] a TO b`: one
+//! catalog command per statement that changes the table's definition. Segments name their
+//! columns, so rows written before an ADD COLUMN read NULL in it and a dropped column is
+//! simply no longer read: those keep the segments. A RENAME COLUMN cannot: the old
+//! segments hold the column under its old name, so the statement rewrites all of the
+//! table's rows into segments with the new names and swaps them in the same command as the
+//! new definition (its cost is a full copy of the table, unlike Redshift's rename).
 
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::DistStyle;
 
 use super::{Executor, Outcome, command, search_path, tx};
-use crate::catalog::{Command, Relation, ViewDef};
+use crate::catalog::{Command, CommentTarget, Relation, SegmentChange, ViewDef};
 use crate::error::{Error, Result};
+use crate::planner::query_context;
 use crate::sql::ddl::{AlterAction, AlterTable};
 use crate::sql::names::RelationName;
 
 impl Executor {
-    pub(super) fn alter_table(&self, stmt: &AlterTable) -> Result<Outcome> {
-        let snapshot = tx::snapshot(&self.leader);
+    pub(super) async fn alter_table(&self, stmt: &AlterTable) -> Result<Outcome> {
+        let renames_column = stmt
+            .actions
+            .iter()
+            .any(|a| matches!(a, AlterAction::RenameColumn { .. }));
+        // A column rename reads the table's rows: it plans a query at the version it reads.
+        let qc = if renames_column {
+            Some(query_context(&self.leader)?)
+        } else {
+            None
+        };
+        let snapshot = match &qc {
+            Some(qc) => qc.catalog.clone(),
+            None => tx::snapshot(&self.leader),
+        };
         let def = match snapshot.relation(&stmt.name, &search_path()) {
             Some(Relation::Table(def)) => def,
             Some(Relation::View(view)) => return self.alter_view(view, stmt),
@@ -26,6 +43,10 @@ impl Executor {
         let mut dist = def.dist.clone();
         let mut sort_key = def.sort_key.clone();
         let mut dropped = def.dropped_columns.clone();
+        // Where each column's values are in the current segments (renames change it).
+        let mut sources: Vec<Option<String>> =
+            def.columns.iter().map(|c| Some(c.name.clone())).collect();
+        let mut renamed_comments = Vec::new();
         for action in &stmt.actions {
             match action {
                 AlterAction::RenameTo(to) => {
@@ -67,6 +88,7 @@ impl Executor {
                         ));
                     }
                     columns.push(column.clone());
+                    sources.push(None);
                 }
                 AlterAction::DropColumn { names, if_exists } => {
                     if let Some(view) = snapshot.dependents(def.id).next() {
@@ -109,6 +131,7 @@ impl Executor {
                             ));
                         }
                         dropped.push(columns.remove(i).name);
+                        sources.remove(i);
                         // Key indexes after the dropped column move down by one.
                         if let DistStyle::Key { column: c } = &mut dist
                             && *c > i
@@ -122,17 +145,98 @@ impl Executor {
                         }
                     }
                 }
+                AlterAction::RenameColumn { from, to } => {
+                    let Some(i) = columns.iter().position(|c| c.name == *from) else {
+                        return Err(Error::sql(
+                            sqlstate::UNDEFINED_COLUMN,
+                            format!("column \"{from}\" of relation \"{name}\" does not exist"),
+                        ));
+                    };
+                    if columns.iter().any(|c| c.name == *to) {
+                        return Err(Error::sql(
+                            sqlstate::DUPLICATE_COLUMN,
+                            format!("column \"{to}\" of relation \"{name}\" already exists"),
+                        ));
+                    }
+                    if let Some(view) = snapshot.dependents(def.id).next() {
+                        return Err(Error::sql(
+                            sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                            format!(
+                                "cannot rename a column of table {name} because other objects \
+                                 depend on it: view {} reads it by name (drop the view first)",
+                                view.name
+                            ),
+                        ));
+                    }
+                    let target = CommentTarget::Column {
+                        relation: def.id,
+                        column: from.clone(),
+                    };
+                    if let Some(text) = snapshot.comment(&target) {
+                        renamed_comments.push((to.clone(), text.to_string()));
+                    }
+                    columns[i].name = to.clone();
+                }
             }
         }
         let id = def.id;
-        tx::execute(&self.leader, |_| {
-            Ok(Command::AlterTable {
+        let Some(qc) = qc else {
+            tx::execute(&self.leader, |_| {
+                Ok(Command::AlterTable {
+                    id,
+                    name: name.clone(),
+                    columns: columns.clone(),
+                    dist: dist.clone(),
+                    sort_key: sort_key.clone(),
+                    dropped_columns: dropped.clone(),
+                })
+            })?;
+            return Ok(command("ALTER TABLE"));
+        };
+        // Every row, rewritten under the new names; the new segments hold no dropped
+        // columns, so their names are free again.
+        let mut new_def = def.clone();
+        new_def.columns = columns;
+        new_def.dist = dist;
+        new_def.sort_key = sort_key;
+        let _pin = self.leader.pins.pin();
+        let (segments, _) = self.rewrite_table(&qc, def, &new_def, &sources).await?;
+        let mut commands = vec![
+            Command::ReplaceSegments {
+                changes: vec![SegmentChange {
+                    table_id: id,
+                    remove: def
+                        .segments
+                        .values()
+                        .flatten()
+                        .map(|s| s.path.clone())
+                        .collect(),
+                    add: segments,
+                }],
+            },
+            Command::AlterTable {
                 id,
-                name: name.clone(),
-                columns: columns.clone(),
-                dist: dist.clone(),
-                sort_key: sort_key.clone(),
-                dropped_columns: dropped.clone(),
+                name,
+                columns: new_def.columns.clone(),
+                dist: new_def.dist.clone(),
+                sort_key: new_def.sort_key.clone(),
+                dropped_columns: vec![],
+            },
+        ];
+        for (column, text) in renamed_comments {
+            commands.push(Command::Comment {
+                target: CommentTarget::Column {
+                    relation: id,
+                    column,
+                },
+                text: Some(text),
+            });
+        }
+        let base_version = snapshot.version;
+        tx::execute(&self.leader, |_| {
+            Ok(Command::Transaction {
+                base_version,
+                commands,
             })
         })?;
         Ok(command("ALTER TABLE"))

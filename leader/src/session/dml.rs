@@ -340,6 +340,46 @@ impl Executor {
         Ok((router.finish().await?, counts))
     }
 
+    /// Rewrites all of `from`'s rows into new segments of `into` (not committed): column
+    /// `i` of `into` takes `from`'s column `sources[i]` (cast to its type), or NULL where
+    /// that is `None`. `ALTER TABLE ... RENAME COLUMN` (the segments name their columns)
+    /// and `ALTER TABLE ... APPEND FROM` between tables of different layouts use it.
+    pub(super) async fn rewrite_table(
+        &self,
+        qc: &QueryContext,
+        from: &TableDef,
+        into: &TableDef,
+        sources: &[Option<String>],
+    ) -> Result<(Vec<Segment>, u64)> {
+        let mut template = parse_query(vec![
+            Token::make_keyword("SELECT"),
+            Token::Number("1".into(), false),
+            Token::make_keyword("FROM"),
+            Token::make_word(&from.schema, Some('"')),
+            Token::Period,
+            Token::make_word(&from.name, Some('"')),
+        ])?;
+        let SetExpr::Select(s) = template.body.as_mut() else {
+            return Err(Error::sql(sqlstate::INTERNAL_ERROR, "SELECT template"));
+        };
+        let tables = std::mem::take(&mut s.from);
+        let projection = into
+            .columns
+            .iter()
+            .zip(sources)
+            .map(|(c, source)| {
+                let value = match source {
+                    Some(name) => Expr::Identifier(quoted(name)),
+                    None => Expr::value(Value::Null),
+                };
+                cast(value, &c.ty)
+            })
+            .collect();
+        let query = select(projection, tables, None, vec![])?;
+        let (segments, counts) = self.rewrite(qc, into, &[query], &None).await?;
+        Ok((segments, counts.iter().sum()))
+    }
+
     /// Step 3: swaps the segments in one catalog command.
     fn replace(&self, def: &TableDef, remove: Vec<String>, add: Vec<Segment>) -> Result<()> {
         if remove.is_empty() && add.is_empty() {

@@ -42,6 +42,7 @@ use crate::sql::ddl::CreateTable;
 use crate::sql::statement::{Ast, Parsed, Statement};
 
 mod alter;
+mod append;
 mod comments;
 mod dml;
 mod drop;
@@ -222,7 +223,8 @@ impl Executor {
             Statement::CreateView(cv) => self.create_view(cv).await,
             Statement::Schema(stmt) => self.schema_statement(stmt),
             Statement::Comment(c) => self.comment(c),
-            Statement::AlterTable(stmt) => self.alter_table(stmt),
+            Statement::AlterTable(stmt) => self.alter_table(stmt).await,
+            Statement::AppendFrom(stmt) => self.append_from(stmt).await,
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
             Statement::CopyTo(copy) => self.copy_to(&parsed.text, copy).await,
             Statement::Insert(ast) => self.insert(ast, params).await,

@@ -155,6 +155,11 @@ pub fn execute(
     leader.catalog.execute(build)
 }
 
+/// Whether the running statement is inside a transaction block.
+pub fn in_block() -> bool {
+    current().is_some_and(|slot| lock(&slot).is_some())
+}
+
 /// Whether the running statement is in a block that an earlier failure aborted.
 pub fn aborted() -> bool {
     current().is_some_and(|slot| lock(&slot).as_ref().is_some_and(|tx| tx.failed))

@@ -480,6 +480,11 @@ pub enum AlterAction {
         names: Vec<String>,
         if_exists: bool,
     },
+    /// `RENAME [COLUMN] from TO to`.
+    RenameColumn {
+        from: String,
+        to: String,
+    },
 }
 
 /// The typed form of sqlparser's `ALTER TABLE`.
@@ -532,12 +537,13 @@ pub fn alter_table(at: &datafusion::sql::sqlparser::ast::AlterTable) -> Result<A
                 names: column_names.iter().map(normalize_ident).collect(),
                 if_exists: *if_exists,
             },
-            AlterTableOperation::RenameColumn { .. } => {
-                return Err(unsupported(
-                    "ALTER TABLE ... RENAME COLUMN is not supported yet (segments name their \
-                     columns)",
-                ));
-            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => AlterAction::RenameColumn {
+                from: normalize_ident(old_column_name),
+                to: normalize_ident(new_column_name),
+            },
             other => {
                 return Err(unsupported(&format!(
                     "ALTER TABLE ... {other} is not supported yet"
@@ -549,6 +555,74 @@ pub fn alter_table(at: &datafusion::sql::sqlparser::ast::AlterTable) -> Result<A
         name: table_name(&at.name)?,
         if_exists: at.if_exists,
         actions,
+    })
+}
+
+/// `ALTER TABLE target APPEND FROM source [IGNOREEXTRA | FILLTARGET]`: moves all of the
+/// source's rows into the target and leaves the source empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendFrom {
+    pub target: RelationName,
+    pub source: RelationName,
+    pub extra: AppendColumns,
+}
+
+/// How APPEND treats columns only one side has (without an option: an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendColumns {
+    Exact,
+    /// `IGNOREEXTRA`: source columns the target lacks are dropped.
+    IgnoreExtra,
+    /// `FILLTARGET`: target columns the source lacks are filled with NULL.
+    FillTarget,
+}
+
+/// Parses `ALTER TABLE target APPEND FROM source [IGNOREEXTRA | FILLTARGET]`.
+pub fn parse_append(tokens: Vec<Token>) -> Result<AppendFrom> {
+    let mut p = super::statement::parser_over(tokens);
+    let expect = |p: &mut datafusion::sql::sqlparser::parser::Parser, kw: &str| {
+        let t = p.next_token().token;
+        if keyword(&t).as_deref() == Some(kw) {
+            Ok(())
+        } else {
+            Err(syntax(format!(
+                "syntax error at or near \"{t}\": expected {kw}"
+            )))
+        }
+    };
+    expect(&mut p, "ALTER")?;
+    expect(&mut p, "TABLE")?;
+    let name = |p: &mut datafusion::sql::sqlparser::parser::Parser| {
+        p.parse_object_name(false)
+            .map_err(|e| syntax(format!("syntax error: {e}")))
+            .and_then(|n| table_name(&n))
+    };
+    let target = name(&mut p)?;
+    expect(&mut p, "APPEND")?;
+    expect(&mut p, "FROM")?;
+    let source = name(&mut p)?;
+    let extra = match p.next_token().token {
+        Token::EOF => AppendColumns::Exact,
+        t => {
+            let mode = match keyword(&t).as_deref() {
+                Some("IGNOREEXTRA") => AppendColumns::IgnoreExtra,
+                Some("FILLTARGET") => AppendColumns::FillTarget,
+                _ => {
+                    return Err(syntax(format!(
+                        "syntax error at or near \"{t}\": expected IGNOREEXTRA or FILLTARGET"
+                    )));
+                }
+            };
+            match p.next_token().token {
+                Token::EOF => mode,
+                t => return Err(syntax(format!("syntax error at or near \"{t}\""))),
+            }
+        }
+    };
+    Ok(AppendFrom {
+        target,
+        source,
+        extra,
     })
 }
 

@@ -56,6 +56,8 @@ pub enum Statement {
     CreateTable(Box<CreateTable>),
     /// `ALTER TABLE` (and `ALTER VIEW v RENAME TO`, read as the same statement).
     AlterTable(Box<super::ddl::AlterTable>),
+    /// `ALTER TABLE t APPEND FROM s [IGNOREEXTRA | FILLTARGET]`.
+    AppendFrom(Box<super::ddl::AppendFrom>),
     DropTable(super::ddl::DropRelations),
     CreateView(Box<super::views::CreateView>),
     DropView(super::ddl::DropRelations),
@@ -337,7 +339,7 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "ALTER"
             if kw(1) == "TABLE" && t.iter().any(|w| keyword(w).as_deref() == Some("APPEND")) =>
         {
-            Statement::Unsupported("ALTER TABLE ... APPEND".into())
+            Statement::AppendFrom(Box::new(super::ddl::parse_append(t)?))
         }
         "ALTER" if kw(1) == "TABLE" => match parse_ast(t)? {
             Ast::AlterTable(at) => Statement::AlterTable(Box::new(super::ddl::alter_table(&at)?)),
@@ -464,6 +466,7 @@ mod tests {
             Statement::Truncate(_) => "truncate",
             Statement::Merge(_) => "merge",
             Statement::AlterTable(_) => "alter",
+            Statement::AppendFrom(_) => "append",
             Statement::CreateView(_) => "create view",
             Statement::DropView(_) => "drop view",
             Statement::Schema(_) => "schema",

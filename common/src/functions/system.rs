@@ -1,5 +1,5 @@
-//! SQL functions that leader and compute nodes must both know, because a plan fragment that
-//! uses them may run on either side (datafusion-proto ships functions by name).
+//! System information functions: `version()`, and the internal function the leader's rewrite
+//! of scalar subqueries calls when a subquery returns more than one row.
 
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
@@ -7,7 +7,6 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::prelude::SessionContext;
 
 /// The string `version()` returns: drivers look for "PostgreSQL", people for "Blueshift".
 pub fn version_string() -> String {
@@ -74,12 +73,14 @@ impl ScalarUDFImpl for MoreThanOneRowUdf {
     }
 }
 
-/// Registers Blueshift's functions, replacing DataFusion's of the same name.
-pub fn register_functions(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::new_from_impl(VersionUdf {
+pub(super) fn version() -> ScalarUDF {
+    ScalarUDF::new_from_impl(VersionUdf {
         signature: Signature::exact(vec![], Volatility::Stable),
-    }));
-    ctx.register_udf(ScalarUDF::new_from_impl(MoreThanOneRowUdf {
+    })
+}
+
+pub(super) fn more_than_one_row() -> ScalarUDF {
+    ScalarUDF::new_from_impl(MoreThanOneRowUdf {
         signature: Signature::exact(vec![], Volatility::Volatile),
-    }));
+    })
 }
