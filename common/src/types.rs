@@ -181,6 +181,16 @@ impl TableDef {
             .position(|c| c.name.eq_ignore_ascii_case(name))
     }
 
+    /// The paths of all of the table's segments (what a statement that replaces them all
+    /// removes).
+    pub fn segment_paths(&self) -> Vec<String> {
+        self.segments
+            .values()
+            .flatten()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
     pub fn total_rows(&self) -> u64 {
         self.segments.values().flatten().map(|s| s.rows).sum()
     }

@@ -205,12 +205,7 @@ impl Executor {
             Command::ReplaceSegments {
                 changes: vec![SegmentChange {
                     table_id: id,
-                    remove: def
-                        .segments
-                        .values()
-                        .flatten()
-                        .map(|s| s.path.clone())
-                        .collect(),
+                    remove: def.segment_paths(),
                     add: segments,
                 }],
             },

@@ -41,12 +41,7 @@ impl Executor {
         let sources = column_sources(target, source, stmt.extra)?;
         let identical =
             target.columns.len() == source.columns.len() && sources.iter().all(Option::is_some);
-        let all_source_segments: Vec<String> = source
-            .segments
-            .values()
-            .flatten()
-            .map(|s| s.path.clone())
-            .collect();
+        let all_source_segments: Vec<String> = source.segment_paths();
         let add = if identical && same_layout(target, source) {
             source.segments.values().flatten().cloned().collect()
         } else {

@@ -669,12 +669,7 @@ impl Executor {
             let def = snapshot.table(name, &path)?;
             changes.push(SegmentChange {
                 table_id: def.id,
-                remove: def
-                    .segments
-                    .values()
-                    .flatten()
-                    .map(|s| s.path.clone())
-                    .collect(),
+                remove: def.segment_paths(),
                 add: vec![],
             });
         }
