@@ -120,10 +120,11 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     let ctx = SessionContext::new_with_state(state);
     register_functions(&ctx);
 
-    let listing = register_user_schemas(&ctx, leader, &catalog, &slices)?;
+    let (listing, system) = register_user_schemas(&ctx, leader, &catalog, &slices)?;
     leader.pg_catalog.register(
         &ctx,
         &listing,
+        system,
         &leader.database,
         &crate::session::current_user(),
     )?;
@@ -148,13 +149,17 @@ fn default_schema(catalog: &CatalogState) -> String {
 /// Registers every user schema of the catalog version (tables and views), the default one
 /// looking names it lacks up through the rest of the search path, and the system tables
 /// every schema finds (see [`schemas`]). Returns the same schemas for catalog listings,
-/// with views that are listed, not planned ([`schemas::ListedView`]).
+/// with views that are listed, not planned ([`schemas::ListedView`]), and the system
+/// tables (which `pg_catalog` also finds, as Redshift's are in it).
 fn register_user_schemas(
     ctx: &SessionContext,
     leader: &LeaderState,
     catalog: &Arc<CatalogState>,
     slices: &SliceMap,
-) -> Result<Arc<MemoryCatalogProvider>> {
+) -> Result<(
+    Arc<MemoryCatalogProvider>,
+    Arc<dyn datafusion::catalog::SchemaProvider>,
+)> {
     let system = schemas::system_schema();
     system_tables::register(&system, leader, catalog, slices)?;
     let planner = schemas::ViewPlanner::new(leader.pg_catalog.empty_tables.clone());
@@ -230,7 +235,7 @@ fn register_user_schemas(
         }
         listing.register_schema(name, Arc::new(schema))?;
     }
-    Ok(listing)
+    Ok((listing, system))
 }
 
 /// The runtime one statement's leader-side operators run with: the leader's object stores,

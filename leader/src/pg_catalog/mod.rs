@@ -111,11 +111,14 @@ impl PgCatalog {
     }
 
     /// Adds `pg_catalog` and the catalog functions to a statement's session.
-    /// `listing` is the statement's user schemas as `information_schema` lists them.
+    /// `listing` is the statement's user schemas as `information_schema` lists them;
+    /// `system` the statement's system tables (`svv_table_info`, ...), which Redshift keeps
+    /// in `pg_catalog`, so `pg_catalog.svv_table_info` finds them too.
     pub fn register(
         &self,
         ctx: &SessionContext,
         listing: &Arc<datafusion::catalog::MemoryCatalogProvider>,
+        system: Arc<dyn SchemaProvider>,
         database: &str,
         user: &str,
     ) -> Result<()> {
@@ -128,11 +131,15 @@ impl PgCatalog {
             listings,
             self.catalog.clone(),
         ));
+        let pg_catalog: Arc<dyn SchemaProvider> = Arc::new(WithSystem {
+            inner: self.schema.clone(),
+            system,
+        });
         for c in [
             &cat,
             &(listing.clone() as Arc<dyn datafusion::catalog::CatalogProvider>),
         ] {
-            c.register_schema("pg_catalog", self.schema.clone())?;
+            c.register_schema("pg_catalog", pg_catalog.clone())?;
             c.register_schema("information_schema", information_schema.clone())?;
         }
         ctx.register_udtf("pg_get_keywords", self.keywords.clone());
@@ -367,6 +374,46 @@ impl PgCatalogContextProvider for Roles {
 
 /// The crate's `pg_catalog` with our `pg_roles` and `pg_user` (real OIDs and flags), and
 /// Redshift's columns on `pg_class`, `pg_attribute` and `pg_attrdef` ([`redshift`]).
+/// `pg_catalog` with the statement's system tables behind it (only where `pg_catalog` has no
+/// table of the name; listed with it, as Redshift lists them).
+struct WithSystem {
+    inner: Arc<dyn SchemaProvider>,
+    system: Arc<dyn SchemaProvider>,
+}
+
+impl std::fmt::Debug for WithSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithSystem")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for WithSystem {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        for extra in self.system.table_names() {
+            if !names.contains(&extra) {
+                names.push(extra);
+            }
+        }
+        names
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> DfResult<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        match self.inner.table(name).await? {
+            Some(t) => Ok(Some(t)),
+            None => self.system.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name) || self.system.table_exist(name)
+    }
+}
+
 struct WithRoles {
     inner: Arc<dyn SchemaProvider>,
     roles: RoleSource,
