@@ -58,6 +58,9 @@ pub mod sqlstate {
     pub const DATA_CORRUPTED: &str = "XX001";
     pub const INVALID_REGULAR_EXPRESSION: &str = "2201B";
     pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+    pub const INVALID_COLUMN_DEFINITION: &str = "42611";
+    /// A value given for an `IDENTITY` column (PostgreSQL's code for `GENERATED ALWAYS`).
+    pub const GENERATED_ALWAYS: &str = "428C9";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,10 @@ fn arrow_sqlstate(e: &arrow::error::ArrowError) -> &'static str {
         A::CastError(_) | A::ParseError(_) => sqlstate::INVALID_TEXT_REPRESENTATION,
         A::ComputeError(m) if m.contains("overflow") => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
         A::ArithmeticOverflow(_) => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+        // A NULL reached a NOT NULL column (a VALUES row planned against the table's schema).
+        A::InvalidArgumentError(m) if m.contains("non-nullable but contains null") => {
+            sqlstate::NOT_NULL_VIOLATION
+        }
         A::InvalidArgumentError(_) => sqlstate::INVALID_PARAMETER_VALUE,
         A::NotYetImplemented(_) => sqlstate::FEATURE_NOT_SUPPORTED,
         A::IoError(..) => sqlstate::IO_ERROR,

@@ -58,6 +58,10 @@ pub struct CatalogState {
     /// `COMMENT ON` texts (see [`comments`]).
     #[serde(default)]
     pub comments: Vec<CommentDef>,
+    /// For each table with an identity column, how many of its values the leader has
+    /// handed out at most (see [`Command::ReserveIdentity`]).
+    #[serde(default)]
+    pub identity_reserved: BTreeMap<u64, i64>,
 }
 
 impl CatalogState {
@@ -202,6 +206,14 @@ pub enum Command {
     DropUser {
         name: String,
     },
+    /// Records that the leader may hand out a table's identity values up to the
+    /// `upto`-th (a sequence's reservation: never lowered, never rolled back, and not a
+    /// change of the table that transactions conflict on). A leader that starts again
+    /// continues after it, so no value a committed row holds is handed out twice.
+    ReserveIdentity {
+        table_id: u64,
+        upto: i64,
+    },
 }
 
 /// What [`Command::ReplaceSegments`] does to one table.
@@ -254,6 +266,9 @@ fn apply_at(state: &mut CatalogState, command: &Command, nested: bool) -> Result
         state.written.insert(id, state.version);
     }
     state.written.retain(|id, _| state.tables.contains_key(id));
+    state
+        .identity_reserved
+        .retain(|id, _| state.tables.contains_key(id));
     Ok(())
 }
 
@@ -518,6 +533,16 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
             if state.users.remove(name).is_none() {
                 return Err(undefined_user(name));
             }
+        }
+        Command::ReserveIdentity { table_id, upto } => {
+            if !state.tables.contains_key(table_id) {
+                return Err(Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    "table was dropped while rows were being inserted",
+                ));
+            }
+            let reserved = state.identity_reserved.entry(*table_id).or_default();
+            *reserved = (*reserved).max(*upto);
         }
     }
     state.version += 1;
@@ -794,11 +819,7 @@ mod tests {
             id,
             schema: "public".into(),
             name: name.into(),
-            columns: vec![ColumnDef {
-                name: "a".into(),
-                ty: ColumnType::Integer,
-                nullable: true,
-            }],
+            columns: vec![ColumnDef::new("a", ColumnType::Integer, true)],
             dist: DistStyle::Even,
             dist_auto: false,
             sort_key: vec![],

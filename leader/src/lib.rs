@@ -100,6 +100,8 @@ pub struct LeaderState {
     pub users: Vec<String>,
     pub database: String,
     pub loopback_only: bool,
+    /// Identity columns' values handed out (see [`load::identity`]).
+    pub identity: load::identity::IdentityAllocator,
 }
 
 impl LeaderState {
@@ -217,6 +219,7 @@ pub async fn run(
         users: config.users.clone(),
         database: config.database.clone(),
         loopback_only: config.loopback_only,
+        identity: Default::default(),
     });
     let pg_addr = pg_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;

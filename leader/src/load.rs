@@ -9,9 +9,11 @@
 //!
 //! * [`source`]: finding files and reading CSV / Parquet into batches of the table's schema.
 //! * [`coerce`]: casting columns to the table's types, NOT NULL and length checks.
+//! * [`identity`]: identity columns' values for rows that have none.
 //! * [`router`]: routing rows to slices and shipping them to compute nodes.
 
 pub mod coerce;
+pub mod identity;
 pub mod router;
 pub mod source;
 

@@ -10,6 +10,7 @@
 //! * [`distribute`]: cutting the plan at exchanges and gathers.
 //! * [`explain`]: rendering the distributed plan with Redshift's join labels.
 
+pub mod defaults;
 pub mod distribute;
 pub mod explain;
 pub mod join_modes;
@@ -166,17 +167,27 @@ fn register_user_schemas(
     let default = default_schema(catalog);
     let path = crate::session::search_path();
     let names = catalog.schema_names();
-    let tables_of = |schema: &str| {
+    // Defaults are planned with the session's functions (only when some table has one:
+    // the state is a copy).
+    let state = catalog
+        .tables
+        .values()
+        .any(|t| t.columns.iter().any(|c| c.default.is_some()))
+        .then(|| ctx.state());
+    let tables_of = |schema: &str| -> Result<std::collections::HashMap<_, _>> {
         catalog
             .tables
             .values()
             .filter(|t| t.schema == schema)
             .map(|def| {
-                let table: Arc<dyn datafusion::catalog::TableProvider> =
-                    Arc::new(table::BlueshiftTable::new(def.clone(), catalog.slices));
-                (def.name.clone(), table)
+                let mut table = table::BlueshiftTable::new(def.clone(), catalog.slices);
+                if let Some(state) = &state {
+                    table = table.with_defaults(state)?;
+                }
+                let table: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(table);
+                Ok((def.name.clone(), table))
             })
-            .collect::<std::collections::HashMap<_, _>>()
+            .collect()
     };
     let views_of = |schema: &str| {
         catalog
@@ -194,7 +205,7 @@ fn register_user_schemas(
         plain.insert(
             name.clone(),
             Arc::new(schemas::UserSchema::new(
-                tables_of(name),
+                tables_of(name)?,
                 views_of(name),
                 fallback,
                 planner.clone(),
@@ -211,7 +222,7 @@ fn register_user_schemas(
                 .collect();
             fallback.push(system.clone());
             Arc::new(schemas::UserSchema::new(
-                tables_of(name),
+                tables_of(name)?,
                 views_of(name),
                 fallback,
                 planner.clone(),
@@ -227,7 +238,7 @@ fn register_user_schemas(
     let listing = Arc::new(MemoryCatalogProvider::new());
     for name in &names {
         let schema = datafusion::catalog::MemorySchemaProvider::new();
-        for (table, provider) in tables_of(name) {
+        for (table, provider) in tables_of(name)? {
             schema.register_table(table, provider)?;
         }
         for view in views_of(name) {

@@ -9,6 +9,7 @@ use arrow::datatypes::DataType;
 use arrow::util::display::FormatOptions;
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::{ColumnDef, TableDef};
+use datafusion::common::ScalarValue;
 
 use crate::error::{Error, Result};
 
@@ -161,20 +162,44 @@ fn display_value(a: &ArrayRef) -> String {
 }
 
 /// Builds a batch of the table's schema from source columns mapped to table columns
-/// (`mapping[i]` = source column for table column `i`, or `None` for NULL).
+/// (`mapping[i]` = source column for table column `i`, or `None` for the column's value in
+/// `defaults`, NULL if it has none there). The identity column may stay NULL: its values
+/// come after, from [`super::identity::fill`].
 pub fn coerce_batch(
     source: &RecordBatch,
     table: &TableDef,
     mapping: &[Option<usize>],
+    defaults: &[Option<ScalarValue>],
     all: bool,
 ) -> std::result::Result<RecordBatch, Vec<BadValue>> {
-    let schema = table.arrow_schema();
+    let schema = pending_identity_schema(table);
     let mut columns = Vec::with_capacity(table.columns.len());
     let mut bad = Vec::new();
     for (i, def) in table.columns.iter().enumerate() {
-        let col = match mapping.get(i).copied().flatten() {
-            Some(src) => source.column(src).clone(),
-            None => new_null_array(&def.ty.to_arrow(), source.num_rows()),
+        let col = match (mapping.get(i).copied().flatten(), defaults.get(i)) {
+            (Some(src), _) => source.column(src).clone(),
+            (None, Some(Some(value))) => {
+                value.to_array_of_size(source.num_rows()).map_err(|e| {
+                    vec![BadValue {
+                        row: 0,
+                        column: def.name.clone(),
+                        value: value.to_string(),
+                        code: sqlstate::DATATYPE_MISMATCH,
+                        reason: format!("the column's default cannot be stored: {e}"),
+                    }]
+                })?
+            }
+            (None, _) => new_null_array(&def.ty.to_arrow(), source.num_rows()),
+        };
+        let nullable_identity;
+        let def = if def.identity.is_some() {
+            nullable_identity = ColumnDef {
+                nullable: true,
+                ..def.clone()
+            };
+            &nullable_identity
+        } else {
+            def
         };
         match coerce_column(&col, def, all) {
             Ok(a) => columns.push(a),
@@ -202,6 +227,28 @@ pub fn coerce_batch(
     })
 }
 
+/// The table's schema with its identity column nullable (until its values are filled).
+fn pending_identity_schema(table: &TableDef) -> arrow::datatypes::SchemaRef {
+    let schema = table.arrow_schema();
+    if table.identity_column().is_none() {
+        return schema;
+    }
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .zip(&table.columns)
+        .map(|(f, c)| {
+            let f = f.as_ref().clone();
+            if c.identity.is_some() {
+                f.with_nullable(true)
+            } else {
+                f
+            }
+        })
+        .collect();
+    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
 /// Drops the given rows from a batch.
 pub fn without_rows(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch> {
     let keep: arrow::array::BooleanArray = (0..batch.num_rows())
@@ -220,11 +267,7 @@ mod tests {
     #[test]
     fn reports_the_bad_row() {
         let col: ArrayRef = Arc::new(StringArray::from(vec!["1", "2", "three"]));
-        let def = ColumnDef {
-            name: "n".into(),
-            ty: ColumnType::Integer,
-            nullable: true,
-        };
+        let def = ColumnDef::new("n", ColumnType::Integer, true);
         let bad = coerce_column(&col, &def, false).unwrap_err();
         assert_eq!(bad[0].row, 2);
         assert_eq!(bad[0].code, "22P02");
@@ -234,11 +277,7 @@ mod tests {
     #[test]
     fn enforces_varchar_length_and_not_null() {
         let col: ArrayRef = Arc::new(StringArray::from(vec![Some("abc"), None]));
-        let def = ColumnDef {
-            name: "s".into(),
-            ty: ColumnType::Varchar { len: 2 },
-            nullable: false,
-        };
+        let def = ColumnDef::new("s", ColumnType::Varchar { len: 2 }, false);
         let bad = coerce_column(&col, &def, true).unwrap_err();
         let codes: Vec<&str> = bad.iter().map(|b| b.code).collect();
         assert!(

@@ -105,6 +105,9 @@ pub struct ReadSpec {
     /// Table column index for each source column, in source order (`COPY t (cols)`), or
     /// `None` for all table columns in order.
     pub columns: Option<Vec<usize>>,
+    /// For each table column, what a row gets when the load has no value for it (its
+    /// `DEFAULT`, evaluated once per statement).
+    pub defaults: Vec<Option<datafusion::common::ScalarValue>>,
     pub options: CopyOptions,
     pub query_id: String,
     pub errors: SharedLoadErrors,
@@ -315,7 +318,7 @@ fn flush_text(
     let raw = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
     let map = mapping(spec, raw.num_columns());
     let all = spec.options.max_error > 0;
-    let batch = match coerce_batch(&raw, &spec.table, &map, all) {
+    let batch = match coerce_batch(&raw, &spec.table, &map, &spec.defaults, all) {
         Ok(b) => b,
         Err(bad) => {
             let mut rows: Vec<usize> = Vec::new();
@@ -327,7 +330,7 @@ fn flush_text(
             rows.sort_unstable();
             rows.dedup();
             let kept = without_rows(&raw, &rows)?;
-            coerce_batch(&kept, &spec.table, &map, false).map_err(|mut b| {
+            coerce_batch(&kept, &spec.table, &map, &spec.defaults, false).map_err(|mut b| {
                 let first = b.remove(0);
                 first.into_error(&format!("file \"{}\"", file.display()))
             })?
@@ -405,11 +408,12 @@ fn read_parquet(
             )
         })?;
         let n = batch.num_rows();
-        let out = coerce_batch(&batch, &spec.table, &map, false).map_err(|mut bad| {
-            let b = bad.remove(0);
-            let origin = format!("file \"{}\", row {}", file.display(), row_base + b.row + 1);
-            b.into_error(&origin)
-        })?;
+        let out =
+            coerce_batch(&batch, &spec.table, &map, &spec.defaults, false).map_err(|mut bad| {
+                let b = bad.remove(0);
+                let origin = format!("file \"{}\", row {}", file.display(), row_base + b.row + 1);
+                b.into_error(&origin)
+            })?;
         row_base += n;
         if tx.blocking_send(Ok(out)).is_err() {
             return Err(Error::sql(sqlstate::QUERY_CANCELED, "load cancelled"));

@@ -323,6 +323,46 @@ impl SqlColumns {
             let lens = arrow::array::Int64Array::from(lens);
             columns[len_at] = arrow::compute::cast(&lens, schema.field(len_at).data_type())?;
         }
+        // Our columns' defaults, as pg_attrdef.adsrc has them.
+        if let (Ok(at), Ok(s), Ok(t), Ok(c)) = (
+            schema.index_of("column_default"),
+            schema.index_of("table_schema"),
+            schema.index_of("table_name"),
+            schema.index_of("column_name"),
+        ) {
+            let (s, t, c) = (
+                b.column(s).as_string::<i32>(),
+                b.column(t).as_string::<i32>(),
+                b.column(c).as_string::<i32>(),
+            );
+            let ours: Vec<Option<&blueshift_common::types::ColumnDef>> = (0..b.num_rows())
+                .map(|r| {
+                    snapshot
+                        .table_by_name(s.value(r), t.value(r))
+                        .and_then(|def| def.columns.iter().find(|col| col.name == c.value(r)))
+                })
+                .collect();
+            let defaults: StringArray = ours
+                .iter()
+                .map(|col| col.and_then(|col| col.default.clone()))
+                .collect();
+            columns[at] = arrow::compute::cast(&defaults, schema.field(at).data_type())?;
+            // The declared nullability (an identity column is NOT NULL, though INSERT plans
+            // its missing values as NULLs).
+            if let Ok(n) = schema.index_of("is_nullable") {
+                let old = arrow::compute::cast(b.column(n), &DataType::Utf8)?;
+                let old = old.as_string::<i32>();
+                let nullable: StringArray = ours
+                    .iter()
+                    .enumerate()
+                    .map(|(r, col)| match col {
+                        Some(col) => Some(if col.nullable { "YES" } else { "NO" }.to_string()),
+                        None => old.is_valid(r).then(|| old.value(r).to_string()),
+                    })
+                    .collect();
+                columns[n] = arrow::compute::cast(&nullable, schema.field(n).data_type())?;
+            }
+        }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 }

@@ -24,7 +24,7 @@ use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::pg_catalog::{
     PgCatalogSchemaProvider, PgCatalogStaticTables, PgCatalogTable, array_bounds_udf, format_type,
-    has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+    has_privilege_udf, quote_ident_udf,
 };
 use datafusion_pg_catalog::pg_catalog::{
     create_current_schemas_udf, create_pg_backend_pid_udf, create_pg_encoding_to_char_udf,
@@ -54,7 +54,7 @@ use functions::{
 use crate::sql::names::SYSTEM_SCHEMAS;
 
 /// The crate's empty `pg_catalog` tables that [`WithRoles`] answers from our catalog.
-const FILLED_HERE: [&str; 2] = ["pg_views", "pg_description"];
+const FILLED_HERE: [&str; 3] = ["pg_views", "pg_description", "pg_attrdef"];
 
 /// The `pg_catalog` schema of the leader, built once so that OIDs stay put between
 /// statements.
@@ -165,7 +165,7 @@ impl PgCatalog {
             has_privilege_udf::create_has_privilege_udf("has_column_privilege"),
             create_pg_table_is_visible(),
             format_type::create_format_type_udf(),
-            pg_get_expr_udf::create_pg_get_expr_udf(),
+            redshift::pg_get_expr(),
             create_pg_encoding_to_char_udf(),
             create_pg_backend_pid_udf(),
             create_pg_relation_size_udf(),
@@ -483,7 +483,13 @@ impl SchemaProvider for WithRoles {
                 .await?,
             )),
             "pg_attrdef" => Ok(Some(
-                redshift::pg_attrdef(inner("pg_attrdef").await?).await?,
+                redshift::pg_attrdef(
+                    inner("pg_attrdef").await?,
+                    inner("pg_class").await?,
+                    inner("pg_namespace").await?,
+                    &self.catalog,
+                )
+                .await?,
             )),
             _ => self.inner.table(name).await,
         }

@@ -296,10 +296,40 @@ pub async fn pg_attribute(
     };
     let typid = replaced("atttypid", |(oid, _)| oid);
     let typmod = replaced("atttypmod", |(_, m)| m);
+    // A default or identity: psql's `\d` reads the column's pg_attrdef row only then.
+    let hasdef = |b: &RecordBatch| -> DfResult<ArrayRef> {
+        let old = column(b, "atthasdef")?;
+        let ours: BooleanArray = keys(b)?
+            .iter()
+            .map(|(t, n)| {
+                let col = t.as_ref()?.columns.get(usize::try_from(*n - 1).ok()?)?;
+                Some(col.default.is_some() || col.identity.is_some())
+            })
+            .collect();
+        let old = arrow::compute::cast(old, &DataType::Boolean)?;
+        let old = old.as_boolean();
+        let merged: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                if ours.is_valid(i) {
+                    Some(ours.value(i))
+                } else {
+                    old.is_valid(i).then(|| old.value(i))
+                }
+            })
+            .collect();
+        Ok(arrow::compute::cast(
+            &merged,
+            column(b, "atthasdef")?.data_type(),
+        )?)
+    };
     extend(
         &schema,
         batches,
-        &[("atttypid", &typid), ("atttypmod", &typmod)],
+        &[
+            ("atttypid", &typid),
+            ("atttypmod", &typmod),
+            ("atthasdef", &hasdef),
+        ],
         &[
             (
                 Field::new("attisdistkey", DataType::Boolean, false),
@@ -317,17 +347,114 @@ pub async fn pg_attribute(
     )
 }
 
-pub async fn pg_attrdef(inner: Arc<dyn TableProvider>) -> DfResult<Arc<MemTable>> {
-    let (schema, batches) = collect(inner).await?;
-    let src = |b: &RecordBatch| -> DfResult<ArrayRef> {
-        Ok(Arc::new(StringArray::new_null(b.num_rows())))
-    };
-    extend(
-        &schema,
-        batches,
-        &[],
-        &[(Field::new("adsrc", DataType::Utf8, true), &src)],
-    )
+/// `pg_attrdef`: one row per column with a `DEFAULT` or an identity, `adbin` and `adsrc`
+/// both the default's SQL text (`pg_get_expr(adbin, adrelid)` gives it back, as psql's
+/// `\d` asks), an identity column's written as Redshift writes it:
+/// `"identity"(relid, column index, 'seed,step'::text)`.
+pub async fn pg_attrdef(
+    inner: Arc<dyn TableProvider>,
+    class: Arc<dyn TableProvider>,
+    namespace: Arc<dyn TableProvider>,
+    catalog: &Catalog,
+) -> DfResult<Arc<MemTable>> {
+    let inner_schema = inner.schema();
+    let (_, class_batches) = collect(class).await?;
+    let namespaces = namespaces(namespace).await?;
+    let tables = tables_by_name(catalog);
+    let (mut oids, mut relids, mut nums, mut texts) = (vec![], vec![], vec![], vec![]);
+    let mut classes = class_oids(&class_batches, &namespaces)?;
+    classes.sort();
+    for (relid, key) in classes {
+        let Some(t) = tables.get(&key) else {
+            continue;
+        };
+        for (i, c) in t.columns.iter().enumerate() {
+            let text = match (&c.default, &c.identity) {
+                (Some(text), _) => text.clone(),
+                (None, Some(id)) => {
+                    format!(
+                        "\"identity\"({relid}, {i}, '{},{}'::text)",
+                        id.seed, id.step
+                    )
+                }
+                (None, None) => continue,
+            };
+            // OIDs of their own range, above the crate's.
+            oids.push(1_000_000 + relid.wrapping_mul(1000) + i as i32);
+            relids.push(relid);
+            nums.push(i as i16 + 1);
+            texts.push(text);
+        }
+    }
+    let mut fields: Vec<Field> = inner_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("adsrc", DataType::Utf8, true));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let column: ArrayRef = match f.name().as_str() {
+            "oid" => Arc::new(Int32Array::from(oids.clone())),
+            "adrelid" => Arc::new(Int32Array::from(relids.clone())),
+            "adnum" => Arc::new(Int16Array::from(nums.clone())),
+            "adbin" | "adsrc" => Arc::new(StringArray::from(texts.clone())),
+            _ => arrow::array::new_null_array(f.data_type(), texts.len()),
+        };
+        columns.push(arrow::compute::cast(&column, f.data_type())?);
+    }
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `pg_get_expr(text, relid [, pretty])`: the expression text itself. The only expressions
+/// stored here are column defaults (`pg_attrdef.adbin`), kept as SQL text; the crate's
+/// version answers `''` for everything.
+pub fn pg_get_expr() -> ScalarUDF {
+    let sig = datafusion::logical_expr::Signature::one_of(
+        [DataType::Int32, DataType::Int64, DataType::UInt32]
+            .into_iter()
+            .flat_map(|oid| {
+                [
+                    datafusion::logical_expr::TypeSignature::Exact(vec![
+                        DataType::Utf8,
+                        oid.clone(),
+                    ]),
+                    datafusion::logical_expr::TypeSignature::Exact(vec![
+                        DataType::Utf8,
+                        oid,
+                        DataType::Boolean,
+                    ]),
+                ]
+            })
+            .collect(),
+        Volatility::Stable,
+    );
+    ScalarUDF::new_from_impl(PgGetExpr { sig })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgGetExpr {
+    sig: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PgGetExpr {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.sig
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> DfResult<ColumnarValue> {
+        Ok(args.args[0].clone())
+    }
 }
 
 /// `format_encoding(int)`: the name of a column encoding; every column is `none`.

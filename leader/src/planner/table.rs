@@ -2,6 +2,7 @@
 //! [`SliceScanExec`] with one partition per slice and the pushed-down filters kept for
 //! row-group pruning (DataFusion still applies them exactly above the scan).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -24,6 +25,8 @@ pub struct BlueshiftTable {
     /// The schema ends with the hidden segment column (for the target of a DELETE or
     /// UPDATE only).
     segment_column: bool,
+    /// Columns' `DEFAULT`s, planned (see [`super::defaults`]).
+    defaults: HashMap<String, Expr>,
 }
 
 impl BlueshiftTable {
@@ -32,13 +35,48 @@ impl BlueshiftTable {
     }
 
     pub fn new(def: TableDef, slices: u32) -> Self {
-        let schema = def.arrow_schema();
+        // An INSERT plans an identity column's missing values as NULLs (filled when the
+        // rows are loaded), so the planner must accept NULL there.
+        let schema = if def.identity_column().is_some() {
+            let fields: Vec<arrow::datatypes::Field> = def
+                .arrow_schema()
+                .fields()
+                .iter()
+                .zip(&def.columns)
+                .map(|(f, c)| {
+                    let f = f.as_ref().clone();
+                    if c.identity.is_some() {
+                        f.with_nullable(true)
+                    } else {
+                        f
+                    }
+                })
+                .collect();
+            Arc::new(arrow::datatypes::Schema::new(fields))
+        } else {
+            def.arrow_schema()
+        };
         Self {
             def,
             slices,
             schema,
             segment_column: false,
+            defaults: HashMap::new(),
         }
+    }
+
+    /// The table with its columns' defaults planned in `state` (what an INSERT that leaves
+    /// a column out stores there).
+    pub fn with_defaults(
+        mut self,
+        state: &datafusion::execution::SessionState,
+    ) -> crate::error::Result<Self> {
+        for c in &self.def.columns {
+            if let Some(expr) = super::defaults::default_expr(state, c)? {
+                self.defaults.insert(c.name.clone(), expr);
+            }
+        }
+        Ok(self)
     }
 
     /// The table with [`blueshift_common::scan::SEGMENT_COLUMN`] after its columns.
@@ -49,6 +87,7 @@ impl BlueshiftTable {
             slices,
             schema,
             segment_column: true,
+            defaults: HashMap::new(),
         }
     }
 }
@@ -110,6 +149,10 @@ impl TableProvider for BlueshiftTable {
             _ => scan,
         };
         Ok(Arc::new(scan))
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
     }
 
     fn supports_filters_pushdown(

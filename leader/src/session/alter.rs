@@ -1,14 +1,16 @@
-//! `ALTER TABLE ... RENAME TO | ADD [COLUMN] | DROP [COLUMN] | RENAME [COLUMN] a TO b`: one
-//! catalog command per statement that changes the table's definition. Segments name their
-//! columns, so rows written before an ADD COLUMN read NULL in it and a dropped column is
-//! simply no longer read: those keep the segments. A RENAME COLUMN cannot: the old
-//! segments hold the column under its old name, so the statement rewrites all of the
-//! table's rows into segments with the new names and swaps them in the same command as the
-//! new definition (its cost is a full copy of the table, unlike Redshift's rename).
+//! `ALTER TABLE ... RENAME TO | ADD [COLUMN] [DEFAULT e] [NOT NULL] | DROP [COLUMN] | RENAME
+//! [COLUMN] a TO b`: one catalog command per statement that changes the table's definition.
+//! Segments name their columns, so rows written before an ADD COLUMN read NULL in it and a
+//! dropped column is simply no longer read: those keep the segments. A RENAME COLUMN
+//! cannot: the old segments hold the column under its old name; nor an ADD COLUMN with a
+//! DEFAULT, whose existing rows must hold the default. Those statements rewrite all of the
+//! table's rows into new segments and swap them in the same command as the new definition
+//! (the cost is a full copy of the table, unlike Redshift's metadata-only change).
 
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::DistStyle;
 
+use super::dml::ColumnSource;
 use super::{Executor, Outcome, command, search_path, tx};
 use crate::catalog::{Command, CommentTarget, Relation, SegmentChange, ViewDef};
 use crate::error::{Error, Result};
@@ -18,12 +20,14 @@ use crate::sql::names::RelationName;
 
 impl Executor {
     pub(super) async fn alter_table(&self, stmt: &AlterTable) -> Result<Outcome> {
-        let renames_column = stmt
-            .actions
-            .iter()
-            .any(|a| matches!(a, AlterAction::RenameColumn { .. }));
-        // A column rename reads the table's rows: it plans a query at the version it reads.
-        let qc = if renames_column {
+        // A column rename, or an added column with a default, rewrites the table's rows: it
+        // plans a query at the version it reads.
+        let rewrites = stmt.actions.iter().any(|a| match a {
+            AlterAction::RenameColumn { .. } => true,
+            AlterAction::AddColumn { column, .. } => column.default.is_some(),
+            _ => false,
+        });
+        let qc = if rewrites {
             Some(query_context(&self.leader)?)
         } else {
             None
@@ -44,8 +48,11 @@ impl Executor {
         let mut sort_key = def.sort_key.clone();
         let mut dropped = def.dropped_columns.clone();
         // Where each column's values are in the current segments (renames change it).
-        let mut sources: Vec<Option<String>> =
-            def.columns.iter().map(|c| Some(c.name.clone())).collect();
+        let mut sources: Vec<ColumnSource> = def
+            .columns
+            .iter()
+            .map(|c| ColumnSource::Column(c.name.clone()))
+            .collect();
         let mut renamed_comments = Vec::new();
         for action in &stmt.actions {
             match action {
@@ -87,8 +94,25 @@ impl Executor {
                             ),
                         ));
                     }
+                    match (&column.default, &qc) {
+                        (Some(text), Some(qc)) => {
+                            // Existing rows get the default, as later inserts do.
+                            crate::planner::defaults::default_value(&qc.ctx.state(), column)?;
+                            sources.push(ColumnSource::Default(text.clone()));
+                        }
+                        _ if !column.nullable && def.total_rows() > 0 => {
+                            return Err(Error::sql(
+                                sqlstate::NOT_NULL_VIOLATION,
+                                format!(
+                                    "column \"{}\" of relation \"{name}\" contains null values: \
+                                     a NOT NULL column added to a table with rows needs a DEFAULT",
+                                    column.name
+                                ),
+                            ));
+                        }
+                        _ => sources.push(ColumnSource::Null),
+                    }
                     columns.push(column.clone());
-                    sources.push(None);
                 }
                 AlterAction::DropColumn { names, if_exists } => {
                     if let Some(view) = snapshot.dependents(def.id).next() {

@@ -12,6 +12,7 @@
 use blueshift_common::error::sqlstate;
 use blueshift_common::types::{DistStyle, TableDef};
 
+use super::dml::ColumnSource;
 use super::{Executor, Outcome, search_path, tx};
 use crate::catalog::{Command, Relation, SegmentChange};
 use crate::error::{Error, Result};
@@ -39,8 +40,8 @@ impl Executor {
             ));
         }
         let sources = column_sources(target, source, stmt.extra)?;
-        let identical =
-            target.columns.len() == source.columns.len() && sources.iter().all(Option::is_some);
+        let identical = target.columns.len() == source.columns.len()
+            && sources.iter().all(|s| matches!(s, ColumnSource::Column(_)));
         let all_source_segments: Vec<String> = source.segment_paths();
         let add = if identical && same_layout(target, source) {
             source.segments.values().flatten().cloned().collect()
@@ -83,13 +84,14 @@ fn table<'a>(
     }
 }
 
-/// For each target column, the source column its values come from (`None`: NULL, with
-/// FILLTARGET). Same-named columns must have the same type and nullability.
+/// For each target column, the source column its values come from (with FILLTARGET, its
+/// default, a new identity value, or NULL). Same-named columns must have the same type and
+/// nullability.
 fn column_sources(
     target: &TableDef,
     source: &TableDef,
     extra: AppendColumns,
-) -> Result<Vec<Option<String>>> {
+) -> Result<Vec<ColumnSource>> {
     let mut sources = Vec::with_capacity(target.columns.len());
     for c in &target.columns {
         match source.columns.iter().find(|s| s.name == c.name) {
@@ -111,10 +113,14 @@ fn column_sources(
                         ),
                     ));
                 }
-                sources.push(Some(c.name.clone()));
+                sources.push(ColumnSource::Column(c.name.clone()));
             }
             None if extra == AppendColumns::FillTarget => {
-                if !c.nullable {
+                if let Some(text) = &c.default {
+                    sources.push(ColumnSource::Default(text.clone()));
+                    continue;
+                }
+                if !c.nullable && c.identity.is_none() {
                     return Err(Error::sql(
                         sqlstate::NOT_NULL_VIOLATION,
                         format!(
@@ -123,13 +129,14 @@ fn column_sources(
                         ),
                     ));
                 }
-                sources.push(None);
+                sources.push(ColumnSource::Null);
             }
             None => {
                 return Err(Error::sql(
                     sqlstate::DATATYPE_MISMATCH,
                     format!(
-                        "target column \"{}\" is not in \"{}\" (FILLTARGET fills it with NULL)",
+                        "target column \"{}\" is not in \"{}\" (FILLTARGET fills it with its \
+                         default)",
                         c.name, source.name
                     ),
                 ));

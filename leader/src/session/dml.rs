@@ -44,7 +44,7 @@ use super::{Executor, Outcome};
 use crate::catalog::{Command, SegmentChange};
 use crate::error::{Error, Result};
 use crate::planner::{QueryContext, query_context};
-use crate::sql::statement::{Ast, parse_expr, parse_query};
+use crate::sql::statement::{Ast, parse_expr, parse_query, parse_stored_expr};
 
 /// The table a DELETE or UPDATE changes, as the statement names it.
 struct Target {
@@ -57,6 +57,17 @@ struct Target {
 
 fn unsupported(what: impl Into<String>) -> Error {
     Error::sql(sqlstate::FEATURE_NOT_SUPPORTED, what)
+}
+
+/// Where [`Executor::rewrite_table`] takes a column's values from.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ColumnSource {
+    /// The source table's column of that name.
+    Column(String),
+    /// A default expression (stored SQL text), the same for every row.
+    Default(String),
+    /// NULL (an identity column's NULLs get new values).
+    Null,
 }
 
 fn quoted(name: &str) -> Ident {
@@ -334,22 +345,22 @@ impl Executor {
             let qc = qc.next_query();
             let plan = self.plan_query(&qc, query, params.clone()).await?;
             let stream = execute_stream(plan, qc.ctx.task_ctx())?;
-            super::route_rows(&mut router, def, stream, "changed row").await?;
+            super::route_rows(&self.leader, &mut router, def, stream, "changed row").await?;
             counts.push(router.rows() - before);
         }
         Ok((router.finish().await?, counts))
     }
 
     /// Rewrites all of `from`'s rows into new segments of `into` (not committed): column
-    /// `i` of `into` takes `from`'s column `sources[i]` (cast to its type), or NULL where
-    /// that is `None`. `ALTER TABLE ... RENAME COLUMN` (the segments name their columns)
-    /// and `ALTER TABLE ... APPEND FROM` between tables of different layouts use it.
+    /// `i` of `into` takes its values from `sources[i]` (cast to its type).
+    /// `ALTER TABLE ... RENAME COLUMN` (the segments name their columns), `ADD COLUMN ...
+    /// DEFAULT` and `ALTER TABLE ... APPEND FROM` between tables of different layouts use it.
     pub(super) async fn rewrite_table(
         &self,
         qc: &QueryContext,
         from: &TableDef,
         into: &TableDef,
-        sources: &[Option<String>],
+        sources: &[ColumnSource],
     ) -> Result<(Vec<Segment>, u64)> {
         let mut template = parse_query(vec![
             Token::make_keyword("SELECT"),
@@ -369,12 +380,13 @@ impl Executor {
             .zip(sources)
             .map(|(c, source)| {
                 let value = match source {
-                    Some(name) => Expr::Identifier(quoted(name)),
-                    None => Expr::value(Value::Null),
+                    ColumnSource::Column(name) => Expr::Identifier(quoted(name)),
+                    ColumnSource::Default(text) => parse_stored_expr(text)?,
+                    ColumnSource::Null => Expr::value(Value::Null),
                 };
-                cast(value, &c.ty)
+                Ok(cast(value, &c.ty))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let query = select(projection, tables, None, vec![])?;
         let (segments, counts) = self.rewrite(qc, into, &[query], &None).await?;
         Ok((segments, counts.iter().sum()))
@@ -782,12 +794,18 @@ fn insert_values(def: &TableDef, insert: &MergeInsertExpr) -> Result<Vec<Expr>> 
             ),
         ));
     }
-    let mut out: Vec<Expr> = def
-        .columns
-        .iter()
-        .map(|c| cast(Expr::value(Value::Null), &c.ty))
-        .collect();
+    // Columns left out (or written DEFAULT) get their defaults; an identity column's NULL
+    // gets a new value when the row is loaded.
+    let mut out: Vec<Expr> = (0..def.columns.len())
+        .map(|i| Ok(cast(super::insert::default_of(def, i)?, &def.columns[i].ty)))
+        .collect::<Result<_>>()?;
     for (i, value) in columns.into_iter().zip(row) {
+        if super::insert::is_default_keyword(value) {
+            continue;
+        }
+        if def.columns[i].identity.is_some_and(|id| !id.by_default) {
+            return Err(super::insert::identity_value_error(def, i));
+        }
         out[i] = cast(value.clone(), &def.columns[i].ty);
     }
     Ok(out)
@@ -858,10 +876,20 @@ fn assignments(def: &TableDef, assignments: &[Assignment]) -> Result<Vec<Option<
                     ),
                 )
             })?;
-            if values[i]
-                .replace(cast(a.value.clone(), &def.columns[i].ty))
-                .is_some()
-            {
+            let value = if super::insert::is_default_keyword(&a.value) {
+                // SET c = DEFAULT: the column's default; an identity column keeps its value
+                // (Redshift does not renumber rows).
+                if def.columns[i].identity.is_some() {
+                    continue;
+                }
+                super::insert::default_of(def, i)?
+            } else {
+                if def.columns[i].identity.is_some_and(|id| !id.by_default) {
+                    return Err(super::insert::identity_value_error(def, i));
+                }
+                a.value.clone()
+            };
+            if values[i].replace(cast(value, &def.columns[i].ty)).is_some() {
                 return Err(Error::sql(
                     sqlstate::SYNTAX_ERROR,
                     format!("multiple assignments to same column \"{column}\""),

@@ -46,6 +46,8 @@ mod append;
 mod comments;
 mod dml;
 mod drop;
+mod insert;
+pub use insert::settle_defaults as settle_insert_defaults;
 mod metadata;
 pub mod retry;
 mod schemas;
@@ -412,6 +414,13 @@ impl Executor {
             )
         };
         let Some(query) = ct.query.take() else {
+            if ct.columns.iter().any(|c| c.default.is_some()) {
+                // Each default must compute a value of its column's type.
+                let state = query_context(leader)?.ctx.state();
+                for c in &ct.columns {
+                    crate::planner::defaults::default_value(&state, c)?;
+                }
+            }
             let def = ct.clone().into_def(id, schema.clone(), &current_user());
             tx::execute(leader, |s| {
                 if exists(s) {
@@ -431,11 +440,7 @@ impl Executor {
             .iter()
             .map(|f| {
                 blueshift_common::types::ColumnType::from_arrow(f.data_type())
-                    .map(|ty| ColumnDef {
-                        name: f.name().to_ascii_lowercase(),
-                        ty,
-                        nullable: true,
-                    })
+                    .map(|ty| ColumnDef::new(f.name().to_ascii_lowercase(), ty, true))
                     .ok_or_else(|| {
                         Error::sql(
                             sqlstate::FEATURE_NOT_SUPPORTED,
@@ -513,6 +518,8 @@ impl Executor {
             ),
             None => None,
         };
+        let columns = identity_columns(&table, columns, stmt.options.explicit_ids)?;
+        let defaults = self.load_defaults(&table, columns.as_deref())?;
         let map = self.leader.membership.slice_map(snapshot.slices)?;
         let width = columns
             .as_ref()
@@ -521,6 +528,7 @@ impl Executor {
         let spec = ReadSpec {
             table: table.clone(),
             columns,
+            defaults,
             options: stmt.options.clone(),
             query_id: uuid::Uuid::new_v4().simple().to_string(),
             errors: self.leader.load_errors.clone(),
@@ -564,6 +572,37 @@ impl Executor {
         })
     }
 
+    /// The `DEFAULT` of each table column a load has no values for, evaluated once.
+    fn load_defaults(
+        &self,
+        table: &blueshift_common::types::TableDef,
+        columns: Option<&[usize]>,
+    ) -> Result<Vec<Option<datafusion::common::ScalarValue>>> {
+        let loaded = |i: usize| columns.is_none_or(|c| c.contains(&i));
+        if !table
+            .columns
+            .iter()
+            .enumerate()
+            .any(|(i, c)| c.default.is_some() && !loaded(i))
+        {
+            return Ok(vec![]);
+        }
+        let qc = query_context(&self.leader)?;
+        let state = qc.ctx.state();
+        table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if loaded(i) {
+                    Ok(None)
+                } else {
+                    crate::planner::defaults::default_value(&state, c)
+                }
+            })
+            .collect()
+    }
+
     /// Routes a load's batches to the slices and commits them as one catalog command once
     /// the reader has finished without error.
     async fn route_and_commit(
@@ -578,7 +617,8 @@ impl Executor {
         let _pin = self.leader.pins.pin();
         let mut router = Router::new(table.clone(), slices, map, self.leader.scheduler.clone());
         while let Some(batch) = rx.recv().await {
-            router.push(batch?).await?;
+            let batch = crate::load::identity::fill(&self.leader, &table, batch?)?;
+            router.push(batch).await?;
         }
         reader
             .await
@@ -656,7 +696,7 @@ impl Executor {
         stream: SendableRecordBatchStream,
     ) -> Result<(u64, Vec<blueshift_common::types::Segment>)> {
         let mut router = self.router(table, tx::snapshot(&self.leader).slices)?;
-        route_rows(&mut router, table, stream, "inserted row").await?;
+        route_rows(&self.leader, &mut router, table, stream, "inserted row").await?;
         let rows = router.rows();
         let segments = router.finish().await?;
         Ok((rows, segments))
@@ -680,6 +720,8 @@ impl Executor {
         params: Option<ParamValues>,
     ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
         crate::sql::guard::refuse_known_wrong_answers(ast)?;
+        let settled = insert::settle_defaults(ast, &qc.catalog, &search_path())?;
+        let ast = settled.as_ref().unwrap_or(ast);
         let mut df = qc.dataframe(ast).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
@@ -722,9 +764,48 @@ impl Executor {
     }
 }
 
+/// The table columns a COPY loads, as Redshift has it for an IDENTITY column: without a
+/// column list, every column but the identity one (unless `EXPLICIT_IDS`); a list may name
+/// the identity column only with `EXPLICIT_IDS` (a `GENERATED BY DEFAULT` one also without).
+fn identity_columns(
+    table: &blueshift_common::types::TableDef,
+    columns: Option<Vec<usize>>,
+    explicit_ids: bool,
+) -> Result<Option<Vec<usize>>> {
+    let Some((identity, how)) = table.identity_column() else {
+        return Ok(columns);
+    };
+    let name = &table.columns[identity].name;
+    match columns {
+        None if explicit_ids => Ok(None),
+        None => Ok(Some(
+            (0..table.columns.len())
+                .filter(|i| *i != identity)
+                .collect(),
+        )),
+        Some(list) => {
+            let named = list.contains(&identity);
+            if named && !explicit_ids && !how.by_default {
+                Err(Error::sql(
+                    sqlstate::GENERATED_ALWAYS,
+                    format!("cannot COPY into IDENTITY column \"{name}\" without EXPLICIT_IDS"),
+                ))
+            } else if !named && explicit_ids {
+                Err(Error::sql(
+                    sqlstate::SYNTAX_ERROR,
+                    format!("EXPLICIT_IDS needs the IDENTITY column \"{name}\" in the column list"),
+                ))
+            } else {
+                Ok(Some(list))
+            }
+        }
+    }
+}
+
 /// Feeds a stream of rows in `table`'s column order into `router`, each cast to the
 /// table's types (`what` names a bad row in the error).
 async fn route_rows(
+    leader: &LeaderState,
     router: &mut Router,
     table: &blueshift_common::types::TableDef,
     mut stream: SendableRecordBatchStream,
@@ -732,8 +813,9 @@ async fn route_rows(
 ) -> Result<()> {
     let mapping: Vec<Option<usize>> = (0..table.columns.len()).map(Some).collect();
     while let Some(batch) = stream.next().await {
-        let batch = coerce_batch(&batch?, table, &mapping, false)
+        let batch = coerce_batch(&batch?, table, &mapping, &[], false)
             .map_err(|mut bad| bad.remove(0).into_error(what))?;
+        let batch = crate::load::identity::fill(leader, table, batch)?;
         router.push(batch).await?;
     }
     Ok(())

@@ -82,14 +82,11 @@ fn view_columns(plan: &LogicalPlan, names: &[String]) -> Result<Vec<ColumnDef>> 
                 format!("column \"{name}\" specified more than once"),
             ));
         }
-        columns.push(ColumnDef {
-            name,
-            // Listings show what a table could hold; other types show as varchar.
-            ty: ColumnType::from_arrow(f.data_type()).unwrap_or(ColumnType::Varchar {
-                len: DEFAULT_VARCHAR_LEN,
-            }),
-            nullable: f.is_nullable(),
+        // Listings show what a table could hold; other types show as varchar.
+        let ty = ColumnType::from_arrow(f.data_type()).unwrap_or(ColumnType::Varchar {
+            len: DEFAULT_VARCHAR_LEN,
         });
+        columns.push(ColumnDef::new(name, ty, f.is_nullable()));
     }
     Ok(columns)
 }

@@ -4,7 +4,7 @@
 //! COPY table [(col, ...)] FROM '/path/file-or-dir-or-glob'
 //!     [FORMAT [AS]] {CSV | PARQUET} | CSV [QUOTE [AS] 'q']
 //!     [DELIMITER [AS] 'c'] [IGNOREHEADER [AS] n] [NULL [AS] 's']
-//!     [EMPTYASNULL] [BLANKSASNULL] [GZIP] [MAXERROR [AS] n]
+//!     [EMPTYASNULL] [BLANKSASNULL] [EXPLICIT_IDS] [GZIP] [MAXERROR [AS] n]
 //!     [IAM_ROLE '...'] [REGION [AS] '...'] [CREDENTIALS '...']   -- accepted, unused locally
 //!     [DATEFORMAT [AS] 'auto'] [TIMEFORMAT [AS] 'auto']
 //! ```
@@ -34,6 +34,8 @@ pub struct CopyOptions {
     pub ignore_header: u64,
     pub null_as: String,
     pub empty_as_null: bool,
+    /// `EXPLICIT_IDS`: the data holds the values of the table's IDENTITY column.
+    pub explicit_ids: bool,
     pub blanks_as_null: bool,
     pub gzip: bool,
     pub max_error: u64,
@@ -104,6 +106,7 @@ pub fn parse_copy(t: &[Token]) -> Result<CopyStatement> {
         ignore_header: 0,
         null_as: "\\N".to_string(),
         empty_as_null: false,
+        explicit_ids: false,
         blanks_as_null: false,
         gzip: false,
         max_error: 0,
@@ -165,6 +168,7 @@ pub fn parse_copy(t: &[Token]) -> Result<CopyStatement> {
                 o.max_error = p.number("MAXERROR")?;
             }
             "EMPTYASNULL" => o.empty_as_null = true,
+            "EXPLICIT_IDS" => o.explicit_ids = true,
             "BLANKSASNULL" => o.blanks_as_null = true,
             "GZIP" => o.gzip = true,
             "IAM_ROLE" | "CREDENTIALS" | "ACCESS_KEY_ID" | "SECRET_ACCESS_KEY"

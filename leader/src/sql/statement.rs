@@ -254,6 +254,16 @@ pub fn parse_stored_query(sql: &str) -> Result<Ast> {
     Ok(Ast::Query(parse_query(tokens)?))
 }
 
+/// An expression stored as text by the catalog (a column's `DEFAULT`).
+pub fn parse_stored_expr(sql: &str) -> Result<ast::Expr> {
+    let tokens = tokenize(sql, QuestionMarks::Operator)?
+        .into_iter()
+        .map(|t| t.token)
+        .filter(|t| !is_blank(t))
+        .collect();
+    parse_expr(tokens)
+}
+
 pub fn parse_query(tokens: Vec<Token>) -> Result<Box<ast::Query>> {
     let mut p = parser_over(tokens);
     let query = p
