@@ -37,6 +37,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // Statements are planned on this runtime: sqlparser's and DataFusion's planners
+        // recurse per nesting level, and a deep statement must get an error, not overflow
+        // tokio's 2 MiB default and abort the process (only touched pages are used).
+        .thread_stack_size(blueshift_common::runtime::THREAD_STACK_BYTES)
         .enable_all()
         .build()
     {

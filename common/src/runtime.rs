@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
+/// Stack of every runtime worker thread: planning and executing a deeply nested statement
+/// recurses far past tokio's 2 MiB default.
+pub const THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
+
 /// The process-wide query runtime, started on first use with one worker per core.
 pub fn query_runtime() -> Handle {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -20,6 +24,7 @@ pub fn query_runtime() -> Handle {
             match Builder::new_multi_thread()
                 .worker_threads(workers)
                 .thread_name("blueshift-query")
+                .thread_stack_size(THREAD_STACK_BYTES)
                 .enable_all()
                 .build()
             {

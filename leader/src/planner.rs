@@ -313,6 +313,17 @@ impl QueryContext {
         &self,
         statement: &crate::sql::statement::Ast,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        // An INSERT's DEFAULT keywords and identity rules, settled on its AST first (when it
+        // runs and when a client prepares it). Boxed: a statement is large, and this
+        // future is nested deeply when views and subqueries are planned.
+        let settled: Option<Box<crate::sql::statement::Ast>> =
+            crate::session::settle_insert_defaults(
+                statement,
+                &self.catalog,
+                &crate::session::search_path(),
+            )?
+            .map(Box::new);
+        let statement = settled.as_deref().unwrap_or(statement);
         crate::sql::compat::logical_plan(&self.ctx.state(), statement, &self.empty_catalog_tables)
             .await
     }

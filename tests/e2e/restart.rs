@@ -232,6 +232,25 @@ async fn copy_fills_identity_and_defaults_and_identity_values_survive_a_restart(
     pg::execute(&client, "INSERT INTO ident (name) VALUES ('after')")
         .await
         .unwrap();
+    // Prepared with parameters (the extended protocol), DEFAULT in VALUES.
+    let inserted = client
+        .execute(
+            "INSERT INTO ident VALUES (DEFAULT, $1, DEFAULT, $2)",
+            &[&"prepared", &"p2"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let prepared = pg::query(
+        &client,
+        "select qty, note from ident where name = 'prepared' and id > 5",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        prepared,
+        vec![vec![Some("7".to_string()), Some("p2".to_string())]]
+    );
     let after = pg::query(
         &client,
         "select id, qty, note from ident where name = 'after'",

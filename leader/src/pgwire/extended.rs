@@ -95,14 +95,7 @@ impl Parser {
         let leader = self.leader.clone();
         crate::session::tx::TRANSACTION
             .scope(tx_slot(client), async {
-                let qc = query_context(&leader)?;
-                // An INSERT's DEFAULTs are settled as its execution will settle them.
-                let settled = crate::session::settle_insert_defaults(
-                    ast,
-                    &qc.catalog,
-                    &crate::session::search_path(),
-                )?;
-                qc.logical_plan(settled.as_ref().unwrap_or(ast)).await
+                query_context(&leader)?.logical_plan(ast).await
             })
             .await
             .map_err(user_error)

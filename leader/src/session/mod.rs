@@ -720,8 +720,6 @@ impl Executor {
         params: Option<ParamValues>,
     ) -> Result<(blueshift_common::types::TableDef, Arc<dyn ExecutionPlan>)> {
         crate::sql::guard::refuse_known_wrong_answers(ast)?;
-        let settled = insert::settle_defaults(ast, &qc.catalog, &search_path())?;
-        let ast = settled.as_ref().unwrap_or(ast);
         let mut df = qc.dataframe(ast).await?;
         if let Some(p) = params {
             df = df.with_param_values(p)?;
