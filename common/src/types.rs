@@ -213,6 +213,18 @@ impl TableDef {
         ))
     }
 
+    /// The schema rows have before their identity values are filled: the identity column
+    /// nullable (an INSERT plans its missing values as NULLs; the leader fills them when the
+    /// rows are loaded), the rest as [`Self::arrow_schema`].
+    pub fn pending_identity_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.to_arrow(), c.nullable || c.identity.is_some()))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// The table's identity column (Redshift allows one) and how its values go.
     pub fn identity_column(&self) -> Option<(usize, Identity)> {
         self.columns

@@ -174,21 +174,20 @@ fn register_user_schemas(
         .values()
         .any(|t| t.columns.iter().any(|c| c.default.is_some()))
         .then(|| ctx.state());
-    let tables_of = |schema: &str| -> Result<std::collections::HashMap<_, _>> {
-        catalog
-            .tables
-            .values()
-            .filter(|t| t.schema == schema)
-            .map(|def| {
-                let mut table = table::BlueshiftTable::new(def.clone(), catalog.slices);
-                if let Some(state) = &state {
-                    table = table.with_defaults(state)?;
-                }
-                let table: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(table);
-                Ok((def.name.clone(), table))
-            })
-            .collect()
-    };
+    // Each table's provider, built once and shared by the schemas below.
+    type Tables = std::collections::HashMap<String, Arc<dyn datafusion::catalog::TableProvider>>;
+    let mut by_schema: std::collections::HashMap<&str, Tables> = std::collections::HashMap::new();
+    for def in catalog.tables.values() {
+        let mut table = table::BlueshiftTable::new(def.clone(), catalog.slices);
+        if let Some(state) = &state {
+            table = table.with_defaults(state)?;
+        }
+        by_schema
+            .entry(def.schema.as_str())
+            .or_default()
+            .insert(def.name.clone(), Arc::new(table));
+    }
+    let tables_of = |schema: &str| by_schema.get(schema).cloned().unwrap_or_default();
     let views_of = |schema: &str| {
         catalog
             .views
@@ -205,7 +204,7 @@ fn register_user_schemas(
         plain.insert(
             name.clone(),
             Arc::new(schemas::UserSchema::new(
-                tables_of(name)?,
+                tables_of(name),
                 views_of(name),
                 fallback,
                 planner.clone(),
@@ -222,7 +221,7 @@ fn register_user_schemas(
                 .collect();
             fallback.push(system.clone());
             Arc::new(schemas::UserSchema::new(
-                tables_of(name)?,
+                tables_of(name),
                 views_of(name),
                 fallback,
                 planner.clone(),
@@ -238,7 +237,7 @@ fn register_user_schemas(
     let listing = Arc::new(MemoryCatalogProvider::new());
     for name in &names {
         let schema = datafusion::catalog::MemorySchemaProvider::new();
-        for (table, provider) in tables_of(name)? {
+        for (table, provider) in tables_of(name) {
             schema.register_table(table, provider)?;
         }
         for view in views_of(name) {

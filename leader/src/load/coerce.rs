@@ -172,7 +172,7 @@ pub fn coerce_batch(
     defaults: &[Option<ScalarValue>],
     all: bool,
 ) -> std::result::Result<RecordBatch, Vec<BadValue>> {
-    let schema = pending_identity_schema(table);
+    let schema = table.pending_identity_schema();
     let mut columns = Vec::with_capacity(table.columns.len());
     let mut bad = Vec::new();
     for (i, def) in table.columns.iter().enumerate() {
@@ -225,28 +225,6 @@ pub fn coerce_batch(
             reason: e.to_string(),
         }]
     })
-}
-
-/// The table's schema with its identity column nullable (until its values are filled).
-fn pending_identity_schema(table: &TableDef) -> arrow::datatypes::SchemaRef {
-    let schema = table.arrow_schema();
-    if table.identity_column().is_none() {
-        return schema;
-    }
-    let fields: Vec<arrow::datatypes::Field> = schema
-        .fields()
-        .iter()
-        .zip(&table.columns)
-        .map(|(f, c)| {
-            let f = f.as_ref().clone();
-            if c.identity.is_some() {
-                f.with_nullable(true)
-            } else {
-                f
-            }
-        })
-        .collect();
-    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
 }
 
 /// Drops the given rows from a batch.

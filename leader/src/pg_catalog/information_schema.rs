@@ -297,71 +297,64 @@ impl SqlColumns {
             let named: StringArray = types.iter().map(|t| t.map(sql_type_name)).collect();
             columns[i] = Arc::new(named);
         }
-        // Declared lengths of our VARCHAR / CHAR columns.
-        if let (Ok(len_at), Ok(s), Ok(t), Ok(c)) = (
-            schema.index_of("character_maximum_length"),
+        // Our column of each row (None: a system table's, or a view's).
+        let ours: Vec<Option<&blueshift_common::types::ColumnDef>> = match (
             schema.index_of("table_schema"),
             schema.index_of("table_name"),
             schema.index_of("column_name"),
         ) {
-            let (s, t, c) = (
-                b.column(s).as_string::<i32>(),
-                b.column(t).as_string::<i32>(),
-                b.column(c).as_string::<i32>(),
-            );
-            let old = arrow::compute::cast(b.column(len_at), &DataType::Int64)?;
+            (Ok(s), Ok(t), Ok(c)) => {
+                let (s, t, c) = (
+                    b.column(s).as_string::<i32>(),
+                    b.column(t).as_string::<i32>(),
+                    b.column(c).as_string::<i32>(),
+                );
+                (0..b.num_rows())
+                    .map(|r| {
+                        snapshot
+                            .table_by_name(s.value(r), t.value(r))
+                            .and_then(|def| def.columns.iter().find(|col| col.name == c.value(r)))
+                    })
+                    .collect()
+            }
+            _ => vec![None; b.num_rows()],
+        };
+        // Declared lengths of our VARCHAR / CHAR columns.
+        if let Ok(at) = schema.index_of("character_maximum_length") {
+            let old = arrow::compute::cast(b.column(at), &DataType::Int64)?;
             let old = old.as_primitive::<arrow::datatypes::Int64Type>();
-            let lens: Vec<Option<i64>> = (0..b.num_rows())
-                .map(|r| {
-                    snapshot
-                        .table_by_name(s.value(r), t.value(r))
-                        .and_then(|def| def.columns.iter().find(|col| col.name == c.value(r)))
-                        .and_then(|col| col.ty.max_len().map(i64::from))
+            let lens: arrow::array::Int64Array = ours
+                .iter()
+                .enumerate()
+                .map(|(r, col)| {
+                    col.and_then(|col| col.ty.max_len().map(i64::from))
                         .or_else(|| old.is_valid(r).then(|| old.value(r)))
                 })
                 .collect();
-            let lens = arrow::array::Int64Array::from(lens);
-            columns[len_at] = arrow::compute::cast(&lens, schema.field(len_at).data_type())?;
+            columns[at] = arrow::compute::cast(&lens, schema.field(at).data_type())?;
         }
         // Our columns' defaults, as pg_attrdef.adsrc has them.
-        if let (Ok(at), Ok(s), Ok(t), Ok(c)) = (
-            schema.index_of("column_default"),
-            schema.index_of("table_schema"),
-            schema.index_of("table_name"),
-            schema.index_of("column_name"),
-        ) {
-            let (s, t, c) = (
-                b.column(s).as_string::<i32>(),
-                b.column(t).as_string::<i32>(),
-                b.column(c).as_string::<i32>(),
-            );
-            let ours: Vec<Option<&blueshift_common::types::ColumnDef>> = (0..b.num_rows())
-                .map(|r| {
-                    snapshot
-                        .table_by_name(s.value(r), t.value(r))
-                        .and_then(|def| def.columns.iter().find(|col| col.name == c.value(r)))
-                })
-                .collect();
+        if let Ok(at) = schema.index_of("column_default") {
             let defaults: StringArray = ours
                 .iter()
                 .map(|col| col.and_then(|col| col.default.clone()))
                 .collect();
             columns[at] = arrow::compute::cast(&defaults, schema.field(at).data_type())?;
-            // The declared nullability (an identity column is NOT NULL, though INSERT plans
-            // its missing values as NULLs).
-            if let Ok(n) = schema.index_of("is_nullable") {
-                let old = arrow::compute::cast(b.column(n), &DataType::Utf8)?;
-                let old = old.as_string::<i32>();
-                let nullable: StringArray = ours
-                    .iter()
-                    .enumerate()
-                    .map(|(r, col)| match col {
-                        Some(col) => Some(if col.nullable { "YES" } else { "NO" }.to_string()),
-                        None => old.is_valid(r).then(|| old.value(r).to_string()),
-                    })
-                    .collect();
-                columns[n] = arrow::compute::cast(&nullable, schema.field(n).data_type())?;
-            }
+        }
+        // The declared nullability (an identity column is NOT NULL, though INSERT plans its
+        // missing values as NULLs).
+        if let Ok(at) = schema.index_of("is_nullable") {
+            let old = arrow::compute::cast(b.column(at), &DataType::Utf8)?;
+            let old = old.as_string::<i32>();
+            let nullable: StringArray = ours
+                .iter()
+                .enumerate()
+                .map(|(r, col)| match col {
+                    Some(col) => Some(if col.nullable { "YES" } else { "NO" }.to_string()),
+                    None => old.is_valid(r).then(|| old.value(r).to_string()),
+                })
+                .collect();
+            columns[at] = arrow::compute::cast(&nullable, schema.field(at).data_type())?;
         }
         Ok(RecordBatch::try_new(schema, columns)?)
     }

@@ -35,27 +35,8 @@ impl BlueshiftTable {
     }
 
     pub fn new(def: TableDef, slices: u32) -> Self {
-        // An INSERT plans an identity column's missing values as NULLs (filled when the
-        // rows are loaded), so the planner must accept NULL there.
-        let schema = if def.identity_column().is_some() {
-            let fields: Vec<arrow::datatypes::Field> = def
-                .arrow_schema()
-                .fields()
-                .iter()
-                .zip(&def.columns)
-                .map(|(f, c)| {
-                    let f = f.as_ref().clone();
-                    if c.identity.is_some() {
-                        f.with_nullable(true)
-                    } else {
-                        f
-                    }
-                })
-                .collect();
-            Arc::new(arrow::datatypes::Schema::new(fields))
-        } else {
-            def.arrow_schema()
-        };
+        // The planner must accept the NULLs an INSERT plans for missing identity values.
+        let schema = def.pending_identity_schema();
         Self {
             def,
             slices,
