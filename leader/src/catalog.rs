@@ -81,6 +81,20 @@ impl CatalogState {
         name == PUBLIC || self.schemas.contains_key(name)
     }
 
+    /// The sessions' temporary schemas that hold a table (a session's exists as long as it
+    /// has temporary tables; they are not created with CREATE SCHEMA).
+    pub fn temp_schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tables
+            .values()
+            .filter(|t| t.temporary && is_temp_schema(&t.schema))
+            .map(|t| t.schema.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The user schemas, `public` first.
     pub fn schema_names(&self) -> Vec<String> {
         let mut names = vec![PUBLIC.to_string()];
@@ -549,9 +563,18 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
     Ok(())
 }
 
-/// A new table or view `schema.name` (id `id`) needs an existing schema and a free name.
+/// The prefix of a session's temporary schema (see `session::tx::TempTables`).
+pub const TEMP_SCHEMA_PREFIX: &str = "pg_temp_";
+
+/// Whether `schema` is a session's temporary schema.
+pub fn is_temp_schema(schema: &str) -> bool {
+    schema.starts_with(TEMP_SCHEMA_PREFIX)
+}
+
+/// A new table or view `schema.name` (id `id`) needs an existing schema (or a temporary
+/// one) and a free name.
 fn check_new_relation(state: &CatalogState, schema: &str, name: &str, id: u64) -> Result<()> {
-    if !state.schema_exists(schema) {
+    if !state.schema_exists(schema) && !is_temp_schema(schema) {
         return Err(undefined_schema(schema));
     }
     if state.relation_taken(schema, name, id) {

@@ -126,6 +126,7 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         &ctx,
         &listing,
         system,
+        &current_schema(&catalog),
         &leader.database,
         &crate::session::current_user(),
     )?;
@@ -139,12 +140,23 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
     })
 }
 
-/// The schema DataFusion qualifies unqualified names with: the first existing schema of
-/// the search path (`public` when none exists, so that system tables still resolve).
-fn default_schema(catalog: &CatalogState) -> String {
+/// The first existing schema of the search path (`public` when none exists, so that system
+/// tables still resolve): `current_schema()`, where CREATE puts what it makes.
+fn current_schema(catalog: &CatalogState) -> String {
     catalog
         .current_schema(&crate::session::search_path())
         .unwrap_or_else(|| DEFAULT_SCHEMA.to_string())
+}
+
+/// The session's temporary schema, if it holds a table in this catalog version.
+fn temp_schema(catalog: &CatalogState) -> Option<String> {
+    crate::session::tx::temp_schema().filter(|s| catalog.tables.values().any(|t| t.schema == *s))
+}
+
+/// The schema DataFusion qualifies unqualified names with: the session's temporary schema
+/// while it has tables (so they shadow others of their names), else [`current_schema`].
+fn default_schema(catalog: &CatalogState) -> String {
+    temp_schema(catalog).unwrap_or_else(|| current_schema(catalog))
 }
 
 /// Registers every user schema of the catalog version (tables and views), the default one
@@ -164,7 +176,8 @@ fn register_user_schemas(
     let system = schemas::system_schema();
     system_tables::register(&system, leader, catalog, slices)?;
     let planner = schemas::ViewPlanner::new(leader.pg_catalog.empty_tables.clone());
-    let default = default_schema(catalog);
+    let default = current_schema(catalog);
+    let temp = temp_schema(catalog);
     let path = crate::session::search_path();
     let names = catalog.schema_names();
     // Defaults are planned with the session's functions (only when some table has one:
@@ -229,13 +242,27 @@ fn register_user_schemas(
         } else {
             plain[name].clone()
         };
-        cat.register_schema(name, provider)?;
+        cat.register_schema(name, provider.clone())?;
+        // The session's temporary tables come first, then the search path as above.
+        if *name == default
+            && let Some(temp) = &temp
+        {
+            cat.register_schema(
+                temp,
+                Arc::new(schemas::UserSchema::new(
+                    tables_of(temp),
+                    vec![],
+                    vec![provider],
+                    planner.clone(),
+                )),
+            )?;
+        }
     }
     ctx.register_catalog(DEFAULT_CATALOG, cat);
     let weak = ctx.state_weak_ref();
     planner.bind(Box::new(move || weak.upgrade().map(|s| s.read().clone())));
     let listing = Arc::new(MemoryCatalogProvider::new());
-    for name in &names {
+    for name in names.iter().chain(&temp) {
         let schema = datafusion::catalog::MemorySchemaProvider::new();
         for (table, provider) in tables_of(name) {
             schema.register_table(table, provider)?;

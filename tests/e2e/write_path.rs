@@ -12,6 +12,9 @@
 //!   whose client disconnects are never visible.
 //! - `temporary_tables_end_with_their_session`: `CREATE TEMP TABLE` (and a temporary CTAS)
 //!   are dropped when the session closes.
+//! - `temporary_tables_are_their_sessions_own`: two sessions each have a temporary table of
+//!   one name, shadowing a permanent one that other sessions (and `public.t`) still read;
+//!   prepared statements and `information_schema` see the session's own.
 
 use blueshift_tests::{Cluster, DuckDb, Rows, pg};
 
@@ -355,12 +358,12 @@ async fn temporary_tables_end_with_their_session() {
         assert!(format!("{err:#}").contains("tmp_c"), "{err:#}");
         drop(session);
     }
-    // The session ended: its temporary tables are dropped (soon after the close).
+    // The session ended: its temporary tables are dropped (soon after the close). Another
+    // session never sees them by name, so ask the catalog.
+    let listed = "select count(*) from svv_table_info where \"table\" in ('tmp_a', 'tmp_b')";
     let mut gone = false;
     for _ in 0..50 {
-        let a = pg::query(&observer, "select * from tmp_a").await;
-        let b = pg::query(&observer, "select * from tmp_b").await;
-        if a.is_err() && b.is_err() {
+        if pg::query_i64(&observer, listed).await.unwrap() == 0 {
             gone = true;
             break;
         }
@@ -372,4 +375,68 @@ async fn temporary_tables_end_with_their_session() {
         .await
         .unwrap();
     pg::execute(&observer, "drop table tmp_a").await.unwrap();
+}
+
+#[tokio::test]
+async fn temporary_tables_are_their_sessions_own() {
+    let cluster = crate::common::scratch_cluster().await;
+    let _logs = cluster.logs_on_panic();
+    let observer = cluster.client().await.unwrap();
+    let a = cluster.client().await.unwrap();
+    let b = cluster.client().await.unwrap();
+    pg::execute(&observer, "create table shadow_t (v integer)")
+        .await
+        .unwrap();
+    pg::execute(&observer, "insert into shadow_t values (1)")
+        .await
+        .unwrap();
+    for (session, v) in [(&a, 2), (&b, 3)] {
+        pg::execute(session, "create temp table shadow_t (v integer)")
+            .await
+            .unwrap();
+        pg::execute(session, &format!("insert into shadow_t values ({v})"))
+            .await
+            .unwrap();
+    }
+    let v = "select sum(v) from shadow_t";
+    assert_eq!(pg::query_i64(&a, v).await.unwrap(), 2, "a reads its own");
+    assert_eq!(pg::query_i64(&b, v).await.unwrap(), 3, "b reads its own");
+    assert_eq!(
+        pg::query_i64(&observer, v).await.unwrap(),
+        1,
+        "others the permanent one"
+    );
+    assert_eq!(
+        pg::query_i64(&a, "select sum(v) from public.shadow_t")
+            .await
+            .unwrap(),
+        1,
+        "public.shadow_t is the permanent one"
+    );
+    // The extended protocol (a prepared statement with a parameter) resolves it the same.
+    let rows = a
+        .query("select v from shadow_t where v > $1", &[&0i32])
+        .await
+        .unwrap();
+    let got: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, [2]);
+    // information_schema lists the session's own temporary table beside the permanent one.
+    assert_eq!(
+        pg::query_i64(
+            &b,
+            "select count(*) from information_schema.columns where table_name = 'shadow_t'"
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    let err = pg::expect_db_error(&a, "create temp table public.tmp_q (x integer)")
+        .await
+        .unwrap();
+    assert_eq!(err.code().code(), "42P16", "{}", err.message());
+    // Dropping it uncovers the permanent table again.
+    pg::execute(&a, "drop table shadow_t").await.unwrap();
+    assert_eq!(pg::query_i64(&a, v).await.unwrap(), 1);
+    assert_eq!(pg::query_i64(&b, v).await.unwrap(), 3);
+    pg::execute(&observer, "drop table shadow_t").await.unwrap();
 }

@@ -119,6 +119,7 @@ impl PgCatalog {
         ctx: &SessionContext,
         listing: &Arc<datafusion::catalog::MemoryCatalogProvider>,
         system: Arc<dyn SchemaProvider>,
+        current_schema: &str,
         database: &str,
         user: &str,
     ) -> Result<()> {
@@ -143,16 +144,8 @@ impl PgCatalog {
             c.register_schema("information_schema", information_schema.clone())?;
         }
         ctx.register_udtf("pg_get_keywords", self.keywords.clone());
-        // The first existing schema of the search path, which the planner made the default.
-        let current_schema = ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone();
         for udf in [
-            functions::session_constant("current_schema", &current_schema),
+            functions::session_constant("current_schema", current_schema),
             create_current_schemas_udf(),
             roles::pg_get_userbyid((self.roles)()),
             roles::current_user("session_user", user),
@@ -286,8 +279,11 @@ impl CatalogInfo for UserTables {
         if catalog != DEFAULT_CATALOG {
             return Ok(None);
         }
-        let mut names = self.catalog.snapshot().schema_names();
+        let state = self.catalog.snapshot();
+        let mut names = state.schema_names();
         names.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
+        // Every session's temporary schema, as PostgreSQL's pg_namespace lists them.
+        names.extend(state.temp_schema_names());
         Ok(Some(names))
     }
 
@@ -299,7 +295,7 @@ impl CatalogInfo for UserTables {
             return Ok(Some(vec![]));
         }
         let state = self.catalog.snapshot();
-        if !state.schema_exists(schema) {
+        if !state.schema_exists(schema) && !crate::catalog::is_temp_schema(schema) {
             return Ok(None);
         }
         Ok(Some(

@@ -93,10 +93,11 @@ impl Parser {
             .collect();
         crate::sql::compat::with_parameter_types(ast, &declared);
         let leader = self.leader.clone();
+        let plan = async { query_context(&leader)?.logical_plan(ast).await };
+        // As the statement will run: in the session's block, seeing its temporary tables.
+        let plan = crate::session::tx::TEMP_TABLES.scope(super::temp_tables(client, &leader), plan);
         crate::session::tx::TRANSACTION
-            .scope(tx_slot(client), async {
-                query_context(&leader)?.logical_plan(ast).await
-            })
+            .scope(tx_slot(client), plan)
             .await
             .map_err(user_error)
     }

@@ -183,14 +183,15 @@ impl Handler {
             // it returned): the block is aborted, and a COMMIT rolls it back.
             crate::session::tx::abort_slot(&slot);
         }
+        let temp = temp_tables(client, &self.executor.leader);
         if let Statement::Cursor(stmt) = &parsed.statement {
             let run = self.cursor_statement(client, &parsed.text, stmt.clone(), params, settings);
+            let run = crate::session::tx::TEMP_TABLES.scope(temp, run);
             return tokio::select! {
                 r = crate::session::tx::TRANSACTION.scope(slot, run) => r,
                 e = interrupt.fired() => Err(e.into()),
             };
         }
-        let temp = temp_tables(client, &self.executor.leader);
         let run = crate::session::tx::TEMP_TABLES
             .scope(temp, self.executor.execute(parsed, params, settings));
         let outcome = tokio::select! {
@@ -293,7 +294,7 @@ struct TxSlot(crate::session::tx::Slot);
 struct SessionTemp(Arc<crate::session::tx::TempTables>);
 
 /// The session's temporary-table list (created on first use).
-fn temp_tables<C: ClientInfo>(
+pub(super) fn temp_tables<C: ClientInfo>(
     client: &C,
     leader: &Arc<LeaderState>,
 ) -> Arc<crate::session::tx::TempTables> {

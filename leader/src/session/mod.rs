@@ -322,6 +322,7 @@ impl Executor {
         let user = current_user();
         let memory_limit = crate::limits::current();
         let slot = tx::current();
+        let temp = tx::TEMP_TABLES.try_with(Arc::clone).ok();
         let replan: retry::Replan = Box::new(move || {
             let executor = Executor {
                 leader: leader.clone(),
@@ -333,10 +334,16 @@ impl Executor {
                 Ok((stream, id))
             });
             let run = SETTINGS.scope(view.clone(), CURRENT_USER.scope(user.clone(), run));
-            // A retry reads what the first attempt read: its transaction block's state.
+            // A retry reads what the first attempt read: its transaction block's state and
+            // its session's temporary tables.
+            let run: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+                match temp.clone() {
+                    Some(temp) => Box::pin(tx::TEMP_TABLES.scope(temp, run)),
+                    None => Box::pin(run),
+                };
             match slot.clone() {
                 Some(slot) => Box::pin(tx::TRANSACTION.scope(slot, run)),
-                None => Box::pin(run),
+                None => run,
             }
         });
         let stream = retry::retrying(
@@ -393,7 +400,26 @@ impl Executor {
         let leader = &self.leader;
         let path = search_path();
         let snapshot = tx::snapshot(leader);
-        let schema = snapshot.creation_schema(&ct.name, &path)?;
+        let schema = if ct.temporary {
+            // Always the session's own schema (Redshift takes no schema for a temp table).
+            if let Some(s) = &ct.name.schema {
+                return Err(Error::sql(
+                    sqlstate::INVALID_TABLE_DEFINITION,
+                    format!(
+                        "cannot create temporary relation in non-temporary schema \"{s}\": \
+                         a temporary table goes in its session's schema"
+                    ),
+                ));
+            }
+            tx::temp_schema().ok_or_else(|| {
+                Error::sql(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "temporary tables need a session: use the PostgreSQL protocol",
+                )
+            })?
+        } else {
+            snapshot.creation_schema(&ct.name, &path)?
+        };
         let target = crate::sql::names::RelationName::qualified(&schema, &ct.name.name);
         let exists = |s: &crate::catalog::CatalogState| s.relation(&target, &[]).is_some();
         if ct.if_not_exists && exists(&snapshot) {

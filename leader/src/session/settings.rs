@@ -79,7 +79,9 @@ pub fn current_user() -> String {
     CURRENT_USER.try_with(|u| u.clone()).unwrap_or_default()
 }
 
-/// The search path of the statement being planned, `$user` replaced by its user.
+/// The search path of the statement being planned, `$user` replaced by its user, after the
+/// session's temporary schema (PostgreSQL's implicit `pg_temp` first: a temporary table
+/// shadows a permanent one of the same name).
 pub fn search_path() -> Vec<String> {
     let settings = statement_settings();
     let value = settings
@@ -88,7 +90,11 @@ pub fn search_path() -> Vec<String> {
         .cloned()
         .or_else(|| default_setting("search_path"))
         .unwrap_or_default();
-    crate::sql::names::search_path(&value, &current_user())
+    let mut path = crate::sql::names::search_path(&value, &current_user());
+    if let Some(temp) = super::tx::temp_schema() {
+        path.insert(0, temp);
+    }
+    path
 }
 
 /// Settings every session reports, before any `SET`.

@@ -44,17 +44,25 @@ pub struct Transaction {
 pub type Slot = Arc<Mutex<Option<Transaction>>>;
 
 /// The temporary tables a session created, dropped when it ends (this is dropped with the
-/// session).
+/// session), and the session's own schema they are in (`pg_temp_<n>`, as in PostgreSQL and
+/// Redshift): only the session's search path has it, first, so its temporary tables shadow
+/// others of the same name and no other session sees them.
 pub struct TempTables {
     leader: Arc<LeaderState>,
     ids: Mutex<Vec<u64>>,
+    schema: String,
 }
 
 impl TempTables {
     pub fn new(leader: Arc<LeaderState>) -> Self {
+        // Unique among the leader's sessions; a leader start drops every temporary table
+        // left by sessions before it, so the numbers may start again.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         TempTables {
             leader,
             ids: Mutex::new(Vec::new()),
+            schema: format!("{}{n}", crate::catalog::TEMP_SCHEMA_PREFIX),
         }
     }
 
@@ -94,6 +102,11 @@ impl Drop for TempTables {
 tokio::task_local! {
     /// The temporary tables of the session whose statement runs.
     pub static TEMP_TABLES: Arc<TempTables>;
+}
+
+/// The temporary schema of the running statement's session (none without a session).
+pub fn temp_schema() -> Option<String> {
+    TEMP_TABLES.try_with(|t| t.schema.clone()).ok()
 }
 
 /// Records a temporary table the running statement created, for its session to drop at
