@@ -310,6 +310,18 @@ async fn statement_timeout_stops_a_long_query() {
         err.message(),
         "canceling statement due to statement timeout"
     );
+    // A CREATE TABLE AS stopped the same way leaves no table behind.
+    let err = pg::expect_db_error(
+        &client,
+        &format!("create table ctas_stopped as {LONG_QUERY}"),
+    )
+    .await
+    .unwrap();
+    pg::assert_sqlstate(&err, &["57014"], "statement_timeout of a CTAS");
+    let gone = pg::expect_db_error(&client, "select * from ctas_stopped")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&gone, &["42P01"], "the stopped CTAS's table");
 
     let bad = pg::expect_db_error(&client, "set statement_timeout = 'soon'")
         .await
