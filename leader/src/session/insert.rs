@@ -51,8 +51,21 @@ pub fn settle_defaults(ast: &Ast, catalog: &CatalogState, path: &[String]) -> Re
         }
         targets
     };
+    // Checked on the statement as written; copied only when a DEFAULT is to be replaced
+    // (an INSERT of many VALUES rows is large).
+    let has_default = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+        None => true,
+        Some(SetExpr::Values(values)) => check_values(def, &targets, values)?,
+        Some(_) => {
+            refuse_identity_values(def, &targets)?;
+            false
+        }
+    };
+    if !has_default {
+        return Ok(None);
+    }
     let mut insert = insert.clone();
-    let changed = match &mut insert.source {
+    match &mut insert.source {
         None => {
             // `INSERT INTO t DEFAULT VALUES`: one row of every column's default.
             let row = (0..def.columns.len())
@@ -60,25 +73,34 @@ pub fn settle_defaults(ast: &Ast, catalog: &CatalogState, path: &[String]) -> Re
                 .collect::<Result<Vec<_>>>()?;
             insert.source = Some(values_query(vec![row])?);
             insert.columns.clear();
-            true
         }
-        Some(query) => match query.body.as_mut() {
-            SetExpr::Values(values) => settle_values(def, &targets, values)?,
-            _ => {
-                refuse_identity_values(def, &targets)?;
-                false
+        Some(query) => {
+            if let SetExpr::Values(values) = query.body.as_mut() {
+                replace_defaults(def, &targets, values)?;
             }
-        },
-    };
-    Ok(changed.then_some(Statement::Insert(insert)))
+        }
+    }
+    Ok(Some(Statement::Insert(insert)))
 }
 
-/// Replaces `DEFAULT` items and checks the identity column's items; whether anything changed.
-fn settle_values(def: &TableDef, targets: &[usize], values: &mut Values) -> Result<bool> {
-    let identity = def.identity_column();
-    let mut changed = false;
+/// Replaces the `DEFAULT` items of the rows with their columns' defaults.
+fn replace_defaults(def: &TableDef, targets: &[usize], values: &mut Values) -> Result<()> {
     for row in &mut values.rows {
-        for (position, item) in row.content.iter_mut().enumerate() {
+        for (item, &column) in row.content.iter_mut().zip(targets) {
+            if is_default_keyword(item) {
+                *item = default_of(def, column)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the identity column's items; whether any item is `DEFAULT`.
+fn check_values(def: &TableDef, targets: &[usize], values: &Values) -> Result<bool> {
+    let identity = def.identity_column();
+    let mut has_default = false;
+    for row in &values.rows {
+        for (position, item) in row.content.iter().enumerate() {
             let Some(&column) = targets.get(position) else {
                 // Too many values: the planner says so.
                 continue;
@@ -101,13 +123,10 @@ fn settle_values(def: &TableDef, targets: &[usize], values: &mut Values) -> Resu
                     ));
                 }
             }
-            if is_default {
-                *item = default_of(def, column)?;
-                changed = true;
-            }
+            has_default |= is_default;
         }
     }
-    Ok(changed)
+    Ok(has_default)
 }
 
 /// An `INSERT ... SELECT` gives a value to every column it names.
