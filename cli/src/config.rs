@@ -58,6 +58,14 @@ pub struct LeaderArgs {
     /// the store before garbage collection deletes it [default: 600].
     #[arg(long, env = "BLUESHIFT_GC_GRACE_SECS")]
     pub gc_grace_secs: Option<u64>,
+    /// This replica's id in its group of leader replicas [default: 1].
+    #[arg(long, env = "BLUESHIFT_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every replica of a new leader group, this one included, as id=host:port of their
+    /// cluster (gRPC) ports, e.g. `1=10.0.0.1:5440,2=10.0.0.2:5440,3=10.0.0.3:5440`
+    /// [default: this replica alone].
+    #[arg(long, env = "BLUESHIFT_PEERS")]
+    pub peers: Option<String>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -77,7 +85,8 @@ pub struct ComputeArgs {
     /// TOML config file (its `[compute]` table).
     #[arg(long, env = "BLUESHIFT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The leader's gRPC address, e.g. http://10.0.0.1:5440.
+    /// The leader's gRPC address, e.g. http://10.0.0.1:5440; with leader replicas, all of
+    /// theirs, comma-separated.
     #[arg(long, env = "BLUESHIFT_LEADER")]
     pub leader: Option<String>,
     /// Working directory of this node.
@@ -184,6 +193,8 @@ struct LeaderFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     gc_grace_secs: Option<u64>,
+    node_id: Option<u64>,
+    peers: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -238,7 +249,23 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("query_memory_limit: {}", e.user_message()))?,
         None => blueshift_leader::limits::DEFAULT_QUERY_MEMORY_LIMIT,
     };
+    let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    let replica = match args.peers.or(file.peers) {
+        None => blueshift_leader::replica::ReplicaConfig {
+            node_id,
+            peers: [(node_id, grpc_listen.to_string())].into(),
+        },
+        Some(text) => {
+            let peers = blueshift_leader::replica::ReplicaConfig::parse_peers(&text)
+                .map_err(|e| anyhow::anyhow!("peers: {}", e.user_message()))?;
+            if !peers.contains_key(&node_id) {
+                anyhow::bail!("peers must list this replica's own id {node_id}");
+            }
+            blueshift_leader::replica::ReplicaConfig { node_id, peers }
+        }
+    };
     let config = LeaderConfig {
+        replica,
         data_dir,
         query_memory_limit,
         slices,

@@ -1,10 +1,16 @@
-//! `blueshift local`: a whole cluster on this machine. It starts the leader and N compute
-//! nodes as separate OS processes on loopback (the same binary, `leader` / `compute`
-//! subcommands), waits until every node has joined, prints how to connect, and stops them
-//! all on Ctrl-C / SIGTERM (compute nodes first: they drain, then the leader). A compute node that dies is restarted, except one that exits 0:
-//! it was drained (`kill -TERM <pid>`) and left the cluster on purpose. If the leader dies,
-//! the whole cluster stops. Layout under `--data-dir`: `leader/` (catalog), `store/`
-//! (segments, shared by all nodes), `compute-<i>/` (node identity).
+//! `blueshift local`: a whole cluster on this machine. It starts the leader (or, with
+//! `--leaders 3`, a group of leader replicas) and N compute nodes as separate OS processes
+//! on loopback (the same binary, `leader` / `compute` subcommands), waits until every node
+//! has joined, prints how to connect, and stops them all on Ctrl-C / SIGTERM (compute nodes
+//! first: they drain, then the leaders). A process that dies is restarted, except a compute
+//! node that exits 0: it was drained (`kill -TERM <pid>`) and left the cluster on purpose.
+//! Layout under `--data-dir`: `leader/` (replica 1's catalog), `leader-<n>/` (replica n's),
+//! `store/` (segments, shared by all nodes), `compute-<i>/` (node identity).
+//!
+//! Replica `n` (from 1) listens for PostgreSQL clients on `--pg-port + 10 (n - 1)` and for
+//! Flight SQL on `--flight-sql-port + 10 (n - 1)` (5439, 5449, 5459: libpq's multi-host
+//! connection strings try the next one when one is down); raft and compute nodes use a
+//! cluster port chosen free at start.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,6 +22,10 @@ use tokio::process::{Child, Command};
 
 #[derive(Args, Debug)]
 pub struct LocalArgs {
+    /// Number of leader replicas (1, 3 or 5): more than one replicate the catalog with raft,
+    /// so the cluster survives the loss of a minority of them.
+    #[arg(long, default_value_t = 1)]
+    pub leaders: usize,
     /// Number of compute nodes.
     #[arg(long, default_value_t = 2)]
     pub nodes: usize,
@@ -54,17 +64,19 @@ pub struct LocalArgs {
 }
 
 struct Children {
+    /// The leader replicas first (`leaders` of them), then the compute nodes.
     procs: Vec<(String, Child)>,
+    leaders: usize,
 }
 
 impl Children {
-    /// Stops the compute nodes first (each drains while the leader can still answer it),
-    /// then the leader.
+    /// Stops the compute nodes first (each drains while the leaders can still answer it),
+    /// then the leaders.
     async fn stop(&mut self) {
-        let first = self.procs.len().min(1);
-        let (leader, compute) = self.procs.split_at_mut(first);
+        let first = self.procs.len().min(self.leaders);
+        let (leaders, compute) = self.procs.split_at_mut(first);
         stop_all(compute).await;
-        stop_all(leader).await;
+        stop_all(leaders).await;
     }
 }
 
@@ -116,100 +128,165 @@ async fn wait_for_file(
     }
 }
 
+/// One leader replica of a local cluster: how to start it (again).
+struct LeaderPlan {
+    id: usize,
+    data_dir: PathBuf,
+    pg_port: u16,
+    flight_sql_port: u16,
+    grpc_port: u16,
+    ready_file: PathBuf,
+}
+
+/// A free port on loopback (bound and released: the replicas must know each other's
+/// cluster ports before any of them starts).
+fn free_port() -> anyhow::Result<u16> {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
+    Ok(socket.local_addr()?.port())
+}
+
+/// `base + 10 (n - 1)` for replica `n`, or any free port when `base` is 0.
+fn replica_port(base: u16, n: usize) -> anyhow::Result<u16> {
+    if base == 0 {
+        return free_port();
+    }
+    u16::try_from(usize::from(base) + 10 * (n - 1)).context("port out of range")
+}
+
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     if args.nodes == 0 || args.slices_per_node == 0 {
         anyhow::bail!("--nodes and --slices-per-node must be at least 1");
+    }
+    if !(1..=9).contains(&args.leaders) || args.leaders.is_multiple_of(2) {
+        anyhow::bail!("--leaders must be 1, 3, 5, 7 or 9 (an odd number: raft needs a majority)");
     }
     let exe = std::env::current_exe().context("cannot find the blueshift executable")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let ports_file = data_dir.join("leader.ports");
-    let ready_file = data_dir.join("leader.ready");
-    let _ = std::fs::remove_file(&ports_file);
-    let _ = std::fs::remove_file(&ready_file);
     let store_url = match &args.store_url {
         Some(url) => url.clone(),
         None => blueshift_common::store::file_url(&data_dir.join("store"))
             .map_err(|e| anyhow::anyhow!(e.user_message()))?,
     };
+    let mut plans = Vec::new();
+    for id in 1..=args.leaders {
+        let ready_file = data_dir.join(format!("leader-{id}.ready"));
+        let _ = std::fs::remove_file(&ready_file);
+        plans.push(LeaderPlan {
+            id,
+            data_dir: if id == 1 {
+                data_dir.join("leader")
+            } else {
+                data_dir.join(format!("leader-{id}"))
+            },
+            pg_port: replica_port(args.pg_port, id)?,
+            flight_sql_port: replica_port(args.flight_sql_port, id)?,
+            grpc_port: free_port()?,
+            ready_file,
+        });
+    }
+    let peers: Vec<String> = plans
+        .iter()
+        .map(|p| format!("{}=127.0.0.1:{}", p.id, p.grpc_port))
+        .collect();
+    let peers = peers.join(",");
+    let leader_addrs: Vec<String> = plans
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{}", p.grpc_port))
+        .collect();
+    let leader_addrs = leader_addrs.join(",");
 
-    let mut children = Children { procs: Vec::new() };
-    let mut leader = Command::new(&exe);
-    leader
-        .arg("leader")
-        .arg("--data-dir")
-        .arg(data_dir.join("leader"))
-        .arg("--pg-listen")
-        .arg(format!("127.0.0.1:{}", args.pg_port))
-        .arg("--grpc-listen")
-        .arg("127.0.0.1:0")
-        .arg("--flight-sql-listen")
-        .arg(format!("127.0.0.1:{}", args.flight_sql_port))
-        .arg("--slices")
-        .arg((args.nodes as u32 * args.slices_per_node).to_string())
-        .arg("--store-url")
-        .arg(&store_url)
-        .args(args.s3.to_args())
-        .arg("--expect-nodes")
-        .arg(args.nodes.to_string())
-        .arg("--ports-file")
-        .arg(&ports_file)
-        .arg("--ready-file")
-        .arg(&ready_file)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if args.demo {
-        leader.arg("--demo");
+    let mut children = Children {
+        procs: Vec::new(),
+        leaders: args.leaders,
+    };
+    for plan in &plans {
+        match spawn_leader(&exe, plan, &peers, &store_url, &args) {
+            Ok(child) => children.procs.push((leader_name(plan, &args), child)),
+            Err(e) => {
+                children.stop().await;
+                return Err(e);
+            }
+        }
     }
-    if let Some(secs) = args.gc_grace_secs {
-        leader.arg("--gc-grace-secs").arg(secs.to_string());
-    }
-    children.procs.push((
-        "leader".into(),
-        leader.spawn().context("cannot start the leader")?,
-    ));
 
     let result = async {
-        let ports = wait_for_file(&ports_file, &mut children, Duration::from_secs(60)).await?;
-        let grpc_port = ports["grpc_port"].as_u64().context("bad ports file")?;
         for i in 0..args.nodes {
-            let child = spawn_compute(&exe, grpc_port, &data_dir, i, &args)?;
+            let child = spawn_compute(&exe, &leader_addrs, &data_dir, i, &args)?;
             children.procs.push((format!("compute-{i}"), child));
         }
-        // The demo load happens before the leader reports ready, so allow for it.
-        let ready = wait_for_file(&ready_file, &mut children, Duration::from_secs(1800)).await?;
+        let mut readies = Vec::new();
+        for plan in &plans {
+            // The demo load happens before the leader reports ready, so allow for it.
+            readies.push(
+                wait_for_file(&plan.ready_file, &mut children, Duration::from_secs(1800)).await?,
+            );
+        }
+        let pg_ports: Vec<u64> = readies
+            .iter()
+            .map(|r| r["pg_port"].as_u64().unwrap_or(0))
+            .collect();
+        let flight_sql_ports: Vec<u64> = readies
+            .iter()
+            .map(|r| r["flight_sql_port"].as_u64().unwrap_or(0))
+            .collect();
         if let Some(path) = &args.ready_file {
+            let body = serde_json::json!({
+                "pg_port": pg_ports[0],
+                "grpc_port": plans[0].grpc_port,
+                "flight_sql_port": flight_sql_ports[0],
+                "pg_ports": pg_ports,
+                "grpc_ports": plans.iter().map(|p| p.grpc_port).collect::<Vec<_>>(),
+                "flight_sql_ports": flight_sql_ports,
+            });
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, ready.to_string())?;
+            std::fs::write(&tmp, body.to_string())?;
             std::fs::rename(&tmp, path)?;
         }
-        let pg_port = ready["pg_port"].as_u64().unwrap_or(u64::from(args.pg_port));
+        let leaders = if args.leaders == 1 {
+            "1 leader".to_string()
+        } else {
+            format!("{} leader replicas", args.leaders)
+        };
         println!(
-            "Blueshift is running: 1 leader + {} compute nodes, {} slices per node (data in {}).",
+            "Blueshift is running: {leaders} + {} compute nodes, {} slices per node (data in {}).",
             args.nodes,
             args.slices_per_node,
             data_dir.display()
         );
-        println!("  connect:  psql -h 127.0.0.1 -p {pg_port} -U blueshift -d dev");
-        let flight_sql_port = ready["flight_sql_port"]
-            .as_u64()
-            .unwrap_or(u64::from(args.flight_sql_port));
-        println!("  Arrow Flight SQL: grpc://127.0.0.1:{flight_sql_port}. Press Ctrl-C to stop.");
-        anyhow::Ok(grpc_port)
+        if args.leaders == 1 {
+            println!(
+                "  connect:  psql -h 127.0.0.1 -p {} -U blueshift -d dev",
+                pg_ports[0]
+            );
+        } else {
+            let hosts = vec!["127.0.0.1"; args.leaders].join(",");
+            let ports: Vec<String> = pg_ports.iter().map(u64::to_string).collect();
+            println!(
+                "  connect:  psql \"host={hosts} port={} user=blueshift dbname=dev\"",
+                ports.join(",")
+            );
+        }
+        let flight: Vec<String> = flight_sql_ports
+            .iter()
+            .map(|p| format!("grpc://127.0.0.1:{p}"))
+            .collect();
+        println!(
+            "  Arrow Flight SQL: {}. Press Ctrl-C to stop.",
+            flight.join(", ")
+        );
+        anyhow::Ok(())
     }
     .await;
-    let grpc_port = match result {
-        Ok(p) => p,
-        Err(e) => {
-            children.stop().await;
-            return Err(e);
-        }
-    };
+    if let Err(e) = result {
+        children.stop().await;
+        return Err(e);
+    }
 
     let exit = tokio::select! {
         _ = crate::shutdown_signal() => None,
-        name = watch(&mut children, &exe, grpc_port, &data_dir, &args) => Some(name),
+        name = watch(&mut children, &exe, &plans, &peers, &store_url, &leader_addrs, &data_dir, &args) => Some(name),
     };
     children.stop().await;
     match exit {
@@ -221,9 +298,65 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 }
 
+fn leader_name(plan: &LeaderPlan, args: &LocalArgs) -> String {
+    if args.leaders == 1 {
+        "leader".to_string()
+    } else {
+        format!("leader-{}", plan.id)
+    }
+}
+
+fn spawn_leader(
+    exe: &Path,
+    plan: &LeaderPlan,
+    peers: &str,
+    store_url: &str,
+    args: &LocalArgs,
+) -> anyhow::Result<Child> {
+    let mut leader = Command::new(exe);
+    leader
+        .arg("leader")
+        .arg("--data-dir")
+        .arg(&plan.data_dir)
+        .arg("--pg-listen")
+        .arg(format!("127.0.0.1:{}", plan.pg_port))
+        .arg("--grpc-listen")
+        .arg(format!("127.0.0.1:{}", plan.grpc_port))
+        .arg("--flight-sql-listen")
+        .arg(format!("127.0.0.1:{}", plan.flight_sql_port))
+        .arg("--slices")
+        .arg((args.nodes as u32 * args.slices_per_node).to_string())
+        .arg("--store-url")
+        .arg(store_url)
+        .args(args.s3.to_args())
+        .arg("--expect-nodes")
+        .arg(args.nodes.to_string())
+        .arg("--ready-file")
+        .arg(&plan.ready_file)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if args.leaders > 1 {
+        leader
+            .arg("--node-id")
+            .arg(plan.id.to_string())
+            .arg("--peers")
+            .arg(peers);
+    }
+    // One replica loads the demo set: the others see it through the catalog.
+    if args.demo && plan.id == 1 {
+        leader.arg("--demo");
+    }
+    if let Some(secs) = args.gc_grace_secs {
+        leader.arg("--gc-grace-secs").arg(secs.to_string());
+    }
+    leader
+        .spawn()
+        .with_context(|| format!("cannot start leader replica {}", plan.id))
+}
+
 fn spawn_compute(
     exe: &Path,
-    grpc_port: u64,
+    leader_addrs: &str,
     data_dir: &Path,
     i: usize,
     args: &LocalArgs,
@@ -235,7 +368,7 @@ fn spawn_compute(
     }
     command
         .arg("--leader")
-        .arg(format!("http://127.0.0.1:{grpc_port}"))
+        .arg(leader_addrs)
         .arg("--data-dir")
         .arg(data_dir.join(format!("compute-{i}")))
         .arg("--listen")
@@ -246,14 +379,20 @@ fn spawn_compute(
         .with_context(|| format!("cannot start compute node {i}"))
 }
 
-/// Restarts compute nodes that die (like a supervisor would); resolves when the leader exits.
+/// Restarts leader replicas and compute nodes that die (like a supervisor would). Resolves
+/// (with its name) only when a process cannot be started again.
+#[allow(clippy::too_many_arguments)]
 async fn watch(
     children: &mut Children,
     exe: &Path,
-    grpc_port: u64,
+    plans: &[LeaderPlan],
+    peers: &str,
+    store_url: &str,
+    leader_addrs: &str,
     data_dir: &Path,
     args: &LocalArgs,
 ) -> String {
+    let leaders = children.leaders;
     let mut drained = vec![false; children.procs.len()];
     loop {
         for (i, (name, c)) in children.procs.iter_mut().enumerate() {
@@ -261,9 +400,17 @@ async fn watch(
                 continue;
             }
             if let Ok(Some(status)) = c.try_wait() {
-                // procs[0] is the leader; procs[n + 1] is compute-n.
-                if i == 0 {
-                    return name.clone();
+                // procs[..leaders] are the leader replicas; procs[leaders + n] is compute-n.
+                if i < leaders {
+                    eprintln!("blueshift: {name} exited ({status}); restarting it");
+                    match spawn_leader(exe, &plans[i], peers, store_url, args) {
+                        Ok(child) => *c = child,
+                        Err(e) => {
+                            eprintln!("blueshift: cannot restart {name}: {e:#}");
+                            return name.clone();
+                        }
+                    }
+                    continue;
                 }
                 if status.success() {
                     eprintln!("blueshift: {name} drained and left the cluster; not restarting it");
@@ -271,7 +418,7 @@ async fn watch(
                     continue;
                 }
                 eprintln!("blueshift: {name} exited ({status}); restarting it");
-                match spawn_compute(exe, grpc_port, data_dir, i - 1, args) {
+                match spawn_compute(exe, leader_addrs, data_dir, i - leaders, args) {
                     Ok(child) => *c = child,
                     Err(e) => eprintln!("blueshift: cannot restart {name}: {e:#}"),
                 }

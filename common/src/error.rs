@@ -33,6 +33,7 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     pub const CARDINALITY_VIOLATION: &str = "21000";
     pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
     pub const WRONG_OBJECT_TYPE: &str = "42809";
     pub const INVALID_TABLE_DEFINITION: &str = "42P16";
     pub const INVALID_SAVEPOINT: &str = "3B001";

@@ -42,7 +42,8 @@ const SERVER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// What a compute node needs to start.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
-    /// The leader's gRPC address, e.g. `http://127.0.0.1:5440`.
+    /// The leader's gRPC address, e.g. `http://127.0.0.1:5440`; with leader replicas,
+    /// all of theirs, comma-separated (the node registers and heartbeats with each).
     pub leader: String,
     /// Local working directory (node identity, spill files).
     pub data_dir: PathBuf,
@@ -70,7 +71,14 @@ pub async fn run(
     let local: SocketAddr = listener.local_addr()?;
     let advertise_host = match &config.advertise_host {
         Some(h) => h.clone(),
-        None => match membership::default_advertise_host(&config.leader, local.ip()).await {
+        None => match membership::default_advertise_host(
+            membership::leader_addresses(&config.leader)
+                .first()
+                .map_or("", String::as_str),
+            local.ip(),
+        )
+        .await
+        {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(
@@ -87,11 +95,18 @@ pub async fn run(
     } else {
         format!("{advertise_host}:{}", local.port())
     };
-    let node = Arc::new(membership::NodeState::new(
-        config.leader.clone(),
-        membership::node_name(&config.data_dir)?,
-        flight_addr.clone(),
-    ));
+    // One registration per leader replica: each schedules work on this node.
+    let name = membership::node_name(&config.data_dir)?;
+    let nodes: Vec<Arc<membership::NodeState>> = membership::leader_addresses(&config.leader)
+        .into_iter()
+        .map(|leader| {
+            Arc::new(membership::NodeState::new(
+                leader,
+                name.clone(),
+                flight_addr.clone(),
+            ))
+        })
+        .collect();
     let cache_bytes = config
         .cache_bytes
         .unwrap_or_else(|| cache::default_cache_bytes(&config.data_dir));
@@ -136,17 +151,27 @@ pub async fn run(
     // Spawned, so that it keeps accepting connections while the node drains.
     let mut server = tokio::spawn(server);
 
-    let membership = tokio::spawn(membership::run(node.clone(), engine));
+    let memberships: Vec<tokio::task::JoinHandle<()>> = nodes
+        .iter()
+        .map(|node| tokio::spawn(membership::run(node.clone(), engine.clone())))
+        .collect();
     tracing::info!(%flight_addr, leader = %config.leader, "compute node serving Arrow Flight");
     let early = tokio::select! {
         r = &mut server => Some(r),
         _ = shutdown => None,
     };
     if early.is_none() {
-        drain::drain(&node, &loads, config.drain_timeout, || membership.abort()).await;
+        // Drain from every leader replica at once; each stops its heartbeats before its
+        // goodbye, so that it does not register again.
+        futures::future::join_all(nodes.iter().zip(&memberships).map(|(node, membership)| {
+            drain::drain(node, &loads, config.drain_timeout, || membership.abort())
+        }))
+        .await;
         let _ = stop_server.send(());
     }
-    membership.abort();
+    for membership in &memberships {
+        membership.abort();
+    }
     sweeper.abort();
     let result = match early {
         Some(r) => r,

@@ -1,5 +1,7 @@
 //! Joining the cluster: register with the leader (retrying until it answers), learn where the
 //! segment store is, then heartbeat. If the leader forgets us (it restarted), register again.
+//! With leader replicas the node does all of this with each of them on its own (one
+//! [`NodeState`] per replica): any replica may schedule work on it.
 //! Every heartbeat carries whether the node is draining ([`crate::drain`]), so a leader never
 //! gives new work to a node that is leaving, even one that restarted meanwhile.
 
@@ -30,6 +32,15 @@ pub fn node_name(data_dir: &Path) -> Result<String> {
             Ok(name)
         }
     }
+}
+
+/// The leader addresses of a `--leader` value: one, or the replicas' comma-separated.
+pub fn leader_addresses(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The leader's answer to one heartbeat (or registration).

@@ -1,17 +1,19 @@
 //! The catalog: every table, its columns, distribution, sort key and committed segments, as a
-//! deterministic state machine of [`Command`]s. Commands are appended to a log (one JSON line
-//! each, fsynced) under `<data-dir>/catalog/`, and the whole state is snapshotted every
-//! [`SNAPSHOT_EVERY`] commands, so a restart replays snapshot + log and loses nothing that was
+//! deterministic state machine of [`Command`]s. The commands are replicated by the leader
+//! replicas' raft group ([`crate::replica`]; a group of one by default): each is committed
+//! by a majority, fsynced in the raft log under `<data-dir>/catalog/raft/`, and applied in
+//! log order on every replica, whose state is snapshotted every [`SNAPSHOT_EVERY`] commands
+//! (compacting the log), so a restart replays snapshot + log and loses nothing that was
 //! acknowledged. Readers take an `Arc<CatalogState>`: a pinned version that later commands do
-//! not change (snapshot isolation for queries). The snapshot is written to a temporary file,
-//! fsynced, renamed into place and the directory fsynced before the log is truncated.
-//! Applying a command must depend only on the state and the command, so the log can later be
-//! replicated with raft.
+//! not change (snapshot isolation for queries). Applying a command must depend only on the
+//! state and the command (no clocks, no process state): every replica must reach the same
+//! state. Values a replica hands out (table ids, identity values) are reserved by commands,
+//! so two replicas never hand out the same one.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 mod comments;
@@ -27,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::UserDef;
 use crate::error::{Error, Result};
+use crate::replica::storage::DiskStorage;
+use crate::replica::transport::{self, RaftService};
+use crate::replica::{Replica, ReplicaConfig, ReplicaStatus, StateMachine, driver};
 use crate::sql::names::{PUBLIC, SYSTEM_SCHEMAS};
 
 pub const SNAPSHOT_EVERY: u64 = 64;
@@ -227,6 +232,17 @@ pub enum Command {
     ReserveIdentity {
         table_id: u64,
         upto: i64,
+    },
+    /// Reserves the next `count` identity values of a table for the replica that
+    /// proposes it: the block ends at the table's reservation after this command.
+    ReserveIdentityBlock {
+        table_id: u64,
+        count: i64,
+    },
+    /// Reserves the next `count` table ids for the replica that proposes it: they end at
+    /// `next_table_id` after this command.
+    ReserveTableIds {
+        count: u64,
     },
 }
 
@@ -558,6 +574,24 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
             let reserved = state.identity_reserved.entry(*table_id).or_default();
             *reserved = (*reserved).max(*upto);
         }
+        Command::ReserveIdentityBlock { table_id, count } => {
+            if !state.tables.contains_key(table_id) {
+                return Err(Error::sql(
+                    sqlstate::UNDEFINED_TABLE,
+                    "table was dropped while rows were being inserted",
+                ));
+            }
+            let reserved = state.identity_reserved.entry(*table_id).or_default();
+            *reserved = reserved.checked_add(*count).ok_or_else(|| {
+                Error::sql(
+                    sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                    "identity column reached the end of its type's range",
+                )
+            })?;
+        }
+        Command::ReserveTableIds { count } => {
+            state.next_table_id += count;
+        }
     }
     state.version += 1;
     Ok(())
@@ -652,179 +686,278 @@ fn undefined_user(name: &str) -> Error {
     )
 }
 
+/// The catalog of this leader replica: the state its raft group agreed on, as applied
+/// here, and the way to change it (see [`crate::replica`]).
 pub struct Catalog {
-    dir: PathBuf,
-    inner: Mutex<Inner>,
+    state: Arc<Mutex<Arc<CatalogState>>>,
+    replica: Replica<Result<Arc<CatalogState>>>,
+    /// One catalog change of this replica at a time, as before replication: each is built
+    /// on the state the previous one left.
+    write_lock: tokio::sync::Mutex<()>,
+    /// Commands held on disk when it opened: applied before it serves anything.
+    commit_at_open: u64,
+    last_at_open: u64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-struct Inner {
-    state: Arc<CatalogState>,
-    log: File,
-    since_snapshot: u64,
-    /// Table ids handed out but maybe not committed yet (a CREATE TABLE inside a
-    /// transaction block): never handed out twice.
-    reserved_table_id: u64,
+/// Applies committed catalog commands (JSON) for the replica driver.
+struct CatalogMachine {
+    state: Arc<Mutex<Arc<CatalogState>>>,
+    /// Slices of a cluster this group bootstraps.
+    slices: u32,
+}
+
+fn lock_state(state: &Mutex<Arc<CatalogState>>) -> std::sync::MutexGuard<'_, Arc<CatalogState>> {
+    match state.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl StateMachine for CatalogMachine {
+    type Output = Result<Arc<CatalogState>>;
+
+    fn apply(&mut self, bytes: &[u8]) -> Self::Output {
+        let command: Command = serde_json::from_slice(bytes)
+            .map_err(|e| Error::CatalogIo(format!("corrupt catalog command: {e}")))?;
+        let mut current = lock_state(&self.state);
+        let mut next = (**current).clone();
+        apply(&mut next, &command)?;
+        *current = Arc::new(next);
+        Ok(current.clone())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&**lock_state(&self.state))
+            .map_err(|e| Error::CatalogIo(format!("encoding snapshot: {e}")))
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<()> {
+        let state: CatalogState = serde_json::from_slice(data)
+            .map_err(|e| Error::CatalogIo(format!("corrupt catalog snapshot: {e}")))?;
+        *lock_state(&self.state) = Arc::new(state);
+        Ok(())
+    }
+
+    fn bootstrap(&self) -> Option<Vec<u8>> {
+        if lock_state(&self.state).slices != 0 {
+            return None;
+        }
+        serde_json::to_vec(&Command::Bootstrap {
+            slices: self.slices.max(1),
+            hash_version: SLICE_HASH_VERSION,
+        })
+        .ok()
+    }
 }
 
 impl Catalog {
-    /// Opens (or creates) the catalog under `dir`, replaying snapshot and log. A new catalog
-    /// is bootstrapped with `slices` slices.
-    pub fn open(dir: &Path, slices: u32) -> Result<Self> {
+    /// Opens (or creates) this replica's catalog under `dir` and starts its raft replica; a
+    /// new group is bootstrapped with `slices` slices by its first raft leader. Call
+    /// [`Catalog::wait_ready`] (with the `Raft` service being served) before using it.
+    ///
+    /// A catalog of a leader from before replication (`snapshot.json` + `commands.log`)
+    /// becomes the first raft snapshot of a group of one, in place.
+    pub fn open(dir: &Path, slices: u32, replica: &ReplicaConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let snapshot_path = dir.join("snapshot.json");
-        let log_path = dir.join("commands.log");
-        let mut state: CatalogState = match std::fs::read(&snapshot_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::CatalogIo(format!("corrupt catalog snapshot: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogState::default(),
-            Err(e) => return Err(io(e)),
+        let raft_dir = dir.join("raft");
+        if !DiskStorage::exists(&raft_dir) && legacy_catalog_exists(dir) {
+            upgrade_legacy(dir, &raft_dir, replica)?;
+        }
+        let state = Arc::new(Mutex::new(Arc::new(CatalogState::default())));
+        let machine = CatalogMachine {
+            state: state.clone(),
+            slices,
         };
-        let mut replayed = 0;
-        if let Ok(file) = File::open(&log_path) {
-            let lines: Vec<String> = BufReader::new(file)
-                .lines()
-                .collect::<std::io::Result<_>>()
-                .map_err(io)?;
-            let count = lines.len();
-            for (i, line) in lines.into_iter().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let entry: LogEntry = match serde_json::from_str(&line) {
-                    Ok(e) => e,
-                    // A torn last line is a command that was never acknowledged.
-                    Err(_) if i + 1 == count => {
-                        tracing::warn!("ignoring torn last line of the catalog log");
-                        break;
-                    }
-                    Err(e) => {
-                        return Err(Error::CatalogIo(format!(
-                            "corrupt catalog log line {}: {e}",
-                            i + 1
-                        )));
-                    }
-                };
-                if entry.version <= state.version {
-                    continue;
-                }
-                apply(&mut state, &entry.command)?;
-                replayed += 1;
+        let started = driver::start(&raft_dir, replica, machine, SNAPSHOT_EVERY)?;
+        tokio::spawn(transport::run_senders(
+            replica.node_id,
+            started.replica.clone(),
+            started.requests,
+            started.outgoing,
+        ));
+        Ok(Catalog {
+            state,
+            replica: started.replica,
+            write_lock: tokio::sync::Mutex::new(()),
+            commit_at_open: started.commit_at_open,
+            last_at_open: started.last_at_open,
+            thread: Mutex::new(Some(started.thread)),
+        })
+    }
+
+    /// Waits until this replica has applied what it held on disk and the cluster is
+    /// bootstrapped (a new group needs a majority of its replicas up for that).
+    pub async fn wait_ready(&self) -> Result<()> {
+        self.replica.wait_applied(self.commit_at_open).await?;
+        if self.replica.is_sole_voter() {
+            // Its own election commits all it holds.
+            self.replica.wait_applied(self.last_at_open).await?;
+        } else {
+            // Caught up with the group's leader (which may take an election).
+            while let Err(e) = self.replica.read_barrier().await {
+                tracing::info!(error = %e.user_message(), "waiting for the leader replicas");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io)?;
-        blueshift_common::store::sync_dir(dir).map_err(|e| Error::CatalogIo(e.to_string()))?;
-        let catalog = Catalog {
-            dir: dir.to_path_buf(),
-            inner: Mutex::new(Inner {
-                state: Arc::new(state),
-                log,
-                since_snapshot: replayed,
-                reserved_table_id: 0,
-            }),
-        };
-        if catalog.snapshot().slices == 0 {
-            catalog.execute(|_| {
-                Ok(Command::Bootstrap {
-                    slices: slices.max(1),
-                    hash_version: SLICE_HASH_VERSION,
-                })
-            })?;
+        while self.snapshot().slices == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // Rewrite the snapshot (and a clean log) so the log never contains a torn line.
-        catalog.write_snapshot()?;
-        Ok(catalog)
+        Ok(())
     }
 
-    /// The current version, pinned.
+    /// The gRPC service that receives the other replicas' raft messages.
+    pub fn raft_service(&self) -> RaftService<Result<Arc<CatalogState>>> {
+        RaftService {
+            replica: self.replica.clone(),
+        }
+    }
+
+    pub fn replica_status(&self) -> ReplicaStatus {
+        self.replica.status()
+    }
+
+    /// The version applied here, pinned.
     pub fn snapshot(&self) -> Arc<CatalogState> {
-        match self.inner.lock() {
-            Ok(g) => g.state.clone(),
-            Err(p) => p.into_inner().state.clone(),
-        }
+        lock_state(&self.state).clone()
     }
 
-    /// Builds a command from the current state and applies it durably, atomically with
-    /// respect to other commands. Returns the new state.
+    /// Waits until this replica has applied every command any replica had committed (and
+    /// so acknowledged) when it was called: a statement that pins its catalog afterwards
+    /// misses none of them.
+    pub async fn read_barrier(&self) -> Result<()> {
+        self.replica.read_barrier().await
+    }
+
     /// A table id no other table has or will get (ids are not reused, even if the table
-    /// that took one is never committed).
-    pub fn allocate_table_id(&self) -> Result<u64> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| Error::CatalogIo("catalog lock poisoned".into()))?;
-        let id = inner.reserved_table_id.max(inner.state.next_table_id);
-        inner.reserved_table_id = id + 1;
-        Ok(id)
+    /// that took one is never committed): reserved through the replica group, so two
+    /// replicas never hand out the same one.
+    pub async fn allocate_table_id(&self) -> Result<u64> {
+        let state = self
+            .execute(|_| Ok(Command::ReserveTableIds { count: 1 }))
+            .await?;
+        Ok(state.next_table_id - 1)
     }
 
-    pub fn execute(
+    /// Builds a command from the current state and commits it through the replica group:
+    /// returns the state right after it, once a majority has it and it is applied here.
+    /// Commands of this replica are built and committed one at a time; a command that
+    /// fails on the state it was built on is refused without a round trip.
+    pub async fn execute(
         &self,
         build: impl FnOnce(&CatalogState) -> Result<Command>,
     ) -> Result<Arc<CatalogState>> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| Error::CatalogIo("catalog lock poisoned".into()))?;
-        let command = build(&inner.state)?;
-        let mut next = (*inner.state).clone();
-        apply(&mut next, &command)?;
-        let entry = LogEntry {
-            version: next.version,
-            command,
-        };
-        let mut line = serde_json::to_vec(&entry)
+        let _turn = self.write_lock.lock().await;
+        self.replica.read_barrier().await?;
+        let state = self.snapshot();
+        let command = build(&state)?;
+        let mut trial = (*state).clone();
+        apply(&mut trial, &command)?;
+        drop(trial);
+        let bytes = serde_json::to_vec(&command)
             .map_err(|e| Error::CatalogIo(format!("encoding command: {e}")))?;
-        line.push(b'\n');
-        inner.log.write_all(&line).map_err(io)?;
-        inner.log.sync_data().map_err(io)?;
-        inner.state = Arc::new(next);
-        inner.since_snapshot += 1;
-        let state = inner.state.clone();
-        if inner.since_snapshot >= SNAPSHOT_EVERY {
-            drop(inner);
-            self.write_snapshot()?;
-        }
-        Ok(state)
+        self.replica.propose(bytes).await?
     }
 
-    fn write_snapshot(&self) -> Result<()> {
-        let mut inner = self
-            .inner
-            .lock()
-            .map_err(|_| Error::CatalogIo("catalog lock poisoned".into()))?;
-        let bytes = serde_json::to_vec(&*inner.state)
-            .map_err(|e| Error::CatalogIo(format!("encoding snapshot: {e}")))?;
-        let tmp = self.dir.join("snapshot.json.tmp");
-        {
-            let mut f = File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
+    /// Stops the replica's raft thread and waits for it (it finishes the write at hand).
+    pub fn stop(&self) {
+        self.replica.stop();
+        let thread = match self.thread.lock() {
+            Ok(mut t) => t.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
-        std::fs::rename(&tmp, self.dir.join("snapshot.json")).map_err(io)?;
-        // The rename must be durable before the log is emptied: otherwise a power cut could
-        // leave the old snapshot beside an empty log.
-        blueshift_common::store::sync_dir(&self.dir)
-            .map_err(|e| Error::CatalogIo(e.to_string()))?;
-        // Entries up to the snapshot's version are now redundant.
-        let log = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(self.dir.join("commands.log"))
-            .map_err(io)?;
-        log.sync_all().map_err(io)?;
-        let log = OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("commands.log"))
-            .map_err(io)?;
-        inner.log = log;
-        inner.since_snapshot = 0;
-        Ok(())
     }
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn legacy_catalog_exists(dir: &Path) -> bool {
+    dir.join("snapshot.json").is_file() || dir.join("commands.log").is_file()
+}
+
+/// Reads a catalog written before replication: its snapshot, then its command log.
+fn legacy_state(dir: &Path) -> Result<CatalogState> {
+    let mut state: CatalogState = match std::fs::read(dir.join("snapshot.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::CatalogIo(format!("corrupt catalog snapshot: {e}")))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogState::default(),
+        Err(e) => return Err(io(e)),
+    };
+    if let Ok(file) = File::open(dir.join("commands.log")) {
+        let lines: Vec<String> = BufReader::new(file)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(io)?;
+        let count = lines.len();
+        for (i, line) in lines.into_iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: LogEntry = match serde_json::from_str(&line) {
+                Ok(e) => e,
+                // A torn last line is a command that was never acknowledged.
+                Err(_) if i + 1 == count => {
+                    tracing::warn!("ignoring torn last line of the catalog log");
+                    break;
+                }
+                Err(e) => {
+                    return Err(Error::CatalogIo(format!(
+                        "corrupt catalog log line {}: {e}",
+                        i + 1
+                    )));
+                }
+            };
+            if entry.version <= state.version {
+                continue;
+            }
+            apply(&mut state, &entry.command)?;
+        }
+    }
+    Ok(state)
+}
+
+/// Turns a catalog from before replication into the first raft snapshot of a group of one
+/// (index 1, term 1); the old files are kept beside it as `*.pre-raft`.
+fn upgrade_legacy(dir: &Path, raft_dir: &Path, replica: &ReplicaConfig) -> Result<()> {
+    if replica.peers.len() > 1 {
+        return Err(Error::Config(format!(
+            "{} holds a catalog from before leader replication: start it as a group of one \
+             replica first (no --peers), then add replicas to it",
+            dir.display()
+        )));
+    }
+    let state = legacy_state(dir)?;
+    let data = serde_json::to_vec(&state)
+        .map_err(|e| Error::CatalogIo(format!("encoding snapshot: {e}")))?;
+    let mut storage = DiskStorage::open(raft_dir)?;
+    let mut snapshot = raft::prelude::Snapshot {
+        data: data.into(),
+        ..Default::default()
+    };
+    let meta = snapshot.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.mut_conf_state().voters = vec![replica.node_id];
+    storage.apply_snapshot(snapshot)?;
+    for name in ["snapshot.json", "commands.log"] {
+        let from = dir.join(name);
+        if from.is_file() {
+            std::fs::rename(&from, dir.join(format!("{name}.pre-raft"))).map_err(io)?;
+        }
+    }
+    blueshift_common::store::sync_dir(dir).map_err(|e| Error::CatalogIo(e.to_string()))?;
+    tracing::info!(
+        version = state.version,
+        "upgraded the catalog to a raft group of one replica"
+    );
+    Ok(())
 }
 
 fn io(e: std::io::Error) -> Error {
@@ -835,6 +968,12 @@ fn io(e: std::io::Error) -> Error {
 mod tests {
     use super::*;
     use blueshift_common::types::{ColumnDef, ColumnType, DistStyle};
+
+    async fn open(dir: &Path, slices: u32) -> Catalog {
+        let c = Catalog::open(dir, slices, &ReplicaConfig::single()).unwrap();
+        c.wait_ready().await.unwrap();
+        c
+    }
 
     fn table(id: u64, name: &str) -> TableDef {
         TableDef {
@@ -853,14 +992,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn state_survives_reopen_through_log_and_snapshot() {
+    #[tokio::test]
+    async fn state_survives_reopen_through_log_and_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let c = Catalog::open(dir.path(), 4).unwrap();
+            let c = open(dir.path(), 4).await;
             for i in 0..(SNAPSHOT_EVERY + 5) {
                 let name = format!("t{i}");
                 c.execute(|s| Ok(Command::CreateTable(table(s.next_table_id, &name))))
+                    .await
                     .unwrap();
             }
             c.execute(|s| {
@@ -875,24 +1015,27 @@ mod tests {
                     }],
                 })
             })
+            .await
             .unwrap();
         }
-        let c = Catalog::open(dir.path(), 99).unwrap();
+        let c = open(dir.path(), 99).await;
         let s = c.snapshot();
         assert_eq!(s.slices, 4);
         assert_eq!(s.tables.len() as u64, SNAPSHOT_EVERY + 5);
         assert_eq!(s.table_by_name("public", "t3").unwrap().total_rows(), 7);
     }
 
-    #[test]
-    fn failed_commands_change_nothing() {
+    #[tokio::test]
+    async fn failed_commands_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path(), 2).unwrap();
+        let c = open(dir.path(), 2).await;
         c.execute(|s| Ok(Command::CreateTable(table(s.next_table_id, "t"))))
+            .await
             .unwrap();
         let before = c.snapshot().version;
         let err = c
             .execute(|s| Ok(Command::CreateTable(table(s.next_table_id, "t"))))
+            .await
             .unwrap_err();
         assert_eq!(err.sqlstate(), "42P07");
         assert_eq!(c.snapshot().version, before);
@@ -907,12 +1050,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replacing_segments_is_all_or_nothing_and_the_second_writer_gets_40001() {
+    #[tokio::test]
+    async fn replacing_segments_is_all_or_nothing_and_the_second_writer_gets_40001() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Catalog::open(dir.path(), 4).unwrap();
+        let c = open(dir.path(), 4).await;
         let state = c
             .execute(|s| Ok(Command::CreateTable(table(s.next_table_id, "t"))))
+            .await
             .unwrap();
         let id = state.table_by_name("public", "t").unwrap().id;
         c.execute(|_| {
@@ -921,6 +1065,7 @@ mod tests {
                 segments: vec![segment("a", 0), segment("b", 1)],
             })
         })
+        .await
         .unwrap();
         let change = |remove: &[&str], add: Vec<Segment>| Command::ReplaceSegments {
             changes: vec![SegmentChange {
@@ -931,9 +1076,11 @@ mod tests {
         };
         // Two statements both read segment "a"; the first to commit wins.
         c.execute(|_| Ok(change(&["a"], vec![segment("a2", 0)])))
+            .await
             .unwrap();
         let err = c
             .execute(|_| Ok(change(&["a", "b"], vec![segment("a3", 0)])))
+            .await
             .unwrap_err();
         assert_eq!(err.sqlstate(), "40001");
         let t = c.snapshot().table_by_name("public", "t").unwrap().clone();
@@ -945,5 +1092,79 @@ mod tests {
             .collect();
         paths.sort();
         assert_eq!(paths, vec!["a2", "b"], "the failed command changed nothing");
+    }
+
+    #[tokio::test]
+    async fn a_catalog_from_before_replication_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a leader of the previous format left: a snapshot and a command log after it.
+        let mut state = CatalogState::default();
+        apply(
+            &mut state,
+            &Command::Bootstrap {
+                slices: 3,
+                hash_version: SLICE_HASH_VERSION,
+            },
+        )
+        .unwrap();
+        apply(&mut state, &Command::CreateTable(table(100_000, "old"))).unwrap();
+        std::fs::write(
+            dir.path().join("snapshot.json"),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        let logged = LogEntry {
+            version: state.version + 1,
+            command: Command::CreateTable(table(100_001, "logged")),
+        };
+        std::fs::write(
+            dir.path().join("commands.log"),
+            format!("{}\n{{\"torn", serde_json::to_string(&logged).unwrap()),
+        )
+        .unwrap();
+        let peers = ReplicaConfig {
+            node_id: 1,
+            peers: BTreeMap::from([(1, String::new()), (2, "h:1".into())]),
+        };
+        let refused = Catalog::open(dir.path(), 3, &peers).err().unwrap();
+        assert!(refused.to_string().contains("group of one"), "{refused}");
+        {
+            let c = open(dir.path(), 8).await;
+            let s = c.snapshot();
+            assert_eq!(s.slices, 3);
+            assert!(s.table_by_name("public", "old").is_some());
+            assert!(s.table_by_name("public", "logged").is_some());
+            c.execute(|s| Ok(Command::CreateTable(table(s.next_table_id, "new"))))
+                .await
+                .unwrap();
+        }
+        assert!(!dir.path().join("snapshot.json").exists());
+        assert!(dir.path().join("snapshot.json.pre-raft").exists());
+        let c = open(dir.path(), 8).await;
+        let s = c.snapshot();
+        assert_eq!(s.tables.len(), 3, "{:?}", s.tables.keys());
+    }
+
+    #[tokio::test]
+    async fn table_ids_and_identity_blocks_are_reserved_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path(), 2).await;
+        let a = c.allocate_table_id().await.unwrap();
+        let b = c.allocate_table_id().await.unwrap();
+        assert_eq!(b, a + 1);
+        c.execute(|_| Ok(Command::CreateTable(table(b, "t"))))
+            .await
+            .unwrap();
+        let block = |count| Command::ReserveIdentityBlock { table_id: b, count };
+        let first = c.execute(|_| Ok(block(10))).await.unwrap();
+        let second = c.execute(|_| Ok(block(5))).await.unwrap();
+        assert_eq!(first.identity_reserved[&b], 10);
+        assert_eq!(second.identity_reserved[&b], 15);
+        drop(c);
+        let c = open(dir.path(), 2).await;
+        assert!(
+            c.allocate_table_id().await.unwrap() > b,
+            "ids are not reused"
+        );
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! Unreferenced files found by the last sweep are reported in `svv_store_usage`. The marks
 //! live in memory: after a restart a file waits one more grace period, never less.
+//!
+//! With leader replicas only the raft leader sweeps. Its pins cover its own statements
+//! only: a statement on another replica that runs longer than the grace period after a
+//! segment it reads was replaced may lose that segment (pins are not replicated yet).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -128,6 +132,11 @@ impl Gc {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // One replica sweeps the shared store: the raft leader, whose catalog has every
+            // commit applied (a follower's may lag behind a load that just committed).
+            if self.catalog.replica_status().role != "leader" {
+                continue;
+            }
             if let Err(e) = self.sweep().await {
                 tracing::warn!(error = %e.user_message(), "segment GC sweep failed");
             }
@@ -240,7 +249,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = blueshift_common::store::file_url(&dir.path().join("store")).unwrap();
         let store = SegmentStore::open(&url, &Default::default()).unwrap();
-        let catalog = Arc::new(Catalog::open(&dir.path().join("catalog"), 2).unwrap());
+        let catalog = Arc::new(
+            Catalog::open(
+                &dir.path().join("catalog"),
+                2,
+                &crate::replica::ReplicaConfig::single(),
+            )
+            .unwrap(),
+        );
+        catalog.wait_ready().await.unwrap();
         let pins = Arc::new(Pins::default());
         let gc = Gc::new(
             store.clone(),

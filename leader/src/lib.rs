@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Modules: [`pgwire`] (PostgreSQL protocol), [`session`] (statement dispatch), [`sql`]
-//! (parsing what DataFusion does not), [`catalog`] (the state machine and its log),
+//! (parsing what DataFusion does not), [`catalog`] (the state machine), [`replica`] (its raft
+//! group: log on disk, driver thread, transport),
 //! [`cluster`] (membership), [`planner`] and [`scheduler`] (distributed execution),
 //! [`interrupt`] (cancel requests, statement_timeout), [`limits`] (per-query memory),
 //! [`load`] (COPY / INSERT), [`gc`] (garbage collection of the segment store),
@@ -30,6 +31,7 @@ pub mod load;
 pub mod pg_catalog;
 pub mod pgwire;
 pub mod planner;
+pub mod replica;
 pub mod scheduler;
 pub mod session;
 pub mod sql;
@@ -42,6 +44,7 @@ use std::time::Duration;
 
 use blueshift_proto::MAX_MESSAGE_BYTES;
 use blueshift_proto::v1::cluster_server::ClusterServer;
+use blueshift_proto::v1::raft_server::RaftServer;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use tokio::net::TcpListener;
 
@@ -79,6 +82,8 @@ pub struct LeaderConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long an unreferenced segment stays in the store before [`gc`] deletes it.
     pub gc_grace: Duration,
+    /// This leader's place in its replica group (a group of one by default).
+    pub replica: replica::ReplicaConfig,
 }
 
 /// State shared by every session of the leader.
@@ -161,24 +166,48 @@ pub async fn run(
     let catalog = Arc::new(Catalog::open(
         &config.data_dir.join("catalog"),
         config.slices,
+        &config.replica,
     )?);
-    // Temporary tables whose sessions a stop or crash ended.
+    let membership = Arc::new(Membership::new(store_url.clone(), &config.s3));
+    // The cluster port serves the other replicas' raft messages (and compute nodes'
+    // registrations) before the catalog is ready: a new group elects its leader over it.
+    let grpc_addr = grpc_listener.local_addr()?;
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            ClusterServer::new(ClusterService {
+                membership: membership.clone(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            RaftServer::new(catalog.raft_service())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
+    let grpc_task = tokio::spawn(grpc);
+    catalog.wait_ready().await?;
+    // Temporary tables whose sessions a stop or crash of this replica ended.
+    let prefix = session::tx::temp_schema_prefix(config.replica.node_id);
     let temporary: Vec<u64> = catalog
         .snapshot()
         .tables
         .values()
-        .filter(|t| t.temporary)
+        .filter(|t| t.temporary && t.schema.starts_with(&prefix))
         .map(|t| t.id)
         .collect();
     for id in temporary {
-        catalog.execute(|s| {
-            s.drop_command(&[id], true).ok_or_else(|| {
-                error::Error::sql(
-                    blueshift_common::error::sqlstate::UNDEFINED_TABLE,
-                    "temporary table is gone",
-                )
+        catalog
+            .execute(|s| {
+                s.drop_command(&[id], true).ok_or_else(|| {
+                    error::Error::sql(
+                        blueshift_common::error::sqlstate::UNDEFINED_TABLE,
+                        "temporary table is gone",
+                    )
+                })
             })
-        })?;
+            .await?;
     }
     let pg_catalog = pg_catalog::PgCatalog::new(
         catalog.clone(),
@@ -186,7 +215,6 @@ pub async fn run(
     )?;
 
     let store = blueshift_common::store::SegmentStore::open(&store_url, &config.s3)?;
-    let membership = Arc::new(Membership::new(store_url.clone(), &config.s3));
     {
         // Exchange readers report unreachable nodes so the next query avoids them.
         let membership = membership.clone();
@@ -222,19 +250,8 @@ pub async fn run(
         identity: Default::default(),
     });
     let pg_addr = pg_listener.local_addr()?;
-    let grpc_addr = grpc_listener.local_addr()?;
     let flight_sql_addr = flight_sql_listener.local_addr()?;
 
-    let grpc = tonic::transport::Server::builder()
-        .add_service(
-            ClusterServer::new(ClusterService {
-                membership: membership.clone(),
-            })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
-    let grpc_task = tokio::spawn(grpc);
     // Sweep a few times per grace period (at least every second, at most every minute).
     let gc_interval = (config.gc_grace / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let gc_task = tokio::spawn(gc.run(gc_interval));
@@ -289,5 +306,6 @@ pub async fn run(
     flight_sql_task.abort();
     grpc_task.abort();
     gc_task.abort();
+    leader.catalog.stop();
     Ok(())
 }

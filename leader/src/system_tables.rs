@@ -20,6 +20,10 @@
 //! * `stv_node_cache (node, address, capacity_bytes, used_bytes, segments, hits, misses,
 //!   store_bytes, cached_bytes, evictions)`: every live node's segment cache, asked when the
 //!   view is scanned.
+//! * `stv_leader_replicas (node_id, address, is_self, role, term, leader_id, commit_index,
+//!   applied_index, catalog_version)`: the leader replicas' raft group as the replica that
+//!   runs the statement sees it: its own row complete, the others' role only (`leader` or
+//!   `follower`; their progress is on their own rows, asked on them).
 //! * `svv_store_usage (kind, table_id, tablename, segments, bytes)`: the store's size by table
 //!   (`kind = 'table'`, from the catalog) and the unreferenced segments garbage collection
 //!   has found but not deleted yet (`kind = 'awaiting_gc'`, by table id).
@@ -52,6 +56,10 @@ pub fn register(
     schema.register_table("stl_retries".into(), stl_retries(leader)?)?;
     schema.register_table("svv_store_usage".into(), svv_store_usage(leader, catalog)?)?;
     schema.register_table("stv_node_cache".into(), stv_node_cache(leader))?;
+    schema.register_table(
+        "stv_leader_replicas".into(),
+        stv_leader_replicas(leader, catalog)?,
+    )?;
     for (name, columns) in EXTERNAL_VIEWS {
         // Same shape as a SHOW listing: `(name, integer?)`, all nullable.
         let schema_ref = crate::sql::show::result_schema(columns);
@@ -363,6 +371,63 @@ fn stl_retries(leader: &LeaderState) -> Result<Arc<MemTable>> {
             text(|e| e.sqlstate.as_str()),
             text(|e| e.error.as_str()),
             text(|e| e.statement.as_str()),
+        ],
+    )
+}
+
+fn stv_leader_replicas(leader: &LeaderState, catalog: &CatalogState) -> Result<Arc<MemTable>> {
+    let status = leader.catalog.replica_status();
+    let mut ids: Vec<u64> = status.voters.clone();
+    if !ids.contains(&status.node_id) {
+        ids.push(status.node_id);
+    }
+    ids.sort();
+    let mine = |id: u64, v: u64| (id == status.node_id).then_some(v as i64);
+    table(
+        vec![
+            Field::new("node_id", DataType::Int64, false),
+            Field::new("address", DataType::Utf8, true),
+            Field::new("is_self", DataType::Boolean, false),
+            Field::new("role", DataType::Utf8, false),
+            Field::new("term", DataType::Int64, true),
+            Field::new("leader_id", DataType::Int64, true),
+            Field::new("commit_index", DataType::Int64, true),
+            Field::new("applied_index", DataType::Int64, true),
+            Field::new("catalog_version", DataType::Int64, true),
+        ],
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| *i as i64))),
+            Arc::new(StringArray::from_iter(
+                ids.iter()
+                    .map(|i| status.peers.get(i).filter(|a| !a.is_empty()).cloned()),
+            )),
+            Arc::new(arrow::array::BooleanArray::from_iter(
+                ids.iter().map(|i| Some(*i == status.node_id)),
+            )),
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| {
+                if *i == status.node_id {
+                    status.role
+                } else if *i == status.leader_id {
+                    "leader"
+                } else {
+                    "follower"
+                }
+            }))),
+            Arc::new(Int64Array::from_iter(
+                ids.iter().map(|i| mine(*i, status.term)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                ids.iter().map(|i| mine(*i, status.leader_id)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                ids.iter().map(|i| mine(*i, status.commit_index)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                ids.iter().map(|i| mine(*i, status.applied_index)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                ids.iter().map(|i| mine(*i, catalog.version)),
+            )),
         ],
     )
 }

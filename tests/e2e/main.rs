@@ -73,3 +73,8 @@ mod copy_stdin;
 // The client matrix: tokio-postgres, psql, psycopg, SQLAlchemy, redshift_connector and
 // pgjdbc log in with a password, load, query with parameters and browse the metadata.
 mod clients;
+
+// Leader replicas (`--leaders 3`): read-your-writes across replicas 1000 times, the raft
+// leader SIGKILLed and the failover time printed, the killed replica restarted and caught
+// up, every replica with the same catalog version and contents.
+mod leader_ha;

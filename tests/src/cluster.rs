@@ -74,6 +74,8 @@ pub struct Cluster {
     pg_port: u16,
     grpc_port: u16,
     flight_sql_port: u16,
+    /// PostgreSQL ports of every leader replica (`--leaders n`), replica 1 first.
+    pg_ports: Vec<u16>,
     nodes: usize,
     slices_per_node: usize,
     /// The environment the cluster was started with, for nodes added later.
@@ -216,12 +218,24 @@ impl Cluster {
             pg_port: 0,
             grpc_port: 0,
             flight_sql_port: 0,
+            pg_ports: Vec::new(),
             nodes,
             slices_per_node,
             env: options.env.clone(),
         };
         match cluster.wait_ready(&ready_file).await {
             Ok((pg_port, grpc_port, flight_sql_port)) => {
+                cluster.pg_ports = std::fs::read_to_string(&ready_file)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| {
+                        v.get("pg_ports")?
+                            .as_array()?
+                            .iter()
+                            .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
+                            .collect::<Option<Vec<u16>>>()
+                    })
+                    .unwrap_or_else(|| vec![pg_port]);
                 cluster.pg_port = pg_port;
                 cluster.grpc_port = grpc_port;
                 cluster.flight_sql_port = flight_sql_port;
@@ -300,6 +314,20 @@ impl Cluster {
     /// A new connection to the leader (see [`crate::pg::connect`]).
     pub async fn client(&self) -> Result<tokio_postgres::Client> {
         crate::pg::connect(self.pg_port).await
+    }
+
+    /// The PostgreSQL ports of the leader replicas (one without `--leaders`).
+    pub fn pg_ports(&self) -> &[u16] {
+        &self.pg_ports
+    }
+
+    /// A new connection to leader replica `n` (from 1).
+    pub async fn client_of(&self, n: usize) -> Result<tokio_postgres::Client> {
+        let port = *self
+            .pg_ports
+            .get(n.wrapping_sub(1))
+            .ok_or_else(|| anyhow!("the cluster has no leader replica {n}"))?;
+        crate::pg::connect(port).await
     }
 
     /// The last lines of every log file under the cluster's root, for failure messages.

@@ -38,7 +38,7 @@ impl Executor {
         };
         let def = match snapshot.relation(&stmt.name, &search_path()) {
             Some(Relation::Table(def)) => def,
-            Some(Relation::View(view)) => return self.alter_view(view, stmt),
+            Some(Relation::View(view)) => return self.alter_view(view, stmt).await,
             None if stmt.if_exists => return Ok(command("ALTER TABLE")),
             None => return Err(snapshot.missing(&stmt.name)),
         };
@@ -214,7 +214,8 @@ impl Executor {
                     sort_key: sort_key.clone(),
                     dropped_columns: dropped.clone(),
                 })
-            })?;
+            })
+            .await?;
             return Ok(command("ALTER TABLE"));
         };
         // Every row, rewritten under the new names; the new segments hold no dropped
@@ -257,12 +258,13 @@ impl Executor {
                 base_version,
                 commands,
             })
-        })?;
+        })
+        .await?;
         Ok(command("ALTER TABLE"))
     }
 
     /// `ALTER TABLE | VIEW v RENAME TO w` of a view (the only change a view takes).
-    fn alter_view(&self, view: &ViewDef, stmt: &AlterTable) -> Result<Outcome> {
+    async fn alter_view(&self, view: &ViewDef, stmt: &AlterTable) -> Result<Outcome> {
         let mut name = view.name.clone();
         for action in &stmt.actions {
             match action {
@@ -276,7 +278,7 @@ impl Executor {
             }
         }
         let id = view.id;
-        tx::execute(&self.leader, |_| Ok(Command::RenameView { id, name }))?;
+        tx::execute(&self.leader, |_| Ok(Command::RenameView { id, name })).await?;
         Ok(command("ALTER TABLE"))
     }
 }

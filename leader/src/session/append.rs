@@ -62,7 +62,7 @@ impl Executor {
         ];
         // Fails with 40001, changing nothing, if another statement replaced a source
         // segment meanwhile; rows loaded into the source since this read stay there.
-        tx::execute(&self.leader, |_| Ok(Command::ReplaceSegments { changes }))?;
+        tx::execute(&self.leader, |_| Ok(Command::ReplaceSegments { changes })).await?;
         Ok(Outcome::Command {
             tag: "ALTER TABLE APPEND".into(),
             rows: None,

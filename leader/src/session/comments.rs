@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::sql::comment::{Comment, CommentOn};
 
 impl Executor {
-    pub(super) fn comment(&self, c: &Comment) -> Result<Outcome> {
+    pub(super) async fn comment(&self, c: &Comment) -> Result<Outcome> {
         let snapshot = tx::snapshot(&self.leader);
         let path = search_path();
         let target = match &c.on {
@@ -52,7 +52,8 @@ impl Executor {
                 target: target.clone(),
                 text: c.text.clone(),
             })
-        })?;
+        })
+        .await?;
         Ok(command("COMMENT"))
     }
 }

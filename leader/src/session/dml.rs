@@ -393,7 +393,7 @@ impl Executor {
     }
 
     /// Step 3: swaps the segments in one catalog command.
-    fn replace(&self, def: &TableDef, remove: Vec<String>, add: Vec<Segment>) -> Result<()> {
+    async fn replace(&self, def: &TableDef, remove: Vec<String>, add: Vec<Segment>) -> Result<()> {
         if remove.is_empty() && add.is_empty() {
             return Ok(());
         }
@@ -405,7 +405,8 @@ impl Executor {
                     add: add.clone(),
                 }],
             })
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
@@ -460,7 +461,7 @@ impl Executor {
                 (add, counts[0])
             }
         };
-        self.replace(&target.def, affected.remove, add)?;
+        self.replace(&target.def, affected.remove, add).await?;
         Ok(command_rows("DELETE", affected.rows.saturating_sub(kept)))
     }
 
@@ -545,7 +546,7 @@ impl Executor {
             }
             (add, counts[0])
         };
-        self.replace(&target.def, affected.remove, add)?;
+        self.replace(&target.def, affected.remove, add).await?;
         Ok(command_rows("UPDATE", updated))
     }
 
@@ -669,11 +670,14 @@ impl Executor {
             }
         }
         let inserted_rows = insert_at.map(|i| counts[i]).unwrap_or(0);
-        self.replace(&target.def, remove, segments)?;
+        self.replace(&target.def, remove, segments).await?;
         Ok(command_rows("MERGE", changed_rows + inserted_rows))
     }
 
-    pub(super) fn truncate(&self, names: &[crate::sql::names::RelationName]) -> Result<Outcome> {
+    pub(super) async fn truncate(
+        &self,
+        names: &[crate::sql::names::RelationName],
+    ) -> Result<Outcome> {
         let snapshot = super::tx::snapshot(&self.leader);
         let path = super::search_path();
         let mut changes = Vec::with_capacity(names.len());
@@ -689,7 +693,8 @@ impl Executor {
             Ok(Command::ReplaceSegments {
                 changes: changes.clone(),
             })
-        })?;
+        })
+        .await?;
         Ok(super::command("TRUNCATE TABLE"))
     }
 }

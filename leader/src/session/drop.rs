@@ -18,7 +18,7 @@ pub(super) enum Kind {
 }
 
 impl Executor {
-    pub(super) fn drop_relations(&self, stmt: &DropRelations, kind: Kind) -> Result<Outcome> {
+    pub(super) async fn drop_relations(&self, stmt: &DropRelations, kind: Kind) -> Result<Outcome> {
         let snapshot = tx::snapshot(&self.leader);
         let path = search_path();
         let (word, tag) = match kind {
@@ -49,7 +49,8 @@ impl Executor {
             tx::execute(&self.leader, |s| {
                 s.drop_command(&ids, stmt.cascade)
                     .ok_or_else(|| Error::sql(sqlstate::UNDEFINED_TABLE, "the relations are gone"))
-            })?;
+            })
+            .await?;
         }
         Ok(command(tag))
     }

@@ -218,13 +218,19 @@ impl Executor {
         if !is_control && tx::aborted() {
             return Err(tx::in_failed_block());
         }
+        // Linearizable reads: before the statement pins a catalog version, this replica
+        // applies every commit acknowledged anywhere before it began (a block reads the
+        // version it began at; a group of one has nothing to wait for).
+        if !is_control && !tx::in_block() {
+            self.leader.catalog.read_barrier().await?;
+        }
         let outcome = match &parsed.statement {
             Statement::CreateTable(ct) => self.create_table(ct).await,
-            Statement::DropTable(stmt) => self.drop_relations(stmt, drop::Kind::Table),
-            Statement::DropView(stmt) => self.drop_relations(stmt, drop::Kind::View),
+            Statement::DropTable(stmt) => self.drop_relations(stmt, drop::Kind::Table).await,
+            Statement::DropView(stmt) => self.drop_relations(stmt, drop::Kind::View).await,
             Statement::CreateView(cv) => self.create_view(cv).await,
-            Statement::Schema(stmt) => self.schema_statement(stmt),
-            Statement::Comment(c) => self.comment(c),
+            Statement::Schema(stmt) => self.schema_statement(stmt).await,
+            Statement::Comment(c) => self.comment(c).await,
             Statement::AlterTable(stmt) => self.alter_table(stmt).await,
             Statement::AppendFrom(stmt) => self.append_from(stmt).await,
             Statement::CopyFrom(copy) => self.copy_from(copy).await,
@@ -233,7 +239,7 @@ impl Executor {
             Statement::Delete(ast) => self.delete(ast, params).await,
             Statement::Update(ast) => self.update(ast, params).await,
             Statement::Merge(ast) => self.merge(ast, params).await,
-            Statement::Truncate(names) => self.truncate(names),
+            Statement::Truncate(names) => self.truncate(names).await,
             Statement::Query(ast) => self.query(&parsed.text, ast, params).await,
             Statement::Explain { analyze, statement } => self.explain(*analyze, statement).await,
             Statement::Set(stmt) => set(stmt, settings),
@@ -241,7 +247,7 @@ impl Executor {
             Statement::Show(cmd) => self.show(cmd, params),
             Statement::Transaction(stmt) => match tx::current() {
                 Some(slot) => {
-                    let tag = tx::control(&self.leader, &slot, stmt);
+                    let tag = tx::control(&self.leader, &slot, stmt).await;
                     // The block ends (or begins) in the session's settings either way: a
                     // COMMIT that fails has rolled the block back.
                     let change = crate::sql::transaction::execute(stmt, settings);
@@ -252,7 +258,7 @@ impl Executor {
                     "transaction blocks need a session: use the PostgreSQL protocol",
                 )),
             },
-            Statement::User(stmt) => self.user_statement(stmt, settings),
+            Statement::User(stmt) => self.user_statement(stmt, settings).await,
             Statement::NoOp(tag) => Ok(command(tag)),
             Statement::Cursor(_) => Err(Error::sql(
                 sqlstate::FEATURE_NOT_SUPPORTED,
@@ -429,7 +435,7 @@ impl Executor {
             let def = snapshot.table(&parent, &path)?;
             ct = ct.like_table(def)?;
         }
-        let id = leader.catalog.allocate_table_id()?;
+        let id = leader.catalog.allocate_table_id().await?;
         if ct.temporary {
             tx::note_temporary(id)?;
         }
@@ -453,7 +459,8 @@ impl Executor {
                     return Err(duplicate());
                 }
                 Ok(Command::CreateTable(def.clone()))
-            })?;
+            })
+            .await?;
             return Ok(command("CREATE TABLE"));
         };
         // CREATE TABLE ... AS SELECT: plan the query, create the table from its schema,
@@ -504,7 +511,8 @@ impl Executor {
                 base_version: s.version,
                 commands,
             })
-        })?;
+        })
+        .await?;
         Ok(Outcome::Command {
             tag: "SELECT".into(),
             rows: Some(rows),
@@ -643,7 +651,7 @@ impl Executor {
         let _pin = self.leader.pins.pin();
         let mut router = Router::new(table.clone(), slices, map, self.leader.scheduler.clone());
         while let Some(batch) = rx.recv().await {
-            let batch = crate::load::identity::fill(&self.leader, &table, batch?)?;
+            let batch = crate::load::identity::fill(&self.leader, &table, batch?).await?;
             router.push(batch).await?;
         }
         reader
@@ -651,12 +659,12 @@ impl Executor {
             .map_err(|e| Error::sql(sqlstate::INTERNAL_ERROR, format!("reader failed: {e}")))?;
         let rows = router.rows();
         let segments = router.finish().await?;
-        self.commit(&table, segments)?;
+        self.commit(&table, segments).await?;
         tracing::info!(table = %table.name, rows, "COPY committed");
         Ok(rows)
     }
 
-    fn commit(
+    async fn commit(
         &self,
         table: &blueshift_common::types::TableDef,
         segments: Vec<blueshift_common::types::Segment>,
@@ -678,7 +686,8 @@ impl Executor {
                 table_id: table.id,
                 segments,
             })
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
@@ -711,7 +720,7 @@ impl Executor {
     ) -> Result<u64> {
         let _pin = self.leader.pins.pin();
         let (rows, segments) = self.route_stream(table, stream).await?;
-        self.commit(table, segments)?;
+        self.commit(table, segments).await?;
         Ok(rows)
     }
 
@@ -839,7 +848,7 @@ async fn route_rows(
     while let Some(batch) = stream.next().await {
         let batch = coerce_batch(&batch?, table, &mapping, &[], false)
             .map_err(|mut bad| bad.remove(0).into_error(what))?;
-        let batch = crate::load::identity::fill(leader, table, batch)?;
+        let batch = crate::load::identity::fill(leader, table, batch).await?;
         router.push(batch).await?;
     }
     Ok(())

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::sql::schemas::SchemaStatement;
 
 impl Executor {
-    pub(super) fn schema_statement(&self, stmt: &SchemaStatement) -> Result<Outcome> {
+    pub(super) async fn schema_statement(&self, stmt: &SchemaStatement) -> Result<Outcome> {
         match stmt {
             SchemaStatement::Create {
                 name,
@@ -32,7 +32,7 @@ impl Executor {
                     name: name.clone(),
                     owner: owner.clone().unwrap_or_else(current_user),
                 };
-                tx::execute(&self.leader, |_| Ok(Command::CreateSchema(def.clone())))?;
+                tx::execute(&self.leader, |_| Ok(Command::CreateSchema(def.clone()))).await?;
                 Ok(command("CREATE SCHEMA"))
             }
             SchemaStatement::Drop {
@@ -83,7 +83,8 @@ impl Executor {
                             base_version: s.version,
                             commands: commands.clone(),
                         })
-                    })?;
+                    })
+                    .await?;
                 }
                 Ok(command("DROP SCHEMA"))
             }

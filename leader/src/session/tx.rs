@@ -44,8 +44,8 @@ pub struct Transaction {
 pub type Slot = Arc<Mutex<Option<Transaction>>>;
 
 /// The temporary tables a session created, dropped when it ends (this is dropped with the
-/// session), and the session's own schema they are in (`pg_temp_<n>`, as in PostgreSQL and
-/// Redshift): only the session's search path has it, first, so its temporary tables shadow
+/// session), and the session's own schema they are in (`pg_temp_<replica>_<n>`, as
+/// `pg_temp_<n>` in PostgreSQL and Redshift): only the session's search path has it, first, so its temporary tables shadow
 /// others of the same name and no other session sees them.
 pub struct TempTables {
     leader: Arc<LeaderState>,
@@ -55,14 +55,16 @@ pub struct TempTables {
 
 impl TempTables {
     pub fn new(leader: Arc<LeaderState>) -> Self {
-        // Unique among the leader's sessions; a leader start drops every temporary table
-        // left by sessions before it, so the numbers may start again.
+        // Unique among the replica's sessions (and, by its id, among all replicas'); a
+        // replica's start drops every temporary table its sessions before it left, so the
+        // numbers may start again.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = temp_schema_prefix(leader.catalog.replica_status().node_id);
         TempTables {
             leader,
             ids: Mutex::new(Vec::new()),
-            schema: format!("{}{n}", crate::catalog::TEMP_SCHEMA_PREFIX),
+            schema: format!("{prefix}{n}"),
         }
     }
 
@@ -74,15 +76,36 @@ impl TempTables {
     }
 }
 
+/// The start of the temporary schemas' names of replica `node`'s sessions.
+pub fn temp_schema_prefix(node: u64) -> String {
+    format!("{}{node}_", crate::catalog::TEMP_SCHEMA_PREFIX)
+}
+
 impl Drop for TempTables {
     fn drop(&mut self) {
         let ids = match self.ids.lock() {
-            Ok(ids) => ids.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(mut ids) => std::mem::take(&mut *ids),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
-        for id in ids {
-            // Gone already (dropped by the session, or its block rolled back): nothing to do.
-            let _ = self.leader.catalog.execute(|s| {
+        if ids.is_empty() {
+            return;
+        }
+        // Dropping them is a catalog change, which is awaited; the session is gone already.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("temporary tables outlive their session until this replica restarts");
+            return;
+        };
+        let leader = self.leader.clone();
+        runtime.spawn(drop_temporary(leader, ids));
+    }
+}
+
+async fn drop_temporary(leader: Arc<LeaderState>, ids: Vec<u64>) {
+    for id in ids {
+        // Gone already (dropped by the session, or its block rolled back): nothing to do.
+        let _ = leader
+            .catalog
+            .execute(|s| {
                 if s.tables.get(&id).is_some_and(|t| t.temporary)
                     && let Some(drop) = s.drop_command(&[id], true)
                 {
@@ -94,8 +117,8 @@ impl Drop for TempTables {
                         "temporary table is gone",
                     ))
                 }
-            });
-        }
+            })
+            .await;
     }
 }
 
@@ -150,7 +173,7 @@ pub fn snapshot(leader: &LeaderState) -> Arc<CatalogState> {
 
 /// Applies a catalog command for the running statement: kept in its block (and applied to
 /// the block's state) inside a transaction, committed at once outside one.
-pub fn execute(
+pub async fn execute(
     leader: &LeaderState,
     build: impl FnOnce(&CatalogState) -> Result<Command>,
 ) -> Result<Arc<CatalogState>> {
@@ -165,7 +188,7 @@ pub fn execute(
             return Ok(tx.state.clone());
         }
     }
-    leader.catalog.execute(build)
+    leader.catalog.execute(build).await
 }
 
 /// Whether the running statement is inside a transaction block.
@@ -201,7 +224,41 @@ fn no_savepoint(name: &str) -> Error {
 }
 
 /// Runs a transaction-control statement on the session's slot; the command tag.
-pub fn control(leader: &LeaderState, slot: &Slot, statement: &TxStatement) -> Result<&'static str> {
+pub async fn control(
+    leader: &LeaderState,
+    slot: &Slot,
+    statement: &TxStatement,
+) -> Result<&'static str> {
+    match statement {
+        TxStatement::Begin if lock(slot).is_none() => {
+            // The block reads the catalog as of its start: one that has every commit
+            // acknowledged before it, on any replica.
+            leader.catalog.read_barrier().await?;
+        }
+        TxStatement::Commit => {
+            let Some(tx) = lock(slot).take() else {
+                return Ok("COMMIT");
+            };
+            if tx.failed {
+                return Ok("ROLLBACK");
+            }
+            if !tx.commands.is_empty() {
+                let base_version = tx.base_version;
+                let commands = tx.commands;
+                leader
+                    .catalog
+                    .execute(move |_| {
+                        Ok(Command::Transaction {
+                            base_version,
+                            commands,
+                        })
+                    })
+                    .await?;
+            }
+            return Ok("COMMIT");
+        }
+        _ => {}
+    }
     let mut guard = lock(slot);
     match statement {
         TxStatement::Begin => {
@@ -220,25 +277,7 @@ pub fn control(leader: &LeaderState, slot: &Slot, statement: &TxStatement) -> Re
             }
             Ok("BEGIN")
         }
-        TxStatement::Commit => {
-            let Some(tx) = guard.take() else {
-                return Ok("COMMIT");
-            };
-            if tx.failed {
-                return Ok("ROLLBACK");
-            }
-            if !tx.commands.is_empty() {
-                let base_version = tx.base_version;
-                let commands = tx.commands;
-                leader.catalog.execute(move |_| {
-                    Ok(Command::Transaction {
-                        base_version,
-                        commands,
-                    })
-                })?;
-            }
-            Ok("COMMIT")
-        }
+        TxStatement::Commit => Ok("COMMIT"),
         TxStatement::Rollback => {
             *guard = None;
             Ok("ROLLBACK")

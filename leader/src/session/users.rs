@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 impl Executor {
     /// CREATE / ALTER / DROP USER: superusers only, except a user changing their own
     /// password.
-    pub(super) fn user_statement(
+    pub(super) async fn user_statement(
         &self,
         stmt: &crate::sql::users::UserStatement,
         settings: &HashMap<String, String>,
@@ -122,7 +122,7 @@ impl Executor {
             }
         };
         for c in commands {
-            super::tx::execute(&self.leader, |_| Ok(c))?;
+            super::tx::execute(&self.leader, |_| Ok(c)).await?;
         }
         Ok(command(tag))
     }

@@ -40,7 +40,7 @@ impl Executor {
             Err(e) => return Err(e),
         };
         let view = ViewDef {
-            id: leader.catalog.allocate_table_id()?,
+            id: leader.catalog.allocate_table_id().await?,
             schema,
             name: cv.name.name.clone(),
             owner: current_user(),
@@ -55,7 +55,8 @@ impl Executor {
                 view: view.clone(),
                 replace: cv.or_replace,
             })
-        })?;
+        })
+        .await?;
         Ok(command("CREATE VIEW"))
     }
 }

@@ -1,0 +1,132 @@
+//! Raft messages between leader replicas over gRPC: the `Raft` service (served on each
+//! replica's cluster port beside `Cluster`) hands incoming messages to the driver, and one
+//! sender task per peer ships the driver's outgoing messages in batches. Delivery is best
+//! effort, as raft expects: a message that cannot be sent is dropped and the driver told
+//! the peer is unreachable (raft sends again); a queue that grows past [`MAX_QUEUED`] while
+//! a peer is down loses its oldest messages.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use blueshift_proto::MAX_MESSAGE_BYTES;
+use blueshift_proto::v1::raft_client::RaftClient;
+use blueshift_proto::v1::raft_server::Raft;
+use blueshift_proto::v1::{RaftAck, RaftMessages};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::Replica;
+use super::driver::{self, Request as DriverRequest};
+
+const MAX_QUEUED: usize = 4096;
+const MAX_BATCH: usize = 256;
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The gRPC `Raft` service of one replica.
+pub struct RaftService<O> {
+    pub replica: Replica<O>,
+}
+
+#[tonic::async_trait]
+impl<O: Send + 'static> Raft for RaftService<O> {
+    async fn send(&self, request: Request<RaftMessages>) -> Result<Response<RaftAck>, Status> {
+        for bytes in request.into_inner().messages {
+            match Message::parse_from_bytes(&bytes) {
+                Ok(m) => self.replica.deliver(m),
+                Err(e) => return Err(Status::invalid_argument(format!("bad raft message: {e}"))),
+            }
+        }
+        Ok(Response::new(RaftAck {}))
+    }
+}
+
+/// Ships the driver's outgoing messages to the peers until the driver stops.
+pub async fn run_senders<O: Send + 'static>(
+    from: u64,
+    replica: Replica<O>,
+    requests: std::sync::mpsc::Sender<DriverRequest<O>>,
+    mut outgoing: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut peers: HashMap<u64, mpsc::Sender<Message>> = HashMap::new();
+    while let Some(message) = outgoing.recv().await {
+        let to = message.to;
+        let queue = peers.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(MAX_QUEUED);
+            tokio::spawn(send_to_peer(
+                from,
+                to,
+                replica.clone(),
+                requests.clone(),
+                rx,
+            ));
+            tx
+        });
+        // A full queue means the peer has been down a while: raft will resend what matters.
+        let _ = queue.try_send(message);
+    }
+}
+
+async fn send_to_peer<O: Send + 'static>(
+    from: u64,
+    to: u64,
+    replica: Replica<O>,
+    requests: std::sync::mpsc::Sender<DriverRequest<O>>,
+    mut queue: mpsc::Receiver<Message>,
+) {
+    let mut client: Option<(String, RaftClient<tonic::transport::Channel>)> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(addr) = replica.status().peers.get(&to).cloned() else {
+            batch.clear();
+            continue;
+        };
+        if client.as_ref().is_none_or(|(a, _)| *a != addr) {
+            client = connect(&addr).map(|c| (addr.clone(), c));
+        }
+        let snapshots: Vec<bool> = batch.iter().map(driver::is_snapshot).collect();
+        let mut encoded = Vec::with_capacity(batch.len());
+        for m in batch.drain(..) {
+            if let Ok(bytes) = m.write_to_bytes() {
+                encoded.push(bytes);
+            }
+        }
+        let sent = match client.as_mut() {
+            Some((_, c)) => {
+                let request = RaftMessages {
+                    from,
+                    messages: encoded,
+                };
+                matches!(
+                    tokio::time::timeout(SEND_TIMEOUT, c.send(request)).await,
+                    Ok(Ok(_))
+                )
+            }
+            None => false,
+        };
+        if !sent {
+            let _ = requests.send(DriverRequest::Unreachable(to));
+        }
+        for _ in snapshots.iter().filter(|s| **s) {
+            let _ = requests.send(DriverRequest::SnapshotSent(to, sent));
+        }
+    }
+}
+
+fn connect(addr: &str) -> Option<RaftClient<tonic::transport::Channel>> {
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url)
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    Some(
+        RaftClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}
