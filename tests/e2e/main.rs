@@ -76,5 +76,6 @@ mod clients;
 
 // Leader replicas (`--leaders 3`): read-your-writes across replicas 1000 times, the raft
 // leader SIGKILLed and the failover time printed, the killed replica restarted and caught
-// up, every replica with the same catalog version and contents.
+// up, every replica with the same catalog version and contents; a Jepsen-style run of 4
+// writing clients through 5 raft leader kills and a paused follower.
 mod leader_ha;
