@@ -773,7 +773,6 @@ impl Catalog {
         tokio::spawn(transport::run_senders(
             replica.node_id,
             started.replica.clone(),
-            started.requests,
             started.outgoing,
         ));
         Ok(Catalog {

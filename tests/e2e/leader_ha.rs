@@ -97,11 +97,7 @@ async fn writes_on_one_replica_are_read_on_the_others_and_the_raft_leader_fails_
 
     // Kill the raft leader; time until a survivor commits a write.
     let leader = raft_leader(&cs[0]).await.expect("a raft leader");
-    let name = if leader == 1 {
-        "leader".to_string()
-    } else {
-        format!("leader-{leader}")
-    };
+    let name = replica_process(leader);
     let survivor = if leader == 1 { 2 } else { 1 };
     let killed_at = Instant::now();
     cluster.signal(&name, "KILL").unwrap();

@@ -54,7 +54,6 @@ pub enum Request<O> {
 pub struct Started<O> {
     pub replica: Replica<O>,
     pub outgoing: mpsc::UnboundedReceiver<Message>,
-    pub requests: std::sync::mpsc::Sender<Request<O>>,
     pub commit_at_open: u64,
     /// The last log index held at open: a sole voter commits all of it once it leads.
     pub last_at_open: u64,
@@ -176,16 +175,24 @@ pub fn start<M: StateMachine>(
         .map_err(|e| Error::CatalogIo(format!("starting the raft thread: {e}")))?;
     Ok(Started {
         replica: Replica {
-            requests: requests.clone(),
+            requests,
             applied: applied_rx,
             status,
         },
         outgoing,
-        requests,
         commit_at_open,
         last_at_open,
         thread,
     })
+}
+
+/// A proposal's entry data: who proposed it, its sequence number, the command.
+fn frame(incarnation: u64, seq: u64, command: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(command.len() + 16);
+    data.extend_from_slice(&incarnation.to_le_bytes());
+    data.extend_from_slice(&seq.to_le_bytes());
+    data.extend_from_slice(command);
+    data
 }
 
 type Pending<O> = HashMap<u64, (Instant, oneshot::Sender<Result<O>>)>;
@@ -252,11 +259,10 @@ impl<M: StateMachine> Driver<M> {
             Request::Propose { command, reply } => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let mut data = Vec::with_capacity(command.len() + 16);
-                data.extend_from_slice(&self.incarnation.to_le_bytes());
-                data.extend_from_slice(&seq.to_le_bytes());
-                data.extend_from_slice(&command);
-                match self.node.propose(Vec::new(), data) {
+                match self
+                    .node
+                    .propose(Vec::new(), frame(self.incarnation, seq, &command))
+                {
                     Ok(()) => {
                         self.pending.insert(seq, (Instant::now(), reply));
                     }
@@ -430,12 +436,8 @@ impl<M: StateMachine> Driver<M> {
         }
         if let Some(command) = self.machine.bootstrap() {
             self.bootstrap_term = raft.term;
-            let mut data = Vec::with_capacity(command.len() + 16);
             // Incarnation 0: nobody waits for it.
-            data.extend_from_slice(&0u64.to_le_bytes());
-            data.extend_from_slice(&0u64.to_le_bytes());
-            data.extend_from_slice(&command);
-            if let Err(e) = self.node.propose(Vec::new(), data) {
+            if let Err(e) = self.node.propose(Vec::new(), frame(0, 0, &command)) {
                 tracing::warn!(error = %e, "cannot propose the catalog bootstrap");
             }
         }

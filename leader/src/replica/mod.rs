@@ -208,6 +208,18 @@ impl<O: Send + 'static> Replica<O> {
         let _ = self.requests.send(driver::Request::Raft(Box::new(message)));
     }
 
+    /// Tells raft a peer could not be reached (the transport's report).
+    pub fn report_unreachable(&self, peer: u64) {
+        let _ = self.requests.send(driver::Request::Unreachable(peer));
+    }
+
+    /// Tells raft whether a snapshot sent to a peer arrived.
+    pub fn report_snapshot(&self, peer: u64, arrived: bool) {
+        let _ = self
+            .requests
+            .send(driver::Request::SnapshotSent(peer, arrived));
+    }
+
     /// Stops the driver thread (it finishes the work at hand first).
     pub fn stop(&self) {
         let _ = self.requests.send(driver::Request::Stop);

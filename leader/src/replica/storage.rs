@@ -232,13 +232,6 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Records the commit index (raft hands it over on its own after `advance`).
-    pub fn set_commit(&mut self, commit: u64) -> Result<()> {
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.persist(&[], Some(&hs), None)
-    }
-
     /// Notes a new commit index in memory only: it is written with the next hard state, and
     /// a replica that restarts before that learns it from the leader again.
     pub fn note_commit(&mut self, commit: u64) {
@@ -507,7 +500,7 @@ mod tests {
                 None,
             )
             .expect("persist");
-            s.set_commit(4).expect("commit");
+            s.persist(&[], Some(&hs(2, 2, 4)), None).expect("commit");
         }
         let s = DiskStorage::open(dir.path()).expect("reopen");
         assert_eq!(datas(&s, 1, 5), ["a", "b", "c2", "d"]);

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::Replica;
-use super::driver::{self, Request as DriverRequest};
+use super::driver;
 
 const MAX_QUEUED: usize = 4096;
 const MAX_BATCH: usize = 256;
@@ -46,7 +46,6 @@ impl<O: Send + 'static> Raft for RaftService<O> {
 pub async fn run_senders<O: Send + 'static>(
     from: u64,
     replica: Replica<O>,
-    requests: std::sync::mpsc::Sender<DriverRequest<O>>,
     mut outgoing: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut peers: HashMap<u64, mpsc::Sender<Message>> = HashMap::new();
@@ -54,13 +53,7 @@ pub async fn run_senders<O: Send + 'static>(
         let to = message.to;
         let queue = peers.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(MAX_QUEUED);
-            tokio::spawn(send_to_peer(
-                from,
-                to,
-                replica.clone(),
-                requests.clone(),
-                rx,
-            ));
+            tokio::spawn(send_to_peer(from, to, replica.clone(), rx));
             tx
         });
         // A full queue means the peer has been down a while: raft will resend what matters.
@@ -72,7 +65,6 @@ async fn send_to_peer<O: Send + 'static>(
     from: u64,
     to: u64,
     replica: Replica<O>,
-    requests: std::sync::mpsc::Sender<DriverRequest<O>>,
     mut queue: mpsc::Receiver<Message>,
 ) {
     let mut client: Option<(String, RaftClient<tonic::transport::Channel>)> = None;
@@ -106,10 +98,10 @@ async fn send_to_peer<O: Send + 'static>(
             None => false,
         };
         if !sent {
-            let _ = requests.send(DriverRequest::Unreachable(to));
+            replica.report_unreachable(to);
         }
         for _ in snapshots.iter().filter(|s| **s) {
-            let _ = requests.send(DriverRequest::SnapshotSent(to, sent));
+            replica.report_snapshot(to, sent);
         }
     }
 }
