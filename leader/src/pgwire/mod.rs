@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
@@ -358,18 +359,28 @@ impl SimpleQueryHandler for Handler {
         let many = statements.len() > 1;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
+            // Instrumented, not entered: a span guard held across an await moves between
+            // worker threads with the task and corrupts the subscriber's span stack.
             let span = tracing::info_span!("statement", sql = %truncate(&stmt.text));
-            let _g = span.enter();
-            let result = match self.run(client, &stmt, None, &mut settings).await {
-                // Several statements run one after another, as in PostgreSQL: a statement's
-                // rows are complete (and its errors known) before the next one starts.
-                Ok(Outcome::Rows { schema, stream }) if many => materialize(schema, stream).await,
-                other => other,
-            };
+            let result = async {
+                match self.run(client, &stmt, None, &mut settings).await {
+                    // Several statements run one after another, as in PostgreSQL: a
+                    // statement's rows are complete (and its errors known) before the next
+                    // one starts.
+                    Ok(Outcome::Rows { schema, stream }) if many => {
+                        materialize(schema, stream).await
+                    }
+                    other => other,
+                }
+            }
+            .instrument(span.clone())
+            .await;
             match result {
                 Ok(outcome) => responses.push(into_response(outcome, &Format::UnifiedText)?),
                 Err(e) => {
-                    tracing::debug!(code = %e.sqlstate(), error = %e.user_message(), "statement failed");
+                    span.in_scope(|| {
+                        tracing::debug!(code = %e.sqlstate(), error = %e.user_message(), "statement failed")
+                    });
                     responses.push(Response::Error(Box::new(error_info(&e))));
                     break;
                 }
