@@ -64,8 +64,18 @@ pub struct LeaderArgs {
     /// Every replica of a new leader group, this one included, as id=host:port of their
     /// cluster (gRPC) ports, e.g. `1=10.0.0.1:5440,2=10.0.0.2:5440,3=10.0.0.3:5440`
     /// [default: this replica alone].
-    #[arg(long, env = "BLUESHIFT_PEERS")]
+    #[arg(long, env = "BLUESHIFT_PEERS", conflicts_with = "join")]
     pub peers: Option<String>,
+    /// Join an existing group of leader replicas: the cluster (gRPC) address of one or more
+    /// of its replicas, comma-separated. This replica (with an empty data dir and an id no
+    /// replica has) is added once it has caught up. Needs --advertise-address unless
+    /// --grpc-listen names a reachable IP.
+    #[arg(long, env = "BLUESHIFT_JOIN")]
+    pub join: Option<String>,
+    /// host:port at which the other leader replicas reach this one's cluster port
+    /// [default: its --peers entry, else --grpc-listen].
+    #[arg(long, env = "BLUESHIFT_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -195,6 +205,8 @@ struct LeaderFile {
     gc_grace_secs: Option<u64>,
     node_id: Option<u64>,
     peers: Option<String>,
+    join: Option<String>,
+    advertise_address: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -218,6 +230,70 @@ fn read_file(path: &Option<PathBuf>) -> anyhow::Result<FileConfig> {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
         }
+    }
+}
+
+/// Which replica this leader is and how it finds its group: a new group (`peers`), an
+/// existing one (`join`), or a group of one.
+fn replica_config(
+    node_id: u64,
+    peers: Option<String>,
+    join: Option<String>,
+    advertise: Option<String>,
+    grpc_listen: SocketAddr,
+) -> anyhow::Result<blueshift_leader::replica::ReplicaConfig> {
+    use blueshift_leader::replica::ReplicaConfig;
+    let listen_address = (!grpc_listen.ip().is_unspecified()).then(|| grpc_listen.to_string());
+    match (peers, join) {
+        (Some(_), Some(_)) => anyhow::bail!("peers and join exclude each other"),
+        (Some(text), None) => {
+            let mut peers = ReplicaConfig::parse_peers(&text)
+                .map_err(|e| anyhow::anyhow!("peers: {}", e.user_message()))?;
+            if !peers.contains_key(&node_id) {
+                anyhow::bail!("peers must list this replica's own id {node_id}");
+            }
+            if let Some(own) = advertise {
+                peers.insert(node_id, own);
+            }
+            Ok(ReplicaConfig {
+                node_id,
+                peers,
+                join: Vec::new(),
+            })
+        }
+        (None, Some(text)) => {
+            let join: Vec<String> = text
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+            if join.is_empty() {
+                anyhow::bail!("join needs the address of at least one leader replica");
+            }
+            let own = advertise.or(listen_address).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a joining replica needs --advertise-address (host:port of its cluster \
+                     port as the other replicas reach it): --grpc-listen is {grpc_listen}"
+                )
+            })?;
+            Ok(ReplicaConfig {
+                node_id,
+                peers: [(node_id, own)].into(),
+                join,
+            })
+        }
+        (None, None) => Ok(ReplicaConfig {
+            node_id,
+            // Replicas joining this one later reach it here.
+            peers: [(
+                node_id,
+                advertise
+                    .or(listen_address)
+                    .unwrap_or_else(|| grpc_listen.to_string()),
+            )]
+            .into(),
+            join: Vec::new(),
+        }),
     }
 }
 
@@ -250,20 +326,19 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         None => blueshift_leader::limits::DEFAULT_QUERY_MEMORY_LIMIT,
     };
     let node_id = args.node_id.or(file.node_id).unwrap_or(1);
-    let replica = match args.peers.or(file.peers) {
-        None => blueshift_leader::replica::ReplicaConfig {
-            node_id,
-            peers: [(node_id, grpc_listen.to_string())].into(),
-        },
-        Some(text) => {
-            let peers = blueshift_leader::replica::ReplicaConfig::parse_peers(&text)
-                .map_err(|e| anyhow::anyhow!("peers: {}", e.user_message()))?;
-            if !peers.contains_key(&node_id) {
-                anyhow::bail!("peers must list this replica's own id {node_id}");
-            }
-            blueshift_leader::replica::ReplicaConfig { node_id, peers }
-        }
-    };
+    if node_id == 0 {
+        anyhow::bail!("node_id must be a number > 0");
+    }
+    let peers = args.peers.or(file.peers);
+    let join = args.join.or(file.join);
+    let advertise = args.advertise_address.or(file.advertise_address);
+    let replica = replica_config(
+        node_id,
+        peers.clone(),
+        join.clone(),
+        advertise.clone(),
+        grpc_listen,
+    )?;
     let config = LeaderConfig {
         replica,
         data_dir,
@@ -301,6 +376,11 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let grpc = TcpListener::bind(grpc_listen)
         .await
         .with_context(|| format!("cannot listen for compute nodes on {grpc_listen}"))?;
+    let mut config = config;
+    if grpc_listen.port() == 0 {
+        // Peers reach this replica at the port it got.
+        config.replica = replica_config(node_id, peers, join, advertise, grpc.local_addr()?)?;
+    }
     let flight_sql = TcpListener::bind(flight_sql_listen)
         .await
         .with_context(|| format!("cannot listen for Flight SQL clients on {flight_sql_listen}"))?;

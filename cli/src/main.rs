@@ -27,7 +27,7 @@ enum Command {
     /// Run a leader and N compute nodes on this machine, as separate processes.
     Local(local::LocalArgs),
     /// Run the leader node (PostgreSQL protocol, catalog, planner).
-    Leader(config::LeaderArgs),
+    Leader(Box<config::LeaderArgs>),
     /// Run a compute node that joins a leader.
     Compute(config::ComputeArgs),
     /// A psql-style SQL client (interactive, -c or -f; aligned, CSV or JSON output).
@@ -53,7 +53,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Local(args) => local::run(args).await,
-            Command::Leader(args) => config::run_leader(args).await,
+            Command::Leader(args) => config::run_leader(*args).await,
             Command::Compute(args) => config::run_compute(args).await,
             Command::Sql(args) => sql::run(args).await,
         }

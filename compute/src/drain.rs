@@ -76,8 +76,8 @@ pub async fn drain(
         // Ask the leader directly (the heartbeat loop also says we drain, every 500 ms).
         if let Some(c) = client.as_mut() {
             match tokio::time::timeout(TELL_LEADER, heartbeat_now(node, c)).await {
-                Ok(Ok(true)) => last_heard = Instant::now(),
-                Ok(Ok(false)) => {} // re-registering through the heartbeat loop
+                Ok(Ok(Some(_))) => last_heard = Instant::now(),
+                Ok(Ok(None)) => {} // re-registering through the heartbeat loop
                 Ok(Err(_)) | Err(_) => client = None,
             }
         }

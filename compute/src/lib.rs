@@ -97,16 +97,6 @@ pub async fn run(
     };
     // One registration per leader replica: each schedules work on this node.
     let name = membership::node_name(&config.data_dir)?;
-    let nodes: Vec<Arc<membership::NodeState>> = membership::leader_addresses(&config.leader)
-        .into_iter()
-        .map(|leader| {
-            Arc::new(membership::NodeState::new(
-                leader,
-                name.clone(),
-                flight_addr.clone(),
-            ))
-        })
-        .collect();
     let cache_bytes = config
         .cache_bytes
         .unwrap_or_else(|| cache::default_cache_bytes(&config.data_dir));
@@ -151,10 +141,12 @@ pub async fn run(
     // Spawned, so that it keeps accepting connections while the node drains.
     let mut server = tokio::spawn(server);
 
-    let memberships: Vec<tokio::task::JoinHandle<()>> = nodes
-        .iter()
-        .map(|node| tokio::spawn(membership::run(node.clone(), engine.clone())))
-        .collect();
+    let leaders = membership::Leaders::start(
+        membership::leader_addresses(&config.leader),
+        name,
+        flight_addr.clone(),
+        engine.clone(),
+    );
     tracing::info!(%flight_addr, leader = %config.leader, "compute node serving Arrow Flight");
     let early = tokio::select! {
         r = &mut server => Some(r),
@@ -163,15 +155,14 @@ pub async fn run(
     if early.is_none() {
         // Drain from every leader replica at once; each stops its heartbeats before its
         // goodbye, so that it does not register again.
-        futures::future::join_all(nodes.iter().zip(&memberships).map(|(node, membership)| {
+        let nodes = leaders.close();
+        futures::future::join_all(nodes.iter().map(|(node, membership)| {
             drain::drain(node, &loads, config.drain_timeout, || membership.abort())
         }))
         .await;
         let _ = stop_server.send(());
     }
-    for membership in &memberships {
-        membership.abort();
-    }
+    leaders.stop();
     sweeper.abort();
     let result = match early {
         Some(r) => r,

@@ -4,7 +4,10 @@
 //! [`NodeState`] per replica): any replica may schedule work on it.
 //! Every heartbeat carries whether the node is draining ([`crate::drain`]), so a leader never
 //! gives new work to a node that is leaving, even one that restarted meanwhile.
+//! Every answer also lists the group's replicas: [`Leaders`] registers with a replica added
+//! after the node started (one it was not told about with `--leader`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +46,137 @@ pub fn leader_addresses(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A leader address as a URL (`host:port` gets `http://`).
+fn leader_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+struct LeaderEntry {
+    node: Arc<NodeState>,
+    task: tokio::task::JoinHandle<()>,
+    /// Learned from a replica's answer rather than configured with `--leader`.
+    learned: bool,
+}
+
+/// The leader replicas this node registers with: the configured ones, and those the
+/// group's answers name that none of them is (a replica added later). Each has its own
+/// [`NodeState`] and registration loop.
+pub struct Leaders {
+    name: String,
+    flight_addr: String,
+    engine: Arc<Engine>,
+    entries: Mutex<Vec<LeaderEntry>>,
+    /// Once the node drains it registers with no new replica.
+    closed: AtomicBool,
+}
+
+impl Leaders {
+    pub fn start(
+        configured: Vec<String>,
+        name: String,
+        flight_addr: String,
+        engine: Arc<Engine>,
+    ) -> Arc<Leaders> {
+        let leaders = Arc::new(Leaders {
+            name,
+            flight_addr,
+            engine,
+            entries: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        for addr in configured {
+            leaders.add(leader_url(&addr), false);
+        }
+        leaders
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<LeaderEntry>> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn add(self: &Arc<Self>, url: String, learned: bool) {
+        let node = Arc::new(NodeState::new(
+            url,
+            self.name.clone(),
+            self.flight_addr.clone(),
+        ));
+        let task = tokio::spawn(run(node.clone(), self.clone()));
+        self.entries().push(LeaderEntry {
+            node,
+            task,
+            learned,
+        });
+    }
+
+    /// Registers with every replica of `replicas` (raft id to cluster address) that no
+    /// entry is already (by id once registered, by address before).
+    fn learn(self: &Arc<Self>, replicas: &HashMap<u64, String>) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut new = Vec::new();
+        {
+            let entries = self.entries();
+            for (id, addr) in replicas {
+                let url = leader_url(addr);
+                let known = entries
+                    .iter()
+                    .any(|e| e.node.replica_id() == *id || e.node.leader == url);
+                if !known {
+                    new.push((*id, url));
+                }
+            }
+        }
+        for (id, url) in new {
+            tracing::info!(replica = id, leader = %url, "registering with a new leader replica");
+            self.add(url, true);
+        }
+    }
+
+    /// A learned entry that turned out to be a replica a configured entry is (they named
+    /// it differently) stops.
+    fn dedupe(&self) {
+        let mut entries = self.entries();
+        let configured: Vec<u64> = entries
+            .iter()
+            .filter(|e| !e.learned)
+            .map(|e| e.node.replica_id())
+            .filter(|id| *id != 0)
+            .collect();
+        entries.retain(|e| {
+            let duplicate = e.learned && configured.contains(&e.node.replica_id());
+            if duplicate {
+                e.task.abort();
+            }
+            !duplicate
+        });
+    }
+
+    /// Every replica's node state, for the drain; no replica is added after this.
+    pub fn close(&self) -> Vec<(Arc<NodeState>, tokio::task::AbortHandle)> {
+        self.closed.store(true, Ordering::SeqCst);
+        self.entries()
+            .iter()
+            .map(|e| (e.node.clone(), e.task.abort_handle()))
+            .collect()
+    }
+
+    /// Stops every registration loop.
+    pub fn stop(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for e in self.entries().iter() {
+            e.task.abort();
+        }
+    }
+}
+
 /// The leader's answer to one heartbeat (or registration).
 #[derive(Debug, Clone, Copy)]
 pub struct Answer {
@@ -59,6 +193,8 @@ pub struct NodeState {
     draining: AtomicBool,
     /// The id the leader gave us; 0 until registered.
     node_id: AtomicU64,
+    /// The raft id of the leader replica; 0 until registered.
+    replica_id: AtomicU64,
     /// The leader's last answer to a heartbeat: when, whether that heartbeat said the node
     /// drains, and how many statements still held a slice map naming the node.
     last_answer: Mutex<Option<Answer>>,
@@ -74,6 +210,7 @@ impl NodeState {
             flight_addr,
             draining: AtomicBool::new(false),
             node_id: AtomicU64::new(0),
+            replica_id: AtomicU64::new(0),
             last_answer: Mutex::new(None),
             wake: Notify::new(),
         }
@@ -81,6 +218,10 @@ impl NodeState {
 
     pub fn node_id(&self) -> u64 {
         self.node_id.load(Ordering::SeqCst)
+    }
+
+    pub fn replica_id(&self) -> u64 {
+        self.replica_id.load(Ordering::SeqCst)
     }
 
     pub fn is_draining(&self) -> bool {
@@ -119,9 +260,9 @@ impl NodeState {
     }
 }
 
-pub async fn run(node: Arc<NodeState>, engine: Arc<Engine>) {
+async fn run(node: Arc<NodeState>, leaders: Arc<Leaders>) {
     loop {
-        match register_and_heartbeat(&node, &engine).await {
+        match register_and_heartbeat(&node, &leaders).await {
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!(leader = %node.leader, error = %e, "leader unreachable; retrying")
@@ -131,7 +272,8 @@ pub async fn run(node: Arc<NodeState>, engine: Arc<Engine>) {
     }
 }
 
-async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()> {
+async fn register_and_heartbeat(node: &NodeState, leaders: &Arc<Leaders>) -> Result<()> {
+    let engine = &leaders.engine;
     let mut client = connect(&node.leader).await?;
     let draining = node.is_draining();
     let reply = client
@@ -144,6 +286,9 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
         .map_err(|e| Error::Transport(e.to_string()))?
         .into_inner();
     node.node_id.store(reply.node_id, Ordering::SeqCst);
+    node.replica_id.store(reply.replica_id, Ordering::SeqCst);
+    leaders.dedupe();
+    leaders.learn(&reply.leader_replicas);
     // A new registration: statements of the leader's previous life are gone, and new ones
     // leave a draining node out; the count comes with the next heartbeat.
     node.answered(draining, u32::MAX);
@@ -157,19 +302,24 @@ async fn register_and_heartbeat(node: &NodeState, engine: &Engine) -> Result<()>
             _ = tokio::time::sleep(interval) => {}
             _ = node.wake.notified() => {}
         }
-        if !heartbeat_now(node, &mut client).await? {
-            return Ok(());
+        match heartbeat_now(node, &mut client).await? {
+            Some(replicas) => leaders.learn(&replicas),
+            None => return Ok(()),
         }
     }
 }
 
 /// One heartbeat on `client`: tells the leader that this node is alive and whether it is
-/// draining, and records the answer; false if the leader does not know the node (it
-/// restarted: the heartbeat loop registers again, saying whether it drains).
-pub async fn heartbeat_now(node: &NodeState, client: &mut ClusterClient<Channel>) -> Result<bool> {
+/// draining, and records the answer: the group's replicas, or `None` if the leader does
+/// not know the node (it restarted: the heartbeat loop registers again, saying whether it
+/// drains).
+pub async fn heartbeat_now(
+    node: &NodeState,
+    client: &mut ClusterClient<Channel>,
+) -> Result<Option<HashMap<u64, String>>> {
     let node_id = node.node_id();
     if node_id == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let draining = node.is_draining();
     let answer = client
@@ -182,10 +332,11 @@ pub async fn heartbeat_now(node: &NodeState, client: &mut ClusterClient<Channel>
         .await
         .map_err(|e| Error::Transport(e.to_string()))?
         .into_inner();
-    if answer.known {
-        node.answered(draining, answer.statements);
+    if !answer.known {
+        return Ok(None);
     }
-    Ok(answer.known)
+    node.answered(draining, answer.statements);
+    Ok(Some(answer.leader_replicas))
 }
 
 /// A client of the leader's cluster service on a new connection.

@@ -31,7 +31,7 @@ use crate::auth::UserDef;
 use crate::error::{Error, Result};
 use crate::replica::storage::DiskStorage;
 use crate::replica::transport::{self, RaftService};
-use crate::replica::{Replica, ReplicaConfig, ReplicaStatus, StateMachine, driver};
+use crate::replica::{Replica, ReplicaConfig, ReplicaStatus, StateMachine, driver, membership};
 use crate::sql::names::{PUBLIC, SYSTEM_SCHEMAS};
 
 pub const SNAPSHOT_EVERY: u64 = 64;
@@ -775,6 +775,15 @@ impl Catalog {
             started.replica.clone(),
             started.outgoing,
         ));
+        // A new replica joins; one that stopped while it was still a learner (added, not
+        // yet promoted) asks again. A removed replica stays out until its disk is emptied.
+        let status = started.replica.status();
+        if (started.fresh && !replica.join.is_empty()) || status.learners.contains(&replica.node_id)
+        {
+            tokio::spawn(membership::join(started.replica.clone(), replica.clone()));
+        } else if !status.initialized {
+            tokio::spawn(membership::decide(started.replica.clone(), replica.clone()));
+        }
         Ok(Catalog {
             state,
             replica: started.replica,
@@ -814,6 +823,13 @@ impl Catalog {
 
     pub fn replica_status(&self) -> ReplicaStatus {
         self.replica.status()
+    }
+
+    /// Removes leader replica `id` from the raft group (through the raft leader).
+    pub async fn remove_replica(&self, id: u64) -> Result<()> {
+        membership::remove_replica(&self.replica, id)
+            .await
+            .map(|_| ())
     }
 
     /// The version applied here, pinned.
@@ -1124,6 +1140,7 @@ mod tests {
         let peers = ReplicaConfig {
             node_id: 1,
             peers: BTreeMap::from([(1, String::new()), (2, "h:1".into())]),
+            join: Vec::new(),
         };
         let refused = Catalog::open(dir.path(), 3, &peers).err().unwrap();
         assert!(refused.to_string().contains("group of one"), "{refused}");

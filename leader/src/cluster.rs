@@ -257,6 +257,25 @@ impl Membership {
 /// The gRPC face of [`Membership`].
 pub struct ClusterService {
     pub membership: Arc<Membership>,
+    /// The leader replicas' raft group, whose members compute nodes register with.
+    pub catalog: Arc<crate::catalog::Catalog>,
+}
+
+impl ClusterService {
+    /// This replica's id and every member replica's cluster address.
+    fn replicas(&self) -> (u64, std::collections::HashMap<u64, String>) {
+        let status = self.catalog.replica_status();
+        let replicas = status
+            .voters
+            .iter()
+            .chain(&status.learners)
+            .filter_map(|id| {
+                let addr = status.peers.get(id).filter(|a| !a.is_empty())?;
+                Some((*id, addr.clone()))
+            })
+            .collect();
+        (status.node_id, replicas)
+    }
 }
 
 #[tonic::async_trait]
@@ -274,11 +293,14 @@ impl Cluster for ClusterService {
         let node_id = self
             .membership
             .register(&req.node_name, &req.flight_addr, req.draining);
+        let (replica_id, leader_replicas) = self.replicas();
         Ok(Response::new(RegisterResponse {
             node_id,
             store_url: self.membership.store_url().to_string(),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
             store_options: Some(self.membership.store_options.clone()),
+            replica_id,
+            leader_replicas,
         }))
     }
 
@@ -293,6 +315,7 @@ impl Cluster for ClusterService {
         Ok(Response::new(HeartbeatResponse {
             known,
             statements: self.membership.statements_using(req.node_id),
+            leader_replicas: self.replicas().1,
         }))
     }
 

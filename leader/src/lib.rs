@@ -176,6 +176,7 @@ pub async fn run(
         .add_service(
             ClusterServer::new(ClusterService {
                 membership: membership.clone(),
+                catalog: catalog.clone(),
             })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),

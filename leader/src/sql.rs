@@ -16,9 +16,11 @@
 //! * [`scalar_subquery`]: correlated scalar subqueries in forms DataFusion decorrelates.
 //! * [`transaction`]: BEGIN / COMMIT / ROLLBACK / SAVEPOINT over statements that each commit.
 //! * [`users`]: CREATE / ALTER / DROP USER.
+//! * [`cluster`]: `ALTER CLUSTER REMOVE REPLICA n` (the leader replicas).
 //! * [`cursor`]: DECLARE / FETCH / CLOSE.
 //! * [`guard`]: queries the engine would answer wrongly, refused with 0A000.
 
+pub mod cluster;
 pub mod comment;
 pub mod compat;
 pub mod copy;

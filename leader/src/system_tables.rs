@@ -22,8 +22,9 @@
 //!   view is scanned.
 //! * `stv_leader_replicas (node_id, address, is_self, role, term, leader_id, commit_index,
 //!   applied_index, catalog_version)`: the leader replicas' raft group as the replica that
-//!   runs the statement sees it: its own row complete, the others' role only (`leader` or
-//!   `follower`; their progress is on their own rows, asked on them).
+//!   runs the statement sees it: its own row complete, the others' role only (`leader`,
+//!   `follower` or `learner`: added, still catching up; their progress is on their own
+//!   rows, asked on them). Its own role may also be `undecided`, `joining` or `removed`.
 //! * `svv_store_usage (kind, table_id, tablename, segments, bytes)`: the store's size by table
 //!   (`kind = 'table'`, from the catalog) and the unreferenced segments garbage collection
 //!   has found but not deleted yet (`kind = 'awaiting_gc'`, by table id).
@@ -378,6 +379,7 @@ fn stl_retries(leader: &LeaderState) -> Result<Arc<MemTable>> {
 fn stv_leader_replicas(leader: &LeaderState, catalog: &CatalogState) -> Result<Arc<MemTable>> {
     let status = leader.catalog.replica_status();
     let mut ids: Vec<u64> = status.voters.clone();
+    ids.extend(status.learners.iter().copied());
     if !ids.contains(&status.node_id) {
         ids.push(status.node_id);
     }
@@ -409,6 +411,8 @@ fn stv_leader_replicas(leader: &LeaderState, catalog: &CatalogState) -> Result<A
                     status.role
                 } else if *i == status.leader_id {
                     "leader"
+                } else if status.learners.contains(i) {
+                    "learner"
                 } else {
                     "follower"
                 }

@@ -374,3 +374,227 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
     drop(logs);
     cluster.stop().await.unwrap();
 }
+
+/// Each voter and learner as replica `client` sees them: `(node_id, role)`.
+async fn members(client: &Client) -> Vec<(String, String)> {
+    pg::query(
+        client,
+        "select node_id, role from stv_leader_replicas order by node_id",
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].clone().unwrap_or_default(),
+            r[1].clone().unwrap_or_default(),
+        )
+    })
+    .collect()
+}
+
+/// Polls `check` on a fresh connection to `port` until it holds (90 s at most).
+async fn eventually<F, Fut>(port: u16, what: &str, check: F)
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(c) = pg::connect(port).await
+            && check(c).await
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Membership changes: a replica started with `--join` is added (as a learner, then a
+/// voter) and catches up from a snapshot, since the log was compacted; compute nodes find
+/// it and it runs queries; `ALTER CLUSTER REMOVE REPLICA` (superusers only) takes replicas
+/// out, the raft leader included; a replica whose data dir is wiped and that `blueshift
+/// local` restarts with its old `--peers` finds the group exists, is removed and added back,
+/// and rejoins from a snapshot. No acknowledged row is lost along the way.
+#[tokio::test]
+async fn replicas_join_and_leave_and_a_wiped_replica_rejoins_from_a_snapshot() {
+    let cluster = start().await;
+    let logs = cluster.logs_on_panic();
+    let c1 = cluster.client_of(1).await.unwrap();
+    pg::execute(&c1, "create table m (a int)").await.unwrap();
+    // More commands than a raft snapshot takes (64): the log is compacted.
+    let mut expected = 0i64;
+    for i in 1..=80 {
+        pg::execute(&c1, &format!("insert into m values ({i})"))
+            .await
+            .unwrap();
+        expected += i;
+    }
+    let fingerprint = format!("80|{expected}");
+    let sum_of = |c: Client| async move {
+        pg::query(&c, "select count(*) || '|' || sum(a) from m")
+            .await
+            .ok()
+            .and_then(|r| r.first().and_then(|r| r[0].clone()))
+    };
+
+    // Replica 4 joins.
+    let joined_at = Instant::now();
+    let (mut r4, r4_port) = cluster.add_leader_replica("leader-4", 4).await.unwrap();
+    println!(
+        "replica 4 joined and was ready in {:?}",
+        joined_at.elapsed()
+    );
+    let r4_log = std::fs::read_to_string(cluster.root().join("leader-4.log")).unwrap();
+    assert!(
+        r4_log.contains("installed a raft snapshot"),
+        "replica 4 did not catch up from a snapshot:\n{r4_log}"
+    );
+    // It serves as a learner once caught up, and is promoted to voter right after.
+    eventually(
+        cluster.pg_ports()[0],
+        "replica 4 is a voter",
+        |c| async move {
+            members(&c)
+                .await
+                .contains(&("4".to_string(), "follower".to_string()))
+        },
+    )
+    .await;
+    // Compute nodes register with it (they learn it from the heartbeats' replica list).
+    let want = fingerprint.clone();
+    eventually(
+        r4_port,
+        "replica 4 runs queries with the right answer",
+        move |c| {
+            let want = want.clone();
+            async move { sum_of(c).await.as_deref() == Some(want.as_str()) }
+        },
+    )
+    .await;
+    let c4 = pg::connect(r4_port).await.unwrap();
+    pg::execute(&c4, "insert into m values (1000)")
+        .await
+        .unwrap();
+    assert_eq!(
+        sum_of(cluster.client_of(2).await.unwrap()).await.as_deref(),
+        Some(format!("81|{}", expected + 1000).as_str()),
+        "a write on replica 4 is read on replica 2"
+    );
+    expected += 1000;
+
+    // Wipe the data dir of a follower (not replica 4) while it is paused, then kill it:
+    // `blueshift local` restarts it with its old --peers and an empty dir. A write while
+    // it is down (3 of 4 voters remain) is on it once it is back.
+    let leader = raft_leader(&c1).await.unwrap();
+    let wiped = (1..=REPLICAS).find(|n| *n != leader).unwrap();
+    let process = replica_process(wiped);
+    cluster.signal(&process, "STOP").unwrap();
+    std::fs::remove_dir_all(cluster.root().join("data").join(&process)).unwrap();
+    cluster.signal(&process, "KILL").unwrap();
+    pg::execute(&c4, "insert into m values (2000)")
+        .await
+        .unwrap();
+    expected += 2000;
+    let want = format!("82|{expected}");
+    let wiped_port = cluster.pg_ports()[wiped - 1];
+    let back = Instant::now();
+    eventually(wiped_port, "the wiped replica answers again", move |c| {
+        let want = want.clone();
+        async move { sum_of(c).await.as_deref() == Some(want.as_str()) }
+    })
+    .await;
+    println!(
+        "the wiped replica answered again after {:?}",
+        back.elapsed()
+    );
+    let all = cluster.logs();
+    assert!(
+        all.contains("its group exists") && all.contains("removing it first"),
+        "the wiped replica did not rejoin through removal and re-adding"
+    );
+    let cw = cluster.client_of(wiped).await.unwrap();
+    let view = members(&cw).await;
+    assert_eq!(view.len(), 4, "{view:?}");
+    assert!(
+        view.iter()
+            .any(|(id, role)| *id == wiped.to_string() && role == "follower"),
+        "the wiped replica is a voter again: {view:?}"
+    );
+
+    // Only superusers change membership.
+    pg::execute(&cw, "create user analyst password 'Analyst1pw'")
+        .await
+        .unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(wiped_port)
+        .user("analyst")
+        .password("Analyst1pw")
+        .dbname("dev");
+    let (analyst, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let denied = pg::expect_db_error(&analyst, "alter cluster remove replica 4")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&denied, &["42501"], "a non-superuser removing a replica");
+    let missing = pg::expect_db_error(&cw, "alter cluster remove replica 9")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&missing, &["42704"], "removing a replica that is not there");
+
+    // Remove replica 4 (from a follower: the request goes to the raft leader), then the
+    // raft leader itself (it hands leadership over first). Replica 4 then refuses work.
+    let c2 = cluster.client_of(2).await.unwrap();
+    pg::execute(&c2, "alter cluster remove replica 4")
+        .await
+        .unwrap();
+    // The raft leader tells it so right after the removal commits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match pg::query(&c4, "select count(*) from m").await {
+            Ok(_) => assert!(Instant::now() < deadline, "replica 4 still serves"),
+            Err(e) => {
+                let text = format!("{e:#}");
+                assert!(text.contains("57P03") && text.contains("removed"), "{text}");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    r4.kill();
+    let leader = raft_leader(&cw).await.unwrap();
+    let survivor = (1..=REPLICAS).find(|n| *n != leader).unwrap();
+    let cs = cluster.client_of(survivor).await.unwrap();
+    pg::execute(&cs, &format!("alter cluster remove replica {leader}"))
+        .await
+        .unwrap();
+    let view = members(&cs).await;
+    assert_eq!(view.len(), 2, "two replicas left: {view:?}");
+    assert!(
+        !view.iter().any(|(id, _)| *id == leader.to_string()),
+        "{view:?}"
+    );
+    pg::execute(&cs, "insert into m values (3000)")
+        .await
+        .unwrap();
+    expected += 3000;
+    let final_print = format!("83|{expected}");
+    for (id, _) in view {
+        let n: usize = id.parse().unwrap();
+        assert_eq!(
+            sum_of(cluster.client_of(n).await.unwrap()).await.as_deref(),
+            Some(final_print.as_str()),
+            "replica {n}"
+        );
+    }
+    assert!(
+        cluster.panics_in_log().is_empty(),
+        "{:?}",
+        cluster.panics_in_log()
+    );
+    drop(logs);
+    cluster.stop().await.unwrap();
+}

@@ -400,6 +400,56 @@ impl Cluster {
         Process::spawn(command, &self.root.join(format!("{name}.log")))
     }
 
+    /// Starts one more leader replica, `blueshift leader --node-id <id> --join` replica 1: a
+    /// separate process (not supervised by `blueshift local`) in the cluster's process
+    /// group, data in `root/<name>`, output in `root/<name>.log`. Returns it and its
+    /// PostgreSQL port once it is ready (added to the group and caught up).
+    pub async fn add_leader_replica(&self, name: &str, id: u64) -> Result<(Process, u16)> {
+        let ready = self.root.join(format!("{name}.ready"));
+        let mut command = Command::new(paths::blueshift_bin());
+        command
+            .arg("leader")
+            .arg("--node-id")
+            .arg(id.to_string())
+            .arg("--join")
+            .arg(format!("127.0.0.1:{}", self.grpc_port))
+            .arg("--data-dir")
+            .arg(self.root.join(name))
+            .arg("--pg-listen")
+            .arg("127.0.0.1:0")
+            .arg("--grpc-listen")
+            .arg("127.0.0.1:0")
+            .arg("--flight-sql-listen")
+            .arg("127.0.0.1:0")
+            .arg("--slices")
+            .arg((self.nodes * self.slices_per_node).to_string())
+            .arg("--store-url")
+            .arg(format!(
+                "file://{}/",
+                self.root.join("data/store").display()
+            ))
+            .arg("--ready-file")
+            .arg(&ready)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .process_group(self.pgid);
+        let mut process = Process::spawn(command, &self.root.join(format!("{name}.log")))?;
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let (pg_port, _, _) = parse_ready_file(&text)?;
+                return Ok((process, pg_port));
+            }
+            if let Some(status) = process.exited() {
+                bail!("leader replica {name} exited before it was ready: {status}");
+            }
+            if started.elapsed() > DEFAULT_READY_TIMEOUT {
+                process.kill();
+                bail!("leader replica {name} was not ready after {DEFAULT_READY_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Sends SIGTERM to `blueshift local` and waits for it and every process of its group to
     /// exit. Returns its exit status; fails (after killing the group) if it does not exit in
     /// time or leaves processes behind.

@@ -12,6 +12,7 @@
 //! nothing of catalog commands: they are bytes, applied by a [`StateMachine`].
 
 pub mod driver;
+pub mod membership;
 pub mod storage;
 pub mod transport;
 
@@ -41,8 +42,12 @@ pub trait StateMachine: Send + 'static {
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
     pub node_id: u64,
-    /// Raft (gRPC) address of every replica of a new group, this one included.
+    /// Raft (gRPC) address of every replica of a new group, this one included (with
+    /// `join`, this one alone).
     pub peers: BTreeMap<u64, String>,
+    /// Raft addresses of replicas of an existing group this one (with an empty data dir)
+    /// asks to be added to.
+    pub join: Vec<String>,
 }
 
 impl ReplicaConfig {
@@ -51,6 +56,7 @@ impl ReplicaConfig {
         ReplicaConfig {
             node_id: 1,
             peers: BTreeMap::from([(1, String::new())]),
+            join: Vec::new(),
         }
     }
 
@@ -77,15 +83,24 @@ impl ReplicaConfig {
 #[derive(Debug, Clone, Default)]
 pub struct ReplicaStatus {
     pub node_id: u64,
-    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    /// `leader`, `follower`, `learner` (added, catching up), `candidate`, `pre-candidate`,
+    /// `undecided` (an empty replica finding out whether its group is new), `joining`
+    /// (waiting to be added) or `removed`.
     pub role: &'static str,
+    /// False while undecided.
+    pub initialized: bool,
     pub term: u64,
     /// The raft leader this replica knows of (0: none).
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    pub last_index: u64,
     /// Voters of the group.
     pub voters: Vec<u64>,
+    /// Learners: added replicas still catching up, not voting yet.
+    pub learners: Vec<u64>,
+    /// On the raft leader: the last log index each replica is known to hold.
+    pub matched: BTreeMap<u64, u64>,
     /// Raft addresses of the replicas, by id.
     pub peers: BTreeMap<u64, String>,
 }
@@ -218,6 +233,55 @@ impl<O: Send + 'static> Replica<O> {
         let _ = self
             .requests
             .send(driver::Request::SnapshotSent(peer, arrived));
+    }
+
+    /// Tells the driver where a peer is reached (as the peer itself said).
+    pub fn learn_peer(&self, peer: u64, address: String) {
+        let _ = self
+            .requests
+            .send(driver::Request::LearnPeer(peer, address));
+    }
+
+    /// An undecided replica: the group is new, with these voters.
+    pub fn initialize(&self, voters: Vec<u64>) {
+        let _ = self.requests.send(driver::Request::Initialize { voters });
+    }
+
+    /// An undecided replica: the group exists; wait to be added to it.
+    pub fn start_joining(&self) {
+        let _ = self.requests.send(driver::Request::Join);
+    }
+
+    /// The raft leader `by` committed this replica's removal.
+    pub fn removed_by(&self, by: u64) {
+        let _ = self.requests.send(driver::Request::Removed(by));
+    }
+
+    /// A joining replica was added by the raft leader: it may vote.
+    pub fn joined(&self) {
+        let _ = self.requests.send(driver::Request::Joined);
+    }
+
+    /// On the raft leader: proposes a membership change and waits until it is applied here.
+    pub async fn propose_membership(&self, change: raft::prelude::ConfChange) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(driver::Request::ChangeMembership { change, reply: tx })
+            .map_err(|_| unavailable("the catalog replica is shutting down"))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(unavailable("the catalog replica is shutting down")),
+            Err(_) => Err(Error::sql(
+                sqlstate::STATEMENT_COMPLETION_UNKNOWN,
+                "the change of the leader replicas was not confirmed in time: it may or may \
+                 not have been committed",
+            )),
+        }
+    }
+
+    /// On the raft leader: hands leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) {
+        let _ = self.requests.send(driver::Request::TransferLeader(to));
     }
 
     /// Stops the driver thread (it finishes the work at hand first).

@@ -15,6 +15,7 @@
 //! about: it is cut off on open. A bad record with good ones after it is corruption, an
 //! error. This module knows nothing of catalog commands: entries' data are opaque bytes.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ pub struct DiskStorage {
     snapshot: Snapshot,
     /// Entries after the snapshot's index, contiguous.
     entries: Vec<Entry>,
+    /// Raft asked for a snapshot the one held cannot serve (it predates the peer's
+    /// membership): the driver takes a new one.
+    snapshot_wanted: Cell<bool>,
 }
 
 fn io(context: &str, e: std::io::Error) -> Error {
@@ -110,6 +114,7 @@ impl DiskStorage {
             conf_state: snapshot.get_metadata().get_conf_state().clone(),
             snapshot,
             entries: Vec::new(),
+            snapshot_wanted: Cell::new(false),
         };
         storage.hard_state.commit = storage.snapshot_index();
         storage.hard_state.term = storage.snapshot.get_metadata().term;
@@ -236,6 +241,26 @@ impl DiskStorage {
     /// a replica that restarts before that learns it from the leader again.
     pub fn note_commit(&mut self, commit: u64) {
         self.hard_state.commit = self.hard_state.commit.max(commit);
+    }
+
+    /// Records for good that this replica was removed from its group (it then refuses
+    /// work, across restarts, until its data dir is emptied and it joins again).
+    pub fn mark_removed(&mut self) -> Result<()> {
+        let path = self.dir.join("removed");
+        std::fs::write(&path, b"removed from the group of leader replicas\n")
+            .and_then(|_| File::open(&path)?.sync_all())
+            .map_err(|e| io("recording the removal", e))?;
+        blueshift_common::store::sync_dir(&self.dir).map_err(|e| Error::CatalogIo(e.to_string()))
+    }
+
+    /// Whether this replica was told it was removed from its group.
+    pub fn is_marked_removed(&self) -> bool {
+        self.dir.join("removed").is_file()
+    }
+
+    /// Whether raft asked for a newer snapshot than the one held (and forgets it).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     /// The index of the last entry held (the snapshot's if there is none after it).
@@ -432,9 +457,13 @@ impl Storage for DiskStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_index() < request_index {
-            // The driver snapshots often; a peer asking for a newer one asks again later.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let conf = self.snapshot.get_metadata().get_conf_state();
+        // A replica refuses a snapshot whose membership does not include it (one added
+        // after the snapshot was taken): take a newer one, and let raft ask again.
+        let member = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if self.snapshot_index() < request_index || !member {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -537,14 +566,28 @@ mod tests {
         let s = DiskStorage::open(dir.path()).expect("reopen");
         assert_eq!(s.first_index().expect("first"), 8);
         assert_eq!(datas(&s, 8, 12), ["8", "9", "10", "11"]);
-        let snap = s.snapshot(7, 2).expect("snapshot");
+        let snap = s.snapshot(7, 1).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 7);
         assert_eq!(&snap.data[..], b"state at 7");
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1]);
+        assert!(!s.take_snapshot_wanted());
         assert!(
-            s.snapshot(9, 2).is_err(),
+            s.snapshot(9, 1).is_err(),
             "a newer snapshot is not there yet"
         );
+        assert!(
+            s.take_snapshot_wanted(),
+            "the driver is asked for a newer one"
+        );
+        // A replica added after the snapshot would refuse it: a newer one is wanted.
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(s.take_snapshot_wanted());
+        assert!(!s.take_snapshot_wanted(), "asked once");
         // The rewritten log holds only what the snapshot does not.
         let log_len = std::fs::metadata(dir.path().join("log"))
             .expect("log")

@@ -11,14 +11,15 @@ use std::time::Duration;
 use blueshift_proto::MAX_MESSAGE_BYTES;
 use blueshift_proto::v1::raft_client::RaftClient;
 use blueshift_proto::v1::raft_server::Raft;
-use blueshift_proto::v1::{RaftAck, RaftMessages};
+use blueshift_proto::v1::{
+    DescribeRequest, GroupDescription, MembershipChange, MembershipReply, RaftAck, RaftMessages,
+};
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::Replica;
-use super::driver;
+use super::{Replica, driver, membership};
 
 const MAX_QUEUED: usize = 4096;
 const MAX_BATCH: usize = 256;
@@ -29,16 +30,49 @@ pub struct RaftService<O> {
     pub replica: Replica<O>,
 }
 
+fn to_status(e: crate::error::Error) -> Status {
+    match e {
+        crate::error::Error::Common(e) => e.to_status(),
+        other => Status::internal(other.user_message()),
+    }
+}
+
 #[tonic::async_trait]
 impl<O: Send + 'static> Raft for RaftService<O> {
     async fn send(&self, request: Request<RaftMessages>) -> Result<Response<RaftAck>, Status> {
-        for bytes in request.into_inner().messages {
+        let request = request.into_inner();
+        if request.removed {
+            self.replica.removed_by(request.from);
+        }
+        if !request.from_address.is_empty()
+            && !self.replica.status().peers.contains_key(&request.from)
+        {
+            self.replica.learn_peer(request.from, request.from_address);
+        }
+        for bytes in request.messages {
             match Message::parse_from_bytes(&bytes) {
                 Ok(m) => self.replica.deliver(m),
                 Err(e) => return Err(Status::invalid_argument(format!("bad raft message: {e}"))),
             }
         }
         Ok(Response::new(RaftAck {}))
+    }
+
+    async fn describe(
+        &self,
+        _request: Request<DescribeRequest>,
+    ) -> Result<Response<GroupDescription>, Status> {
+        Ok(Response::new(membership::describe(&self.replica.status())))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipChange>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        membership::change_on_leader(&self.replica, &request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
     }
 }
 
@@ -89,6 +123,13 @@ async fn send_to_peer<O: Send + 'static>(
                 let request = RaftMessages {
                     from,
                     messages: encoded,
+                    from_address: replica
+                        .status()
+                        .peers
+                        .get(&from)
+                        .cloned()
+                        .unwrap_or_default(),
+                    removed: false,
                 };
                 matches!(
                     tokio::time::timeout(SEND_TIMEOUT, c.send(request)).await,
@@ -106,7 +147,28 @@ async fn send_to_peer<O: Send + 'static>(
     }
 }
 
-fn connect(addr: &str) -> Option<RaftClient<tonic::transport::Channel>> {
+/// Tells replica `to` at `addr` that its removal is committed (best effort, a few tries:
+/// a replica that misses it keeps its stale view, which raft's log still corrects).
+pub async fn tell_removed(from: u64, from_address: String, addr: &str) {
+    let Some(mut client) = connect(addr) else {
+        return;
+    };
+    for _ in 0..5 {
+        let request = RaftMessages {
+            from,
+            messages: Vec::new(),
+            from_address: from_address.clone(),
+            removed: true,
+        };
+        if let Ok(Ok(_)) = tokio::time::timeout(SEND_TIMEOUT, client.send(request)).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A client of a replica's `Raft` service (connecting on first use).
+pub(super) fn connect(addr: &str) -> Option<RaftClient<tonic::transport::Channel>> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else {

@@ -6,6 +6,7 @@
 //!   task-locals, `set_config` changes;
 //! * [`metadata`]: Redshift's `SHOW DATABASES | SCHEMAS | TABLES | COLUMNS` listings;
 //! * [`users`]: `CREATE` / `ALTER` / `DROP USER`;
+//! * [`cluster`]: `ALTER CLUSTER REMOVE REPLICA n`;
 //! * [`alter`]: `ALTER TABLE ... RENAME TO | ADD COLUMN | DROP COLUMN`;
 //! * [`views`]: `CREATE [OR REPLACE] VIEW`;
 //! * [`schemas`]: `CREATE` / `DROP SCHEMA`;
@@ -43,6 +44,7 @@ use crate::sql::statement::{Ast, Parsed, Statement};
 
 mod alter;
 mod append;
+mod cluster;
 mod comments;
 mod dml;
 mod drop;
@@ -259,6 +261,7 @@ impl Executor {
                 )),
             },
             Statement::User(stmt) => self.user_statement(stmt, settings).await,
+            Statement::Cluster(stmt) => self.cluster_statement(stmt, settings).await,
             Statement::NoOp(tag) => Ok(command(tag)),
             Statement::Cursor(_) => Err(Error::sql(
                 sqlstate::FEATURE_NOT_SUPPORTED,

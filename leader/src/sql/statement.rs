@@ -75,6 +75,8 @@ pub enum Statement {
     Show(ShowCommand),
     Transaction(TxStatement),
     User(UserStatement),
+    /// `ALTER CLUSTER REMOVE REPLICA n`.
+    Cluster(super::cluster::ClusterStatement),
     Cursor(CursorStatement),
     /// Statements with nothing to do here (`DISCARD ALL`, `DEALLOCATE`): their tag.
     NoOp(&'static str),
@@ -343,6 +345,9 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
                 _ => return Err(syntax("expected ALTER VIEW ... RENAME TO")),
             }
         }
+        "ALTER" if kw(1) == "CLUSTER" => {
+            Statement::Cluster(super::cluster::parse_cluster_statement(&t)?)
+        }
         "CREATE" | "ALTER" | "DROP" if kw(1) == "USER" => {
             Statement::User(super::users::parse_user_statement(&t)?)
         }
@@ -467,6 +472,7 @@ mod tests {
             Statement::Transaction(_) => "tx",
             Statement::User(_) => "user",
             Statement::Cursor(_) => "cursor",
+            Statement::Cluster(_) => "cluster",
             Statement::NoOp(_) => "noop",
             Statement::Explain { .. } => "explain",
             Statement::Unsupported(_) => "unsupported",
