@@ -31,6 +31,9 @@ pub struct LeaderArgs {
     /// gRPC listen address for compute nodes [default: 0.0.0.0:5440].
     #[arg(long, env = "BLUESHIFT_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
+    /// HTTP admin endpoint (`/health`, `/ready`) listen address [default: 0.0.0.0:8080].
+    #[arg(long, env = "BLUESHIFT_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Slices of a new cluster (compute nodes x slices per node) [default: 4].
     #[arg(long, env = "BLUESHIFT_SLICES")]
     pub slices: Option<u32>,
@@ -194,6 +197,7 @@ struct LeaderFile {
     pg_listen: Option<SocketAddr>,
     flight_sql_listen: Option<SocketAddr>,
     grpc_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     slices: Option<u32>,
     store_url: Option<String>,
     #[serde(default)]
@@ -316,6 +320,10 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         .flight_sql_listen
         .or(file.flight_sql_listen)
         .unwrap_or(([0, 0, 0, 0], 8815).into());
+    let http_listen = args
+        .http_listen
+        .or(file.http_listen)
+        .unwrap_or(([0, 0, 0, 0], 8080).into());
     let slices = args.slices.or(file.slices).unwrap_or(4);
     if slices == 0 {
         anyhow::bail!("slices must be at least 1");
@@ -384,19 +392,30 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let flight_sql = TcpListener::bind(flight_sql_listen)
         .await
         .with_context(|| format!("cannot listen for Flight SQL clients on {flight_sql_listen}"))?;
+    let http = TcpListener::bind(http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP (/health, /ready) on {http_listen}"))?;
     if let Some(path) = &args.ports_file {
         let body = serde_json::json!({
             "pg_port": pg.local_addr()?.port(),
             "grpc_port": grpc.local_addr()?.port(),
             "flight_sql_port": flight_sql.local_addr()?.port(),
+            "http_port": http.local_addr()?.port(),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, body.to_string())?;
         std::fs::rename(&tmp, path)?;
     }
-    blueshift_leader::run(config, pg, grpc, flight_sql, crate::shutdown_signal())
-        .await
-        .map_err(|e| anyhow::anyhow!(e.user_message()))
+    blueshift_leader::run(
+        config,
+        pg,
+        grpc,
+        flight_sql,
+        Some(http),
+        crate::shutdown_signal(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.user_message()))
 }
 
 pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {

@@ -41,6 +41,10 @@ pub struct LocalArgs {
     /// Arrow Flight SQL port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8815)]
     pub flight_sql_port: u16,
+    /// HTTP admin port (`/health`, `/ready`) on 127.0.0.1 (0: any free port) [default:
+    /// 8080, or any free port when --pg-port is 0].
+    #[arg(long)]
+    pub http_port: Option<u16>,
     /// Load the TPC-H SF 0.1 sample (once; skipped when already loaded).
     #[arg(long)]
     pub demo: bool,
@@ -135,6 +139,7 @@ struct LeaderPlan {
     pg_port: u16,
     flight_sql_port: u16,
     grpc_port: u16,
+    http_port: u16,
     ready_file: PathBuf,
 }
 
@@ -183,6 +188,11 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             pg_port: replica_port(args.pg_port, id)?,
             flight_sql_port: replica_port(args.flight_sql_port, id)?,
             grpc_port: free_port()?,
+            http_port: replica_port(
+                args.http_port
+                    .unwrap_or(if args.pg_port == 0 { 0 } else { 8080 }),
+                id,
+            )?,
             ready_file,
         });
     }
@@ -239,6 +249,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                 "pg_ports": pg_ports,
                 "grpc_ports": plans.iter().map(|p| p.grpc_port).collect::<Vec<_>>(),
                 "flight_sql_ports": flight_sql_ports,
+                "http_port": plans[0].http_port,
+                "http_ports": plans.iter().map(|p| p.http_port).collect::<Vec<_>>(),
             });
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, body.to_string())?;
@@ -272,6 +284,11 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             .iter()
             .map(|p| format!("grpc://127.0.0.1:{p}"))
             .collect();
+        let ready: Vec<String> = plans
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{}/ready", p.http_port))
+            .collect();
+        println!("  health:   {}", ready.join(", "));
         println!(
             "  Arrow Flight SQL: {}. Press Ctrl-C to stop.",
             flight.join(", ")
@@ -324,6 +341,8 @@ fn spawn_leader(
         .arg(format!("127.0.0.1:{}", plan.grpc_port))
         .arg("--flight-sql-listen")
         .arg(format!("127.0.0.1:{}", plan.flight_sql_port))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{}", plan.http_port))
         .arg("--slices")
         .arg((args.nodes as u32 * args.slices_per_node).to_string())
         .arg("--store-url")

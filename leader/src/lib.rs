@@ -25,6 +25,7 @@ pub mod demo;
 pub mod error;
 pub mod flight_sql;
 pub mod gc;
+pub mod http;
 pub mod interrupt;
 pub mod limits;
 pub mod load;
@@ -156,6 +157,7 @@ pub async fn run(
     pg_listener: TcpListener,
     grpc_listener: TcpListener,
     flight_sql_listener: TcpListener,
+    http_listener: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
@@ -188,7 +190,22 @@ pub async fn run(
         )
         .serve_with_incoming(blueshift_common::net::incoming_nodelay(grpc_listener));
     let grpc_task = tokio::spawn(grpc);
+    // /health and /ready answer from the start (not ready until the catalog is).
+    let health = Arc::new(http::Health {
+        catalog: catalog.clone(),
+        membership: membership.clone(),
+        expect_nodes: config.expect_nodes,
+        catalog_loaded: std::sync::atomic::AtomicBool::new(false),
+    });
+    let http_addr = match &http_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, health.clone())));
     catalog.wait_ready().await?;
+    health
+        .catalog_loaded
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     // Temporary tables whose sessions a stop or crash of this replica ended.
     let prefix = session::tx::temp_schema_prefix(config.replica.node_id);
     let temporary: Vec<u64> = catalog
@@ -290,6 +307,7 @@ pub async fn run(
                 "pg_port": pg_addr.port(),
                 "grpc_port": grpc_addr.port(),
                 "flight_sql_port": flight_sql_addr.port(),
+                "http_port": http_addr.map(|a| a.port()),
             });
             let tmp = path.with_extension("tmp");
             if let Err(e) =
@@ -306,6 +324,9 @@ pub async fn run(
     pg_task.abort();
     flight_sql_task.abort();
     grpc_task.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
     gc_task.abort();
     leader.catalog.stop();
     Ok(())

@@ -7,10 +7,14 @@
 //! and COPYs while the raft leader is SIGKILLed 5 times and a follower is paused (SIGSTOP,
 //! 5 s: it neither sends nor answers, as if cut off); every acknowledged value is then on
 //! every replica exactly once, nothing is there twice or unasked-for, and the replicas agree.
+//! A replica cut off from the majority (the other two paused) refuses a write with 57P03 in
+//! bounded time and its HTTP `/ready` says 503. Membership: a replica joins with `--join`
+//! and catches up from a snapshot, replicas are removed with `ALTER CLUSTER REMOVE
+//! REPLICA`, and one whose data dir is wiped rejoins.
 
 use std::time::{Duration, Instant};
 
-use blueshift_tests::{Cluster, ClusterOptions, pg};
+use blueshift_tests::{Cluster, ClusterOptions, http, pg};
 use tokio_postgres::Client;
 
 const REPLICAS: usize = 3;
@@ -73,6 +77,20 @@ async fn writes_on_one_replica_are_read_on_the_others_and_the_raft_leader_fails_
         .await
         .unwrap();
 
+    // /ready: every replica is ready and they agree on one raft leader.
+    assert_eq!(cluster.http_ports().len(), REPLICAS);
+    let mut leaders = Vec::new();
+    for (n, port) in cluster.http_ports().iter().enumerate() {
+        let (code, body) = http::get_json(*port, "/ready").unwrap();
+        assert_eq!(code, 200, "/ready of replica {}: {body}", n + 1);
+        assert_eq!(body["node_id"], n as u64 + 1, "{body}");
+        leaders.push(body["leader_id"].as_u64().unwrap_or(0));
+    }
+    assert!(
+        leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]),
+        "replicas disagree on the raft leader: {leaders:?}"
+    );
+
     // Read your writes across replicas, 1000 times in a row.
     let started = Instant::now();
     for i in 0..1000 {
@@ -94,6 +112,55 @@ async fn writes_on_one_replica_are_read_on_the_others_and_the_raft_leader_fails_
         "1000 writes each read on another replica in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+
+    // A replica cut off from the majority (the other two paused: they neither send nor
+    // answer) refuses a write with 57P03 within the request timeout instead of hanging, and
+    // reports not ready; once they are back it commits again.
+    let alone = 3;
+    for n in 1..alone {
+        cluster.signal(&replica_process(n), "STOP").unwrap();
+    }
+    let cut_at = Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        pg::expect_db_error(&cs[alone - 1], "insert into ha values (-1, 0)"),
+    )
+    .await
+    .expect("a write on a cut-off replica hung")
+    .unwrap();
+    println!(
+        "cut-off replica refused a write after {:.1} s: {}",
+        cut_at.elapsed().as_secs_f64(),
+        refused.message()
+    );
+    // Refused at its read barrier, before anything was proposed.
+    pg::assert_sqlstate(&refused, &["57P03"], "a write on a cut-off replica");
+    let (code, body) = http::get_json(cluster.http_ports()[alone - 1], "/ready").unwrap();
+    for n in 1..alone {
+        cluster.signal(&replica_process(n), "CONT").unwrap();
+    }
+    assert_eq!(code, 503, "/ready of a cut-off replica: {body}");
+    let back = Instant::now();
+    while cs[alone - 1]
+        .batch_execute("insert into ha values (-2, 0)")
+        .await
+        .is_err()
+    {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "the replica did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        one(&cs[0], "select count(*) from ha where a = -1").await,
+        "0",
+        "the refused write was committed"
+    );
+    cs[0]
+        .batch_execute("delete from ha where a < 0")
+        .await
+        .unwrap();
 
     // Kill the raft leader; time until a survivor commits a write.
     let leader = raft_leader(&cs[0]).await.expect("a raft leader");
@@ -441,7 +508,7 @@ async fn replicas_join_and_leave_and_a_wiped_replica_rejoins_from_a_snapshot() {
 
     // Replica 4 joins.
     let joined_at = Instant::now();
-    let (mut r4, r4_port) = cluster.add_leader_replica("leader-4", 4).await.unwrap();
+    let (mut r4, r4_port, r4_http) = cluster.add_leader_replica("leader-4", 4).await.unwrap();
     println!(
         "replica 4 joined and was ready in {:?}",
         joined_at.elapsed()
@@ -462,6 +529,9 @@ async fn replicas_join_and_leave_and_a_wiped_replica_rejoins_from_a_snapshot() {
         },
     )
     .await;
+    let (code, body) = http::get_json(r4_http, "/ready").unwrap();
+    assert_eq!(code, 200, "/ready of replica 4: {body}");
+    assert_eq!(body["node_id"], 4, "{body}");
     // Compute nodes register with it (they learn it from the heartbeats' replica list).
     let want = fingerprint.clone();
     eventually(
@@ -564,6 +634,15 @@ async fn replicas_join_and_leave_and_a_wiped_replica_rejoins_from_a_snapshot() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A Service stops routing to it.
+    let (code, body) = http::get_json(r4_http, "/ready").unwrap();
+    assert_eq!(
+        (code, body["role"].as_str()),
+        (503, Some("removed")),
+        "{body}"
+    );
+    let (code, _) = http::get_json(r4_http, "/health").unwrap();
+    assert_eq!(code, 200, "a removed replica is still alive");
     r4.kill();
     let leader = raft_leader(&cw).await.unwrap();
     let survivor = (1..=REPLICAS).find(|n| *n != leader).unwrap();

@@ -76,6 +76,7 @@ pub struct Cluster {
     flight_sql_port: u16,
     /// PostgreSQL ports of every leader replica (`--leaders n`), replica 1 first.
     pg_ports: Vec<u16>,
+    http_ports: Vec<u16>,
     nodes: usize,
     slices_per_node: usize,
     /// The environment the cluster was started with, for nodes added later.
@@ -219,6 +220,7 @@ impl Cluster {
             grpc_port: 0,
             flight_sql_port: 0,
             pg_ports: Vec::new(),
+            http_ports: Vec::new(),
             nodes,
             slices_per_node,
             env: options.env.clone(),
@@ -236,6 +238,17 @@ impl Cluster {
                             .collect::<Option<Vec<u16>>>()
                     })
                     .unwrap_or_else(|| vec![pg_port]);
+                cluster.http_ports = std::fs::read_to_string(&ready_file)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| {
+                        v.get("http_ports")?
+                            .as_array()?
+                            .iter()
+                            .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
+                            .collect::<Option<Vec<u16>>>()
+                    })
+                    .unwrap_or_default();
                 cluster.pg_port = pg_port;
                 cluster.grpc_port = grpc_port;
                 cluster.flight_sql_port = flight_sql_port;
@@ -321,6 +334,11 @@ impl Cluster {
         &self.pg_ports
     }
 
+    /// The HTTP admin (`/health`, `/ready`) ports of the leader replicas, replica 1 first.
+    pub fn http_ports(&self) -> &[u16] {
+        &self.http_ports
+    }
+
     /// A new connection to leader replica `n` (from 1).
     pub async fn client_of(&self, n: usize) -> Result<tokio_postgres::Client> {
         let port = *self
@@ -403,8 +421,8 @@ impl Cluster {
     /// Starts one more leader replica, `blueshift leader --node-id <id> --join` replica 1: a
     /// separate process (not supervised by `blueshift local`) in the cluster's process
     /// group, data in `root/<name>`, output in `root/<name>.log`. Returns it and its
-    /// PostgreSQL port once it is ready (added to the group and caught up).
-    pub async fn add_leader_replica(&self, name: &str, id: u64) -> Result<(Process, u16)> {
+    /// PostgreSQL and HTTP ports once it is ready (added to the group and caught up).
+    pub async fn add_leader_replica(&self, name: &str, id: u64) -> Result<(Process, u16, u16)> {
         let ready = self.root.join(format!("{name}.ready"));
         let mut command = Command::new(paths::blueshift_bin());
         command
@@ -420,6 +438,8 @@ impl Cluster {
             .arg("--grpc-listen")
             .arg("127.0.0.1:0")
             .arg("--flight-sql-listen")
+            .arg("127.0.0.1:0")
+            .arg("--http-listen")
             .arg("127.0.0.1:0")
             .arg("--slices")
             .arg((self.nodes * self.slices_per_node).to_string())
@@ -437,7 +457,12 @@ impl Cluster {
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
                 let (pg_port, _, _) = parse_ready_file(&text)?;
-                return Ok((process, pg_port));
+                let http_port = serde_json::from_str::<serde_json::Value>(&text)?
+                    .get("http_port")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| anyhow!("ready file has no http_port: {text}"))?;
+                return Ok((process, pg_port, http_port));
             }
             if let Some(status) = process.exited() {
                 bail!("leader replica {name} exited before it was ready: {status}");

@@ -33,6 +33,7 @@
 pub mod cluster;
 pub mod compare;
 pub mod duckdb;
+pub mod http;
 pub mod netns;
 pub mod paths;
 pub mod pg;
