@@ -79,3 +79,9 @@ mod clients;
 // up, every replica with the same catalog version and contents; a Jepsen-style run of 4
 // writing clients through 5 raft leader kills and a paused follower.
 mod leader_ha;
+
+// The Jepsen-style run on separate network namespaces: 3 `blueshift leader` replicas and 2
+// compute nodes, 4 writing clients, 5 raft leader SIGKILLs and a follower whose link is cut;
+// every acknowledged value on every replica exactly once. Skips without root.
+mod leader_partition;
+

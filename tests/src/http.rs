@@ -19,8 +19,21 @@ sys.stdout.write(str(status) + "\n" + body.decode())
 
 /// `GET http://127.0.0.1:<port><path>`: the status code and the body as JSON.
 pub fn get_json(port: u16, path: &str) -> Result<(u16, serde_json::Value)> {
+    get(Command::new(paths::python()), port, path)
+}
+
+/// [`get_json`] from inside `host`'s network namespace (its own loopback).
+pub fn get_json_in(
+    host: &crate::netns::Host,
+    port: u16,
+    path: &str,
+) -> Result<(u16, serde_json::Value)> {
+    get(host.command(paths::python()), port, path)
+}
+
+fn get(mut python: Command, port: u16, path: &str) -> Result<(u16, serde_json::Value)> {
     let url = format!("http://127.0.0.1:{port}{path}");
-    let out = Command::new(paths::python())
+    let out = python
         .arg("-c")
         .arg(GET)
         .arg(&url)

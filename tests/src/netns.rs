@@ -129,6 +129,23 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// Cuts host `i` off the network: the bridge-side end of its link goes down, so what it
+    /// sends and what is sent to it is lost (no reset, no refusal), as when a cable or a
+    /// switch port fails. Its own loopback keeps working.
+    pub fn cut(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.link(i), "down"])
+    }
+
+    /// Undoes [`Hosts::cut`].
+    pub fn restore(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.link(i), "up"])
+    }
+
+    /// The bridge-side veth end of host `i`.
+    fn link(&self, i: usize) -> String {
+        format!("bsv{}h{i}", std::process::id())
+    }
+
     fn wire(&mut self, net: &str, count: usize) -> Result<()> {
         let pid = std::process::id();
         ip(&["link", "add", &self.bridge, "type", "bridge"])?;
