@@ -38,6 +38,7 @@ pub mod sqlstate {
     pub const INVALID_TABLE_DEFINITION: &str = "42P16";
     pub const INVALID_SAVEPOINT: &str = "3B001";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const INVALID_GRANT_OPERATION: &str = "0LP01";
     pub const OBJECT_IN_USE: &str = "55006";
     pub const NO_ACTIVE_TRANSACTION: &str = "25P01";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";

@@ -16,6 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub mod acl;
 mod comments;
 mod resolve;
 
@@ -67,6 +68,13 @@ pub struct CatalogState {
     /// handed out at most (see [`Command::ReserveIdentity`]).
     #[serde(default)]
     pub identity_reserved: BTreeMap<u64, i64>,
+    /// GRANTed privileges, per object (see [`acl`]). A catalog from before privileges
+    /// existed gets the initial grants (PUBLIC may use and create in `public`).
+    #[serde(default = "acl::initial_acls")]
+    pub acls: Vec<acl::Acl>,
+    /// User groups (`CREATE GROUP`), by name.
+    #[serde(default)]
+    pub groups: BTreeMap<String, acl::GroupDef>,
 }
 
 impl CatalogState {
@@ -116,6 +124,28 @@ impl CatalogState {
                 .views
                 .values()
                 .any(|v| v.id != except && v.schema == schema && v.name == name)
+    }
+
+    /// Drops the grants on relations and schemas that are gone, and to users and groups
+    /// that are gone (so a new object or user of the same name starts with none).
+    fn forget_orphan_acls(&mut self) {
+        let (tables, views, schemas, groups) =
+            (&self.tables, &self.views, &self.schemas, &self.groups);
+        self.acls.retain(|a| match &a.object {
+            acl::AclObject::Relation(id) | acl::AclObject::Column(id, _) => {
+                tables.contains_key(id) || views.contains_key(id)
+            }
+            acl::AclObject::Schema(s) => s == PUBLIC || schemas.contains_key(s),
+            acl::AclObject::Database => true,
+        });
+        for a in self.acls.iter_mut() {
+            // Users: DROP USER removes theirs (built-in users are not in `users`).
+            a.entries.retain(|e| match &e.grantee {
+                acl::Grantee::Group(g) => groups.contains_key(g),
+                _ => true,
+            });
+        }
+        self.acls.retain(|a| !a.entries.is_empty());
     }
 
     /// The bound views that read relation `id` directly.
@@ -225,6 +255,19 @@ pub enum Command {
     DropUser {
         name: String,
     },
+    /// GRANT / REVOKE: applied in order, all or nothing.
+    ChangeAcl {
+        changes: Vec<AclChange>,
+    },
+    CreateGroup(acl::GroupDef),
+    /// Replaces group `name` (its members, or its name on RENAME).
+    AlterGroup {
+        name: String,
+        def: acl::GroupDef,
+    },
+    DropGroup {
+        name: String,
+    },
     /// Records that the leader may hand out a table's identity values up to the
     /// `upto`-th (a sequence's reservation: never lowered, never rolled back, and not a
     /// change of the table that transactions conflict on). A leader that starts again
@@ -253,6 +296,21 @@ pub struct SegmentChange {
     /// Paths of the segments to remove.
     pub remove: Vec<String>,
     pub add: Vec<Segment>,
+}
+
+/// One grantee's privileges on one object, granted or revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclChange {
+    pub object: acl::AclObject,
+    pub grantee: acl::Grantee,
+    pub privileges: acl::Privileges,
+    /// GRANT (false: REVOKE).
+    pub grant: bool,
+    /// GRANT: WITH GRANT OPTION; REVOKE: GRANT OPTION FOR (only the option goes).
+    pub grant_option: bool,
+    /// REVOKE ... CASCADE: what the grantee granted on with the option goes too.
+    pub cascade: bool,
+    pub grantor: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -287,6 +345,7 @@ pub fn apply(state: &mut CatalogState, command: &Command) -> Result<()> {
 fn apply_at(state: &mut CatalogState, command: &Command, nested: bool) -> Result<()> {
     apply_one(state, command, nested)?;
     state.forget_orphan_comments();
+    state.forget_orphan_acls();
     let mut changed = Vec::new();
     tables_changed(command, &mut changed);
     if let Command::CreateTable(def) = command {
@@ -348,6 +407,7 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
             }
             state.slices = *slices;
             state.hash_version = *hash_version;
+            state.acls = acl::initial_acls();
             state.next_table_id = state.next_table_id.max(100_000);
         }
         Command::CreateTable(def) => {
@@ -563,6 +623,47 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
             if state.users.remove(name).is_none() {
                 return Err(undefined_user(name));
             }
+            for g in state.groups.values_mut() {
+                g.members.retain(|m| m != name);
+            }
+            acl::forget_grantee(&mut state.acls, &acl::Grantee::User(name.clone()));
+        }
+        Command::ChangeAcl { changes } => {
+            let mut acls = state.acls.clone();
+            for c in changes {
+                apply_acl_change(&mut acls, c)?;
+            }
+            state.acls = acls;
+        }
+        Command::CreateGroup(def) => {
+            if state.groups.contains_key(&def.name) {
+                return Err(Error::sql(
+                    sqlstate::DUPLICATE_OBJECT,
+                    format!("group \"{}\" already exists", def.name),
+                ));
+            }
+            state.groups.insert(def.name.clone(), def.clone());
+        }
+        Command::AlterGroup { name, def } => {
+            if state.groups.remove(name).is_none() {
+                return Err(undefined_group(name));
+            }
+            if def.name != *name {
+                // Grants to the group follow it to its new name.
+                for a in state.acls.iter_mut() {
+                    for e in a.entries.iter_mut() {
+                        if e.grantee == acl::Grantee::Group(name.clone()) {
+                            e.grantee = acl::Grantee::Group(def.name.clone());
+                        }
+                    }
+                }
+            }
+            state.groups.insert(def.name.clone(), def.clone());
+        }
+        Command::DropGroup { name } => {
+            if state.groups.remove(name).is_none() {
+                return Err(undefined_group(name));
+            }
         }
         Command::ReserveIdentity { table_id, upto } => {
             if !state.tables.contains_key(table_id) {
@@ -594,6 +695,72 @@ fn apply_one(state: &mut CatalogState, command: &Command, nested: bool) -> Resul
         }
     }
     state.version += 1;
+    Ok(())
+}
+
+fn undefined_group(name: &str) -> Error {
+    Error::sql(
+        sqlstate::UNDEFINED_OBJECT,
+        format!("group \"{name}\" does not exist"),
+    )
+}
+
+/// Applies one GRANT / REVOKE change. Taking a grant option away from a grantee who passed
+/// the privilege on needs CASCADE (which takes it from those grantees too).
+fn apply_acl_change(acls: &mut Vec<acl::Acl>, c: &AclChange) -> Result<()> {
+    if c.grant {
+        let grantable = if c.grant_option {
+            c.privileges
+        } else {
+            acl::Privileges::NONE
+        };
+        acl::grant(
+            acls,
+            &c.object,
+            &c.grantee,
+            c.privileges,
+            grantable,
+            &c.grantor,
+        );
+        return Ok(());
+    }
+    if let acl::Grantee::User(user) = &c.grantee {
+        let passed_on: Vec<acl::Grantee> = acls
+            .iter()
+            .filter(|a| a.object == c.object)
+            .flat_map(|a| a.entries.iter())
+            .filter(|e| e.grantor == *user && !e.privileges.intersect(c.privileges).is_empty())
+            .map(|e| e.grantee.clone())
+            .filter(|g| g != &c.grantee)
+            .collect();
+        if !passed_on.is_empty() {
+            if !c.cascade {
+                return Err(Error::sql(
+                    sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                    format!(
+                        "dependent privileges exist: {user} granted them to {}; use CASCADE \
+                         to revoke them too",
+                        passed_on
+                            .iter()
+                            .map(|g| g.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            for g in passed_on {
+                apply_acl_change(
+                    acls,
+                    &AclChange {
+                        grantee: g,
+                        grant_option: false,
+                        ..c.clone()
+                    },
+                )?;
+            }
+        }
+    }
+    acl::revoke(acls, &c.object, &c.grantee, c.privileges, c.grant_option);
     Ok(())
 }
 

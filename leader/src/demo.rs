@@ -82,7 +82,14 @@ pub async fn load_demo(executor: &Executor) -> Result<()> {
         let def = match exists {
             Some(d) => d,
             None => {
-                let mut settings = Default::default();
+                // Created as the built-in user, who owns them.
+                let mut settings: std::collections::HashMap<String, String> = executor
+                    .leader
+                    .users
+                    .first()
+                    .map(|u| (crate::session::SESSION_USER.to_string(), u.clone()))
+                    .into_iter()
+                    .collect();
                 executor.execute_sql(ddl, &mut settings).await?;
                 match executor
                     .leader

@@ -32,6 +32,7 @@ pub mod load;
 pub mod pg_catalog;
 pub mod pgwire;
 pub mod planner;
+pub mod privileges;
 pub mod replica;
 pub mod scheduler;
 pub mod session;

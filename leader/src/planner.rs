@@ -53,6 +53,8 @@ pub struct QueryContext {
     pub query_id: String,
     /// `pg_catalog` tables that are always empty (see [`crate::sql::compat`]).
     pub empty_catalog_tables: Arc<std::collections::HashSet<String>>,
+    /// The configured built-in (superuser) users, for the privilege check.
+    pub builtin_users: Arc<Vec<String>>,
 }
 
 /// Shared DataFusion runtime of the leader (segment store registered once).
@@ -130,6 +132,13 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         &leader.database,
         &crate::session::current_user(),
     )?;
+    leader.pg_catalog.register_privileges(
+        &ctx,
+        &catalog,
+        &leader.users,
+        &crate::session::current_user(),
+        &leader.database,
+    );
 
     Ok(QueryContext {
         ctx,
@@ -137,6 +146,7 @@ pub fn query_context(leader: &LeaderState) -> Result<QueryContext> {
         slices,
         query_id: uuid::Uuid::new_v4().simple().to_string(),
         empty_catalog_tables: leader.pg_catalog.empty_tables.clone(),
+        builtin_users: Arc::new(leader.users.clone()),
     })
 }
 
@@ -175,7 +185,11 @@ fn register_user_schemas(
 )> {
     let system = schemas::system_schema();
     system_tables::register(&system, leader, catalog, slices)?;
-    let planner = schemas::ViewPlanner::new(leader.pg_catalog.empty_tables.clone());
+    let planner = schemas::ViewPlanner::new(
+        leader.pg_catalog.empty_tables.clone(),
+        catalog.clone(),
+        Arc::new(leader.users.clone()),
+    );
     let default = current_schema(catalog);
     let temp = temp_schema(catalog);
     let path = crate::session::search_path();
@@ -350,8 +364,21 @@ impl QueryContext {
             )?
             .map(Box::new);
         let statement = settled.as_deref().unwrap_or(statement);
-        crate::sql::compat::logical_plan(&self.ctx.state(), statement, &self.empty_catalog_tables)
-            .await
+        let plan = crate::sql::compat::logical_plan(
+            &self.ctx.state(),
+            statement,
+            &self.empty_catalog_tables,
+        )
+        .await?;
+        // Every read of the statement, checked before anything runs (views with their
+        // owners' rights).
+        crate::privileges::Access::new(
+            &self.catalog,
+            &self.builtin_users,
+            &crate::session::current_user(),
+        )
+        .check_reads(&plan)?;
+        Ok(plan)
     }
 
     /// Plans one statement, ready to run.

@@ -27,6 +27,7 @@ pub mod copy;
 pub mod copy_out;
 pub mod cursor;
 pub mod ddl;
+pub mod grant;
 pub mod guard;
 pub mod names;
 pub mod scalar_subquery;

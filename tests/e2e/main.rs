@@ -85,3 +85,6 @@ mod leader_ha;
 // every acknowledged value on every replica exactly once. Skips without root.
 mod leader_partition;
 
+// Privileges: each privilege refused without it and granted with it, through psql,
+// psycopg and ADBC Flight SQL; views with their owner's rights; REVOKE in an open session.
+mod privileges;

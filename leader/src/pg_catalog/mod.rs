@@ -24,7 +24,7 @@ use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::pg_catalog::{
     PgCatalogSchemaProvider, PgCatalogStaticTables, PgCatalogTable, array_bounds_udf, format_type,
-    has_privilege_udf, quote_ident_udf,
+    quote_ident_udf,
 };
 use datafusion_pg_catalog::pg_catalog::{
     create_current_schemas_udf, create_pg_backend_pid_udf, create_pg_encoding_to_char_udf,
@@ -37,6 +37,7 @@ use datafusion_pg_catalog::pg_catalog::{
 mod comments;
 mod functions;
 mod information_schema;
+mod privileges;
 mod redshift;
 mod roles;
 mod views;
@@ -114,6 +115,28 @@ impl PgCatalog {
     /// `listing` is the statement's user schemas as `information_schema` lists them;
     /// `system` the statement's system tables (`svv_table_info`, ...), which Redshift keeps
     /// in `pg_catalog`, so `pg_catalog.svv_table_info` finds them too.
+    /// `has_table_privilege` & co. for one statement: answered from its catalog version
+    /// `catalog`, for its `user` (see [`privileges`]).
+    pub fn register_privileges(
+        &self,
+        ctx: &SessionContext,
+        catalog: &Arc<crate::catalog::CatalogState>,
+        builtin: &[String],
+        user: &str,
+        database: &str,
+    ) {
+        for udf in privileges::udfs(privileges::PrivilegeSource {
+            catalog: catalog.clone(),
+            builtin: Arc::new(builtin.to_vec()),
+            user: user.to_string(),
+            search_path: crate::session::search_path(),
+            database: database.to_string(),
+            roles: self.roles.clone(),
+        }) {
+            ctx.register_udf(udf);
+        }
+    }
+
     pub fn register(
         &self,
         ctx: &SessionContext,
@@ -151,11 +174,6 @@ impl PgCatalog {
             roles::current_user("session_user", user),
             roles::current_user("current_user", user),
             roles::current_user("user", user),
-            has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
-            has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
-            has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
-            has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
-            has_privilege_udf::create_has_privilege_udf("has_column_privilege"),
             create_pg_table_is_visible(),
             format_type::create_format_type_udf(),
             redshift::pg_get_expr(),

@@ -3,7 +3,8 @@
 //!
 //! * `pg_class`: a real `relowner` (the table's creator; tables from before owners were
 //!   recorded belong to the built-in user, the only user there was), `reldiststyle` (0 EVEN,
-//!   1 KEY, 8 ALL, 9/10/11 AUTO(ALL/EVEN/KEY)), `relacl` (NULL: no grants);
+//!   1 KEY, 8 ALL, 9/10/11 AUTO(ALL/EVEN/KEY)), `relacl` (the GRANTs, as `aclitem` texts;
+//!   NULL while there are none);
 //! * `pg_attribute`: the declared type of VARCHAR(n), CHAR(n) and NUMERIC(p,s) columns
 //!   (`atttypid`, `atttypmod`), `attisdistkey`, `attsortkeyord` (position in the sort key, 0
 //!   if none), `attencodingtype` (0: segments are Parquet, Redshift's encodings do not
@@ -147,6 +148,39 @@ fn owner_oid(t: &TableDef, roles: &RoleSource) -> i32 {
         .unwrap_or(10)
 }
 
+/// A table's `relacl` as PostgreSQL's `aclitem` texts (`grantee=privileges/grantor`, an
+/// empty grantee for PUBLIC, `group g` for a group, `*` after a grantable privilege); the
+/// owner's implicit entry first. None (NULL) while nothing was granted, as in PostgreSQL.
+fn acl_items(state: &crate::catalog::CatalogState, t: &TableDef) -> Option<Vec<String>> {
+    use crate::catalog::acl::{AclObject, Grantee, Privileges};
+    let acl = state
+        .acls
+        .iter()
+        .find(|a| a.object == AclObject::Relation(t.id))?;
+    let owner = t.owner.clone();
+    let mut items = vec![format!(
+        "{owner}={}/{owner}",
+        Privileges::TABLE_ALL.letters(Privileges::NONE)
+    )];
+    for e in &acl.entries {
+        let grantee = match &e.grantee {
+            Grantee::User(u) => u.clone(),
+            Grantee::Group(g) => format!("group {g}"),
+            Grantee::Public => String::new(),
+        };
+        let grantor = if e.grantor.is_empty() {
+            &owner
+        } else {
+            &e.grantor
+        };
+        items.push(format!(
+            "{grantee}={}/{grantor}",
+            e.privileges.letters(e.grantable)
+        ));
+    }
+    Some(items)
+}
+
 fn dist_style_code(t: &TableDef) -> i32 {
     match (&t.dist, t.dist_auto) {
         (DistStyle::Even, false) => 0,
@@ -190,8 +224,21 @@ pub async fn pg_class(
         )))
     };
     let acl_type = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let state = catalog.snapshot();
     let acl = |b: &RecordBatch| -> DfResult<ArrayRef> {
-        Ok(arrow::array::new_null_array(&acl_type, b.num_rows()))
+        let mut out = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+        for t in lookup(b)? {
+            match t.as_ref().and_then(|t| acl_items(&state, t)) {
+                Some(items) => {
+                    for item in items {
+                        out.values().append_value(item);
+                    }
+                    out.append(true);
+                }
+                None => out.append(false),
+            }
+        }
+        Ok(Arc::new(out.finish()))
     };
     extend(
         &schema,

@@ -93,7 +93,11 @@ impl Parser {
             .collect();
         crate::sql::compat::with_parameter_types(ast, &declared);
         let leader = self.leader.clone();
-        let plan = async { query_context(&leader)?.logical_plan(ast).await };
+        // As the session's user (privileges are checked on the plan).
+        let user = crate::session::effective_user(&super::settings_of(client));
+        let plan = crate::session::CURRENT_USER.scope(user, async {
+            query_context(&leader)?.logical_plan(ast).await
+        });
         // As the statement will run: in the session's block, seeing its temporary tables.
         let plan = crate::session::tx::TEMP_TABLES.scope(super::temp_tables(client, &leader), plan);
         crate::session::tx::TRANSACTION

@@ -33,13 +33,22 @@ pub struct ViewPlanner {
     /// the state owns the schemas that own this).
     state: OnceLock<StateSource>,
     empty_tables: Arc<std::collections::HashSet<String>>,
+    /// The statement's catalog version and the built-in users: who may read a view.
+    catalog: Arc<crate::catalog::CatalogState>,
+    builtin_users: Arc<Vec<String>>,
 }
 
 impl ViewPlanner {
-    pub fn new(empty_tables: Arc<std::collections::HashSet<String>>) -> Arc<Self> {
+    pub fn new(
+        empty_tables: Arc<std::collections::HashSet<String>>,
+        catalog: Arc<crate::catalog::CatalogState>,
+        builtin_users: Arc<Vec<String>>,
+    ) -> Arc<Self> {
         Arc::new(ViewPlanner {
             state: OnceLock::new(),
             empty_tables,
+            catalog,
+            builtin_users,
         })
     }
 
@@ -62,14 +71,35 @@ impl ViewPlanner {
             )
             .into());
         }
+        // Reading the view needs SELECT on it (for whoever reads it: the statement's user,
+        // or the owner of the view that reads this one); what it reads is then read with
+        // its owner's rights (see `crate::privileges`).
+        let reader = read_as().unwrap_or_else(crate::session::current_user);
+        let access = crate::privileges::Access::new(&self.catalog, &self.builtin_users, &reader);
+        access.require_schema(&view.schema, crate::catalog::acl::Privileges::USAGE)?;
+        if !access.has_on_columns(
+            crate::catalog::Relation::View(view),
+            crate::catalog::acl::Privileges::SELECT,
+            &[],
+        ) {
+            return Err(crate::privileges::denied("relation", &view.name).into());
+        }
+        let owner = if view.owner.is_empty() {
+            self.builtin_users.first().cloned().unwrap_or_default()
+        } else {
+            view.owner.clone()
+        };
         let mut inner = outer;
         inner.push(view.id);
-        let plan = PLANNING
-            .scope(inner, async {
-                let ast = crate::sql::statement::parse_stored_query(&view.query)?;
-                crate::sql::guard::refuse_known_wrong_answers(&ast)?;
-                crate::sql::compat::logical_plan(&state, &ast, &self.empty_tables).await
-            })
+        let plan = READ_AS
+            .scope(
+                owner,
+                PLANNING.scope(inner, async {
+                    let ast = crate::sql::statement::parse_stored_query(&view.query)?;
+                    crate::sql::guard::refuse_known_wrong_answers(&ast)?;
+                    crate::sql::compat::logical_plan(&state, &ast, &self.empty_tables).await
+                }),
+            )
             .await
             .map_err(|e| view_error(view, e))?;
         let plan = if view.column_names.is_empty() {
@@ -114,6 +144,8 @@ fn view_error(view: &ViewDef, e: Error) -> Error {
 tokio::task_local! {
     /// The views being planned, outermost first: a view met again is a cycle.
     static PLANNING: Vec<u64>;
+    /// While a view's query is planned: the view's owner, whose rights its reads use.
+    static READ_AS: String;
     /// The relations a statement names itself (not those its views name), while
     /// [`named_relations`] collects them.
     static NAMED: std::sync::Mutex<Vec<u64>>;
@@ -136,6 +168,11 @@ pub async fn named_relations<F: std::future::Future>(f: F) -> (F::Output, Vec<u6
             (out, ids)
         })
         .await
+}
+
+/// The owner of the view being planned, if one is.
+fn read_as() -> Option<String> {
+    READ_AS.try_with(|u| u.clone()).ok()
 }
 
 /// Records a relation the statement being collected names (outside any view's planning).
@@ -214,6 +251,11 @@ impl SchemaProvider for UserSchema {
                 (t.as_ref() as &dyn std::any::Any).downcast_ref::<super::table::BlueshiftTable>()
             {
                 note_named(table.def().id);
+                // Inside a view: the scan remembers whose rights it is read with (DataFusion
+                // inlines the view's plan, so the scan is all that is left of it).
+                if let Some(owner) = read_as() {
+                    return Ok(Some(Arc::new(table.read_as(owner))));
+                }
             }
             return Ok(Some(t));
         }

@@ -17,7 +17,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BlueshiftTable {
     def: TableDef,
     slices: u32,
@@ -27,11 +27,32 @@ pub struct BlueshiftTable {
     segment_column: bool,
     /// Columns' `DEFAULT`s, planned (see [`super::defaults`]).
     defaults: HashMap<String, Expr>,
+    /// Read inside a view: the view owner's rights apply to it (see `crate::privileges`).
+    read_as: Option<String>,
 }
 
 impl BlueshiftTable {
     pub fn def(&self) -> &TableDef {
         &self.def
+    }
+
+    /// The same table as read inside a view owned by `owner`.
+    pub fn read_as(&self, owner: String) -> Self {
+        BlueshiftTable {
+            read_as: Some(owner),
+            ..self.clone()
+        }
+    }
+
+    /// Whose rights a read of this scan is checked with, when not the statement's user's.
+    pub fn reader(&self) -> Option<&str> {
+        self.read_as.as_deref()
+    }
+
+    /// Whether this is the target of a DELETE / UPDATE / MERGE (its scan exposes the
+    /// segment column): its reads are covered by the statement's own privilege check.
+    pub fn is_dml_target(&self) -> bool {
+        self.segment_column
     }
 
     pub fn new(def: TableDef, slices: u32) -> Self {
@@ -43,6 +64,7 @@ impl BlueshiftTable {
             schema,
             segment_column: false,
             defaults: HashMap::new(),
+            read_as: None,
         }
     }
 
@@ -69,6 +91,7 @@ impl BlueshiftTable {
             schema,
             segment_column: true,
             defaults: HashMap::new(),
+            read_as: None,
         }
     }
 }

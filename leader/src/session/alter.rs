@@ -36,7 +36,11 @@ impl Executor {
             Some(qc) => qc.catalog.clone(),
             None => tx::snapshot(&self.leader),
         };
-        let def = match snapshot.relation(&stmt.name, &search_path()) {
+        let rel = snapshot.relation(&stmt.name, &search_path());
+        if let Some(r) = rel {
+            self.access(&snapshot).require_owner(r)?;
+        }
+        let def = match rel {
             Some(Relation::Table(def)) => def,
             Some(Relation::View(view)) => return self.alter_view(view, stmt).await,
             None if stmt.if_exists => return Ok(command("ALTER TABLE")),

@@ -33,6 +33,14 @@ impl Executor {
         let snapshot = qc.catalog.clone();
         let target = table(&snapshot, &stmt.target)?;
         let source = table(&snapshot, &stmt.source)?;
+        // Rows move: INSERT into the target, and they leave the source.
+        use crate::catalog::acl::Privileges;
+        self.require_write(&snapshot, target, Privileges::INSERT)?;
+        self.require_write(
+            &snapshot,
+            source,
+            Privileges::SELECT.with(Privileges::DELETE),
+        )?;
         if target.id == source.id {
             return Err(Error::sql(
                 sqlstate::INVALID_PARAMETER_VALUE,

@@ -1,21 +1,15 @@
 //! `ALTER CLUSTER REMOVE REPLICA n`: superusers only, outside transaction blocks (a change
 //! of the raft group cannot be rolled back).
 
-use std::collections::HashMap;
-
 use blueshift_common::error::sqlstate;
 
-use super::{Executor, Outcome, SESSION_USER, command, tx};
+use super::{Executor, Outcome, command, tx};
 use crate::error::{Error, Result};
 use crate::sql::cluster::ClusterStatement;
 
 impl Executor {
-    pub(super) async fn cluster_statement(
-        &self,
-        stmt: &ClusterStatement,
-        settings: &HashMap<String, String>,
-    ) -> Result<Outcome> {
-        let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
+    pub(super) async fn cluster_statement(&self, stmt: &ClusterStatement) -> Result<Outcome> {
+        let me = super::current_user();
         if !self.leader.is_superuser(&me) {
             return Err(Error::sql(
                 sqlstate::INSUFFICIENT_PRIVILEGE,

@@ -20,11 +20,18 @@ impl Executor {
                         format!("\"{name}\" is not a view"),
                     ));
                 }
-                Some(r) => CommentTarget::Relation(r.id()),
+                Some(r) => {
+                    self.access(&snapshot).require_owner(r)?;
+                    CommentTarget::Relation(r.id())
+                }
                 None => return Err(snapshot.missing(name)),
             },
             CommentOn::Column { relation, column } => {
-                let (id, columns) = match snapshot.relation(relation, &path) {
+                let rel = snapshot.relation(relation, &path);
+                if let Some(r) = rel {
+                    self.access(&snapshot).require_owner(r)?;
+                }
+                let (id, columns) = match rel {
                     Some(Relation::Table(t)) => (t.id, &t.columns),
                     Some(Relation::View(v)) => (v.id, &v.columns),
                     None => return Err(snapshot.missing(relation)),
@@ -43,6 +50,9 @@ impl Executor {
             CommentOn::Schema(name) => {
                 if !snapshot.schema_exists(name) {
                     return Err(crate::catalog::undefined_schema(name));
+                }
+                if !self.access(&snapshot).owns_schema(name) {
+                    return Err(crate::privileges::not_owner("schema", name));
                 }
                 CommentTarget::Schema(name.clone())
             }

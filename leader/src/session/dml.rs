@@ -41,6 +41,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use futures::StreamExt;
 
 use super::{Executor, Outcome};
+use crate::catalog::acl::Privileges;
 use crate::catalog::{Command, SegmentChange};
 use crate::error::{Error, Result};
 use crate::planner::{QueryContext, query_context};
@@ -242,6 +243,29 @@ impl Executor {
         })
     }
 
+    /// 42501 unless the user holds `needs` on the target (and SELECT when the statement
+    /// reads its rows).
+    fn require_target(
+        &self,
+        qc: &QueryContext,
+        target: &Target,
+        needs: Privileges,
+        reads: bool,
+    ) -> Result<()> {
+        self.require_write(&qc.catalog, &target.def, needs)?;
+        let access = self.access(&qc.catalog);
+        if reads
+            && !access.has_on_columns(
+                crate::catalog::Relation::Table(&target.def),
+                Privileges::SELECT,
+                &[],
+            )
+        {
+            return Err(crate::privileges::denied("relation", &target.def.name));
+        }
+        Ok(())
+    }
+
     /// Step 1: the segments with rows that meet `condition` (over the target and `others`).
     async fn affected(
         &self,
@@ -432,6 +456,13 @@ impl Executor {
         let qc = query_context(&self.leader)?;
         let target = self.dml_target(&qc, from, "DELETE")?;
         let using = d.using.clone().unwrap_or_default();
+        // A condition reads the target's rows: that needs SELECT too (as in PostgreSQL).
+        self.require_target(
+            &qc,
+            &target,
+            Privileges::DELETE,
+            d.selection.is_some() || !using.is_empty(),
+        )?;
         let affected = self
             .affected(&qc, &target, &using, d.selection.clone(), &params)
             .await?;
@@ -479,6 +510,12 @@ impl Executor {
         let _pin = self.leader.pins.pin();
         let qc = query_context(&self.leader)?;
         let target = self.dml_target(&qc, &u.table, "UPDATE")?;
+        self.require_target(
+            &qc,
+            &target,
+            Privileges::UPDATE,
+            u.selection.is_some() || !others.is_empty(),
+        )?;
         let values = assignments(&target.def, &u.assignments)?;
         let affected = self
             .affected(&qc, &target, &others, u.selection.clone(), &params)
@@ -586,6 +623,16 @@ impl Executor {
             joins: vec![],
         };
         let target = self.dml_target(&qc, &target_from, "MERGE")?;
+        let mut needs = Privileges::NONE;
+        for clause in [&matched, &not_matched].into_iter().flatten() {
+            needs = needs.with(match &clause.action {
+                MergeAction::Update(_) => Privileges::UPDATE,
+                MergeAction::Delete { .. } => Privileges::DELETE,
+                MergeAction::Insert(_) => Privileges::INSERT,
+            });
+        }
+        // ON reads the target's rows.
+        self.require_target(&qc, &target, needs, true)?;
         let source = vec![TableWithJoins {
             relation: m.source.clone(),
             joins: vec![],
@@ -683,6 +730,7 @@ impl Executor {
         let mut changes = Vec::with_capacity(names.len());
         for name in names {
             let def = snapshot.table(name, &path)?;
+            self.require_write(&snapshot, def, Privileges::TRUNCATE)?;
             changes.push(SegmentChange {
                 table_id: def.id,
                 remove: def.segment_paths(),

@@ -27,7 +27,12 @@ impl Executor {
         };
         let mut ids = Vec::with_capacity(stmt.names.len());
         for name in &stmt.names {
-            match (snapshot.relation(name, &path), kind) {
+            let rel = snapshot.relation(name, &path);
+            if let Some(r) = rel {
+                // Only the owner (or a superuser) drops a relation.
+                self.access(&snapshot).require_owner(r)?;
+            }
+            match (rel, kind) {
                 (Some(Relation::Table(t)), Kind::Table) => ids.push(t.id),
                 (Some(Relation::View(v)), Kind::View) => ids.push(v.id),
                 (Some(_), _) => {

@@ -48,6 +48,7 @@ mod cluster;
 mod comments;
 mod dml;
 mod drop;
+mod grants;
 mod insert;
 pub use insert::settle_defaults as settle_insert_defaults;
 mod metadata;
@@ -59,8 +60,8 @@ mod users;
 mod views;
 
 pub use settings::{
-    CURRENT_USER, SESSION_USER, SETTINGS, SettingChanges, StatementSettings, current_user,
-    default_setting, search_path, statement_settings,
+    AUTHORIZATION_USER, CURRENT_USER, SESSION_USER, SETTINGS, SettingChanges, StatementSettings,
+    current_user, default_setting, effective_user, search_path, statement_settings,
 };
 use settings::{set, show_setting};
 
@@ -181,7 +182,7 @@ impl Executor {
             Some(v) => crate::limits::parse_bytes(v)?,
             None => self.leader.query_memory_limit,
         };
-        let user = settings.get(SESSION_USER).cloned().unwrap_or_default();
+        let user = settings::effective_user(settings);
         let view = StatementSettings {
             settings: settings.clone(),
             changes: Arc::new(SettingChanges::default()),
@@ -244,6 +245,9 @@ impl Executor {
             Statement::Truncate(names) => self.truncate(names).await,
             Statement::Query(ast) => self.query(&parsed.text, ast, params).await,
             Statement::Explain { analyze, statement } => self.explain(*analyze, statement).await,
+            Statement::Set(stmt) if stmt.name == "authorization" => {
+                self.set_authorization(stmt, settings)
+            }
             Statement::Set(stmt) => set(stmt, settings),
             Statement::ShowSetting(name) => show_setting(name, settings),
             Statement::Show(cmd) => self.show(cmd, params),
@@ -260,8 +264,10 @@ impl Executor {
                     "transaction blocks need a session: use the PostgreSQL protocol",
                 )),
             },
-            Statement::User(stmt) => self.user_statement(stmt, settings).await,
-            Statement::Cluster(stmt) => self.cluster_statement(stmt, settings).await,
+            Statement::User(stmt) => self.user_statement(stmt).await,
+            Statement::Cluster(stmt) => self.cluster_statement(stmt).await,
+            Statement::Grant(stmt) => self.grant_statement(stmt).await,
+            Statement::Group(stmt) => self.group_statement(stmt).await,
             Statement::NoOp(tag) => Ok(command(tag)),
             Statement::Cursor(_) => Err(Error::sql(
                 sqlstate::FEATURE_NOT_SUPPORTED,
@@ -277,6 +283,26 @@ impl Executor {
             tx::abort();
         }
         outcome
+    }
+
+    /// The statement's user's privileges at catalog version `snapshot`.
+    fn access<'a>(
+        &'a self,
+        snapshot: &'a crate::catalog::CatalogState,
+    ) -> crate::privileges::Access<'a> {
+        crate::privileges::Access::new(snapshot, &self.leader.users, &current_user())
+    }
+
+    /// 42501 unless the user may write `table` with `p` (and use its schema).
+    fn require_write(
+        &self,
+        snapshot: &crate::catalog::CatalogState,
+        table: &blueshift_common::types::TableDef,
+        p: crate::catalog::acl::Privileges,
+    ) -> Result<()> {
+        let access = self.access(snapshot);
+        access.require_schema(&table.schema, crate::catalog::acl::Privileges::USAGE)?;
+        access.require_relation(crate::catalog::Relation::Table(table), p)
     }
 
     fn scheduler(&self) -> Arc<SchedulerHandle> {
@@ -429,6 +455,20 @@ impl Executor {
         } else {
             snapshot.creation_schema(&ct.name, &path)?
         };
+        use crate::catalog::acl::Privileges;
+        if ct.temporary {
+            if !self
+                .access(&snapshot)
+                .on_database()
+                .0
+                .contains(Privileges::TEMP)
+            {
+                return Err(crate::privileges::denied("database", &self.leader.database));
+            }
+        } else {
+            self.access(&snapshot)
+                .require_schema(&schema, Privileges::CREATE)?;
+        }
         let target = crate::sql::names::RelationName::qualified(&schema, &ct.name.name);
         let exists = |s: &crate::catalog::CatalogState| s.relation(&target, &[]).is_some();
         if ct.if_not_exists && exists(&snapshot) {
@@ -537,6 +577,7 @@ impl Executor {
     async fn copy_from(&self, stmt: &CopyStatement) -> Result<Outcome> {
         let snapshot = tx::snapshot(&self.leader);
         let table = snapshot.table(&stmt.table, &search_path())?.clone();
+        self.require_write(&snapshot, &table, crate::catalog::acl::Privileges::INSERT)?;
         let columns = match &stmt.columns {
             Some(cols) => Some(
                 cols.iter()
@@ -782,6 +823,7 @@ impl Executor {
                 &search_path(),
             )?
             .clone();
+        self.require_write(&qc.catalog, &def, crate::catalog::acl::Privileges::INSERT)?;
         let df = DataFrame::new(state, Arc::unwrap_or_clone(input));
         let plan = self.plan_dataframe(qc, df).await?;
         Ok((def, plan))

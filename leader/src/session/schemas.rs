@@ -16,8 +16,29 @@ impl Executor {
                 if_not_exists,
                 owner,
             } => {
-                if *if_not_exists && tx::snapshot(&self.leader).schema_exists(name) {
+                let snapshot = tx::snapshot(&self.leader);
+                if *if_not_exists && snapshot.schema_exists(name) {
                     return Ok(command("CREATE SCHEMA"));
+                }
+                let access = self.access(&snapshot);
+                if !access
+                    .on_database()
+                    .0
+                    .contains(crate::catalog::acl::Privileges::CREATE)
+                {
+                    return Err(crate::privileges::denied("database", &self.leader.database));
+                }
+                // Only a superuser creates a schema for someone else.
+                if let Some(o) = owner
+                    && *o != current_user()
+                    && !access.is_superuser()
+                {
+                    return Err(Error::sql(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!(
+                            "permission denied: only a superuser may create a schema owned by {o}"
+                        ),
+                    ));
                 }
                 if name.starts_with("pg_") {
                     return Err(Error::sql(
@@ -54,6 +75,9 @@ impl Executor {
                             continue;
                         }
                         return Err(crate::catalog::undefined_schema(name));
+                    }
+                    if !self.access(&snapshot).owns_schema(name) {
+                        return Err(crate::privileges::not_owner("schema", name));
                     }
                     if *cascade {
                         let ids: Vec<u64> = snapshot

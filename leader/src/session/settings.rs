@@ -15,6 +15,20 @@ use crate::sql::settings::SetStatement;
 /// keys that start with NUL).
 pub const SESSION_USER: &str = "\u{0}user";
 
+/// The session setting that holds the user of `SET SESSION AUTHORIZATION` (absent: the
+/// logged-in user).
+pub const AUTHORIZATION_USER: &str = "\u{0}authorization";
+
+/// The user the session's statements run as: the one `SET SESSION AUTHORIZATION` chose,
+/// else the logged-in one.
+pub fn effective_user(settings: &HashMap<String, String>) -> String {
+    settings
+        .get(AUTHORIZATION_USER)
+        .or_else(|| settings.get(SESSION_USER))
+        .cloned()
+        .unwrap_or_default()
+}
+
 tokio::task_local! {
     /// The user whose statement runs (for `current_user` and the catalog functions).
     pub static CURRENT_USER: String;

@@ -1,11 +1,9 @@
 //! `CREATE` / `ALTER` / `DROP USER`: superusers only, except a user changing their own
 //! password; secrets from [`crate::auth`], stored as catalog commands.
 
-use std::collections::HashMap;
-
 use blueshift_common::error::sqlstate;
 
-use super::{Executor, Outcome, SESSION_USER, command};
+use super::{Executor, Outcome, command};
 use crate::catalog::Command;
 use crate::error::{Error, Result};
 
@@ -15,11 +13,10 @@ impl Executor {
     pub(super) async fn user_statement(
         &self,
         stmt: &crate::sql::users::UserStatement,
-        settings: &HashMap<String, String>,
     ) -> Result<Outcome> {
         use crate::sql::users::{Password, UserStatement};
         let stmt = stmt.clone();
-        let me = settings.get(SESSION_USER).cloned().unwrap_or_default();
+        let me = super::current_user();
         let snapshot = super::tx::snapshot(&self.leader);
         let superuser = self.leader.is_superuser(&me);
         let own_password = matches!(&stmt, UserStatement::Alter { name, options }

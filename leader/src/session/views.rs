@@ -22,6 +22,13 @@ impl Executor {
         let snapshot = tx::snapshot(leader);
         let path = search_path();
         let schema = snapshot.creation_schema(&cv.name, &path)?;
+        let access = self.access(&snapshot);
+        access.require_schema(&schema, crate::catalog::acl::Privileges::CREATE)?;
+        if cv.or_replace
+            && let Some(existing) = snapshot.view_by_name(&schema, &cv.name.name)
+        {
+            access.require_owner(crate::catalog::Relation::View(existing))?;
+        }
         let ast = Ast::Query(cv.query.clone());
         let (planned, named) = named_relations(async {
             crate::sql::guard::refuse_known_wrong_answers(&ast)?;

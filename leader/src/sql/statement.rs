@@ -77,6 +77,10 @@ pub enum Statement {
     User(UserStatement),
     /// `ALTER CLUSTER REMOVE REPLICA n`.
     Cluster(super::cluster::ClusterStatement),
+    /// `GRANT` / `REVOKE`.
+    Grant(Box<super::grant::GrantStatement>),
+    /// `CREATE | ALTER | DROP GROUP`.
+    Group(super::grant::GroupStatement),
     Cursor(CursorStatement),
     /// Statements with nothing to do here (`DISCARD ALL`, `DEALLOCATE`): their tag.
     NoOp(&'static str),
@@ -348,6 +352,10 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "ALTER" if kw(1) == "CLUSTER" => {
             Statement::Cluster(super::cluster::parse_cluster_statement(&t)?)
         }
+        "GRANT" | "REVOKE" => Statement::Grant(Box::new(super::grant::parse_grant(&t)?)),
+        "CREATE" | "ALTER" | "DROP" if kw(1) == "GROUP" => {
+            Statement::Group(super::grant::parse_group(&t)?)
+        }
         "CREATE" | "ALTER" | "DROP" if kw(1) == "USER" => {
             Statement::User(super::users::parse_user_statement(&t)?)
         }
@@ -378,10 +386,8 @@ fn parse_statement(t: Vec<Token>) -> Result<Statement> {
         "COMMENT" => Statement::Comment(super::comment::parse_comment(t)?),
         "DISCARD" => Statement::NoOp("DISCARD"),
         "DEALLOCATE" => Statement::NoOp("DEALLOCATE"),
-        "ALTER" | "VACUUM" | "ANALYZE" | "GRANT" | "REVOKE" | "CREATE" | "DROP" | "UNLOAD"
-        | "CALL" | "PREPARE" | "EXECUTE" | "LOCK" | "LISTEN" | "NOTIFY" => {
-            Statement::Unsupported(k0)
-        }
+        "ALTER" | "VACUUM" | "ANALYZE" | "CREATE" | "DROP" | "UNLOAD" | "CALL" | "PREPARE"
+        | "EXECUTE" | "LOCK" | "LISTEN" | "NOTIFY" => Statement::Unsupported(k0),
         _ => {
             let near = t.first().map(|t| t.to_string()).unwrap_or_default();
             return Err(syntax(format!("syntax error at or near \"{near}\"")));
@@ -473,6 +479,8 @@ mod tests {
             Statement::User(_) => "user",
             Statement::Cursor(_) => "cursor",
             Statement::Cluster(_) => "cluster",
+            Statement::Grant(_) => "grant",
+            Statement::Group(_) => "group",
             Statement::NoOp(_) => "noop",
             Statement::Explain { .. } => "explain",
             Statement::Unsupported(_) => "unsupported",
