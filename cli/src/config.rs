@@ -79,6 +79,14 @@ pub struct LeaderArgs {
     /// [default: its --peers entry, else --grpc-listen].
     #[arg(long, env = "BLUESHIFT_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// Directories whose files a superuser's `COPY t FROM '/path'` may read, comma-separated
+    /// [default: none: COPY reads server files not at all; COPY FROM STDIN always works].
+    #[arg(long, env = "BLUESHIFT_ALLOWED_PATHS", value_delimiter = ',')]
+    pub allowed_paths: Option<Vec<PathBuf>>,
+    /// Directories COPY may never read, even under --allowed-paths, comma-separated (the
+    /// data dir always is one).
+    #[arg(long, env = "BLUESHIFT_DENIED_PATHS", value_delimiter = ',')]
+    pub denied_paths: Option<Vec<PathBuf>>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -211,6 +219,8 @@ struct LeaderFile {
     peers: Option<String>,
     join: Option<String>,
     advertise_address: Option<String>,
+    allowed_paths: Option<Vec<PathBuf>>,
+    denied_paths: Option<Vec<PathBuf>>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -347,7 +357,16 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         advertise.clone(),
         grpc_listen,
     )?;
+    let allowed_paths = args
+        .allowed_paths
+        .or(file.allowed_paths)
+        .unwrap_or_default();
+    if let Some(p) = allowed_paths.iter().find(|p| !p.is_absolute()) {
+        anyhow::bail!("allowed_paths must be absolute: {}", p.display());
+    }
     let config = LeaderConfig {
+        allowed_paths,
+        denied_paths: args.denied_paths.or(file.denied_paths).unwrap_or_default(),
         replica,
         data_dir,
         query_memory_limit,

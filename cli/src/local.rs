@@ -65,6 +65,27 @@ pub struct LocalArgs {
     /// least 1GB].
     #[arg(long)]
     pub cache_size: Option<String>,
+    /// Directories whose files a superuser's `COPY t FROM '/path'` may read, comma-separated
+    /// [default: the working directory and the system temp dir; never the data dir].
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_paths: Option<Vec<PathBuf>>,
+}
+
+impl LocalArgs {
+    /// `--allowed-paths` for the leaders: as given (made absolute), or the working
+    /// directory and the system temp dir.
+    fn allowed_paths(&self) -> anyhow::Result<String> {
+        let cwd = std::env::current_dir().context("the working directory")?;
+        let paths = match &self.allowed_paths {
+            Some(p) => p.iter().map(|p| cwd.join(p)).collect(),
+            None => vec![cwd, std::env::temp_dir()],
+        };
+        Ok(paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(","))
+    }
 }
 
 struct Children {
@@ -352,6 +373,11 @@ fn spawn_leader(
         .arg(args.nodes.to_string())
         .arg("--ready-file")
         .arg(&plan.ready_file)
+        .arg("--allowed-paths")
+        .arg(args.allowed_paths()?)
+        // The whole cluster's data (every replica's catalog, TLS key, the compute nodes).
+        .arg("--denied-paths")
+        .arg(std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if args.leaders > 1 {

@@ -86,6 +86,10 @@ pub struct LeaderConfig {
     pub gc_grace: Duration,
     /// This leader's place in its replica group (a group of one by default).
     pub replica: replica::ReplicaConfig,
+    /// Directories `COPY ... FROM '/path'` may read below (superusers only; none: off).
+    pub allowed_paths: Vec<PathBuf>,
+    /// Directories it may never read below; the data dir is always one.
+    pub denied_paths: Vec<PathBuf>,
 }
 
 /// State shared by every session of the leader.
@@ -109,6 +113,8 @@ pub struct LeaderState {
     pub loopback_only: bool,
     /// Identity columns' values handed out (see [`load::identity`]).
     pub identity: load::identity::IdentityAllocator,
+    /// Which server files COPY may read ([`load::access`]).
+    pub file_access: load::access::FileAccess,
 }
 
 impl LeaderState {
@@ -267,6 +273,11 @@ pub async fn run(
         database: config.database.clone(),
         loopback_only: config.loopback_only,
         identity: Default::default(),
+        file_access: load::access::FileAccess::new(&config.allowed_paths, &{
+            let mut denied = config.denied_paths.clone();
+            denied.push(config.data_dir.clone());
+            denied
+        }),
     });
     let pg_addr = pg_listener.local_addr()?;
     let flight_sql_addr = flight_sql_listener.local_addr()?;

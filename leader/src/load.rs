@@ -12,6 +12,7 @@
 //! * [`identity`]: identity columns' values for rows that have none.
 //! * [`router`]: routing rows to slices and shipping them to compute nodes.
 
+pub mod access;
 pub mod coerce;
 pub mod identity;
 pub mod router;

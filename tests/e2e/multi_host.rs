@@ -70,6 +70,9 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
         .args(["--flight-sql-listen", &format!("0.0.0.0:{FLIGHT_SQL_PORT}")])
         .args(["--slices", "4", "--expect-nodes", "2"])
         .args(["--store-url", &format!("s3://{BUCKET}/wh")])
+        // COPY reads the TPC-H files (generated under the target dir) from the leader's host.
+        .arg("--allowed-paths")
+        .arg(paths::target_dir())
         .arg("--ready-file")
         .arg(&ready)
         .envs(s3.env());

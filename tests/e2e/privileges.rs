@@ -3,7 +3,8 @@
 //! Flight SQL (tests/clients/privilege_client.py). A view runs with its owner's rights (the
 //! user reads the view, not the table under it), a column-level grant covers its columns
 //! only, and a REVOKE takes effect on the next statement of a session that is already open
-//! (tokio-postgres).
+//! (tokio-postgres). COPY from server files: refused to users (even with INSERT), and to
+//! superusers outside `allowed_paths` and inside the data dir.
 
 use std::process::{Command, Stdio};
 
@@ -207,6 +208,43 @@ async fn each_privilege_is_refused_without_it_and_granted_with_it_through_three_
     pg::assert_sqlstate(&err, &["42501"], "a revoked SELECT in an open session");
     assert_eq!(err.message(), "permission denied for relation t");
 
+    // Server files: a user's COPY from /etc/passwd or from the data dir is refused even with
+    // INSERT on the table; a superuser's too (outside allowed_paths, inside a data dir),
+    // while a file under allowed_paths (the temp dir, in local mode) loads.
+    admin
+        .batch_execute("grant insert, select on pm_s.t to pm_user")
+        .await
+        .unwrap();
+    let catalog_file = walk_files(&cluster.root().join("data/leader"))
+        .into_iter()
+        .next()
+        .expect("a file in the leader's data dir");
+    let passwd = "copy pm_s.t from '/etc/passwd' delimiter ':'".to_string();
+    let data_dir = format!("copy pm_s.t from '{}'", catalog_file.display());
+    for (who, client) in [("pm_user", &user), ("the superuser", &admin)] {
+        for sql in [&passwd, &data_dir] {
+            let err = pg::expect_db_error(client, sql).await.unwrap();
+            pg::assert_sqlstate(&err, &["42501"], &format!("{who}: {sql}"));
+        }
+    }
+    let (_dir, csv) = crate::common::write_file("pm.csv", "7,seven\n");
+    let loaded = pg::execute(&admin, &format!("copy pm_s.t from '{}' csv", csv.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded, 1,
+        "a superuser's COPY of a file under allowed_paths"
+    );
+    let err = pg::expect_db_error(&user, &format!("copy pm_s.t from '{}' csv", csv.display()))
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&err, &["42501"], "a user's COPY of a server file");
+    // A non-superuser cannot take another identity either.
+    let err = pg::expect_db_error(&user, "set session authorization blueshift")
+        .await
+        .unwrap();
+    pg::assert_sqlstate(&err, &["42501"], "SET SESSION AUTHORIZATION by a user");
+
     admin
         .batch_execute(&format!(
             "drop schema pm_s cascade; drop schema pm_s2 cascade; \
@@ -215,4 +253,18 @@ async fn each_privilege_is_refused_without_it_and_granted_with_it_through_three_
         ))
         .await
         .unwrap();
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

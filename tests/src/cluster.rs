@@ -184,6 +184,9 @@ impl Cluster {
 
         let mut command = Command::new(&bin);
         command
+            // `blueshift local` lets COPY read files below its working directory (and the
+            // temp dir): the TPC-H data is under the workspace's target dir.
+            .current_dir(paths::workspace_root())
             .arg("local")
             .arg("--nodes")
             .arg(nodes.to_string())

@@ -639,7 +639,14 @@ impl Executor {
                 load: Some(CopyInLoad { data, task }),
             });
         }
+        // Server files: superusers only, under allowed_paths, never in a data dir.
+        let superuser = self.access(&snapshot).is_superuser();
+        let access = &self.leader.file_access;
+        access.check_source(&stmt.source, superuser)?;
         let files = list_files(&stmt.source)?;
+        for f in &files {
+            access.check_file(f)?;
+        }
         let reader = tokio::task::spawn_blocking(move || read_files(spec, files, tx));
         let rows = self
             .route_and_commit(table, snapshot.slices, map, rx, reader)
