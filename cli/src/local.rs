@@ -190,6 +190,11 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    std::fs::set_permissions(
+        &data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("cannot restrict {} to its owner", data_dir.display()))?;
     let store_url = match &args.store_url {
         Some(url) => url.clone(),
         None => blueshift_common::store::file_url(&data_dir.join("store"))

@@ -50,6 +50,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if !matches!(cli.command, Command::Sql(_)) {
+        // The server processes create their files for their own OS user only: the catalog
+        // and raft log hold users' secrets, the TLS key is a key (0600 files, 0700 dirs).
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Local(args) => local::run(args).await,

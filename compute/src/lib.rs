@@ -68,6 +68,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    // Only this OS user may enter it (a data dir made before this rule included).
+    std::fs::set_permissions(
+        &config.data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
     let local: SocketAddr = listener.local_addr()?;
     let advertise_host = match &config.advertise_host {
         Some(h) => h.clone(),

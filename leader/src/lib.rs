@@ -168,6 +168,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    // Only this OS user may enter it (a data dir made before this rule included).
+    std::fs::set_permissions(
+        &config.data_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
     let store_url = match &config.store_url {
         Some(u) => u.clone(),
         None => blueshift_common::store::file_url(&config.data_dir.join("store"))?,

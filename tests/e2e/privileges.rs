@@ -268,3 +268,50 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Nothing the cluster writes under its data dir is open to other OS users: the catalog and
+/// raft log (users' secrets), the TLS key, segments and caches are 0600, directories 0700.
+#[tokio::test]
+async fn data_dirs_are_closed_to_other_os_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = scratch_cluster().await;
+    let admin = cluster.client().await.unwrap();
+    let _ = admin.batch_execute("drop user if exists pm_secret").await;
+    admin
+        .batch_execute(
+            "create user pm_secret password 'Secret2026pw'; \
+             create table if not exists pm_rest (a int); insert into pm_rest values (1)",
+        )
+        .await
+        .unwrap();
+    let data = cluster.root().join("data");
+    let mut open = Vec::new();
+    let mut checked = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        checked += 1;
+        if meta.permissions().mode() & 0o077 != 0 {
+            open.push(format!(
+                "{} {:o}",
+                p.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} entries under {}",
+        data.display()
+    );
+    assert!(open.is_empty(), "open to other OS users: {open:?}");
+    admin
+        .batch_execute("drop table pm_rest; drop user pm_secret")
+        .await
+        .unwrap();
+}
