@@ -226,67 +226,6 @@ async fn writes_on_one_replica_are_read_on_the_others_and_the_raft_leader_fails_
     cluster.stop().await.unwrap();
 }
 
-/// What one client did: values whose write was acknowledged, and values whose write failed
-/// (they may or may not have been committed).
-#[derive(Default)]
-struct History {
-    acked: Vec<i64>,
-    unknown: Vec<i64>,
-}
-
-/// One client: single-row INSERTs and 3-row COPYs of unique values on replica `replica`,
-/// reconnecting when its replica goes away, until `stop`.
-async fn client_loop(
-    cluster_ports: Vec<u16>,
-    replica: usize,
-    k: i64,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> History {
-    use futures::SinkExt;
-    let mut history = History::default();
-    let mut client: Option<Client> = None;
-    let mut n: i64 = 0;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = pg::connect(cluster_ports[replica - 1]).await.ok();
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        let Some(c) = client.as_ref() else { continue };
-        n += 1;
-        let base = k * 1_000_000 + n * 10;
-        let values: Vec<i64> = if n % 4 == 0 {
-            vec![base, base + 1, base + 2]
-        } else {
-            vec![base]
-        };
-        let result = tokio::time::timeout(Duration::from_secs(30), async {
-            if values.len() == 1 {
-                c.batch_execute(&format!("insert into jep values ({base}, {k})"))
-                    .await
-                    .map(|_| ())
-            } else {
-                let sink = c.copy_in("COPY jep FROM STDIN").await?;
-                let mut sink = Box::pin(sink);
-                let data: String = values.iter().map(|v| format!("{v}\t{k}\n")).collect();
-                sink.send(bytes::Bytes::from(data)).await?;
-                sink.as_mut().finish().await.map(|_| ())
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => history.acked.extend(values),
-            _ => {
-                history.unknown.extend(values);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    history
-}
-
 fn replica_process(n: usize) -> String {
     if n == 1 {
         "leader".to_string()
@@ -326,9 +265,10 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
     let ports = cluster.pg_ports().to_vec();
     let clients: Vec<_> = (0..4)
         .map(|k| {
-            tokio::spawn(client_loop(
-                ports.clone(),
-                k as usize % REPLICAS + 1,
+            let port = ports[k as usize % REPLICAS];
+            tokio::spawn(blueshift_tests::jepsen::write_unique_values(
+                move || pg::connect(port),
+                "jep",
                 k + 1,
                 stop.clone(),
             ))
@@ -382,7 +322,7 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
     let mut unknown = std::collections::HashSet::new();
     for c in clients {
         let h = c.await.unwrap();
-        acked.extend(h.acked);
+        acked.extend(h.acked.into_iter().map(|(v, _)| v));
         unknown.extend(h.unknown);
     }
     println!(

@@ -99,66 +99,6 @@ async fn view(client: &Client) -> anyhow::Result<(Option<usize>, String)> {
     Ok((leader, version))
 }
 
-/// What one client did: values whose write was acknowledged (and when), and values whose
-/// write failed (they may or may not have been committed).
-#[derive(Default)]
-struct History {
-    acked: Vec<(i64, Instant)>,
-    unknown: Vec<i64>,
-}
-
-/// One client on `host`: single-row INSERTs and 3-row COPYs of unique values until `stop`,
-/// reconnecting when its connection breaks.
-async fn writer(host: Host, k: i64, stop: Arc<AtomicBool>) -> History {
-    use futures::SinkExt;
-    let mut history = History::default();
-    let mut client: Option<Client> = None;
-    let mut n: i64 = 0;
-    while !stop.load(Ordering::SeqCst) {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = connect(&host).await.ok();
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        let Some(c) = client.as_ref() else { continue };
-        n += 1;
-        let base = k * 1_000_000 + n * 10;
-        let values: Vec<i64> = if n % 4 == 0 {
-            vec![base, base + 1, base + 2]
-        } else {
-            vec![base]
-        };
-        let result = tokio::time::timeout(Duration::from_secs(30), async {
-            if values.len() == 1 {
-                c.batch_execute(&format!("insert into part values ({base}, {k})"))
-                    .await
-                    .map(|_| ())
-            } else {
-                let sink = c.copy_in("COPY part FROM STDIN").await?;
-                let mut sink = Box::pin(sink);
-                let data: String = values.iter().map(|v| format!("{v}\t{k}\n")).collect();
-                sink.send(bytes::Bytes::from(data)).await?;
-                sink.as_mut().finish().await.map(|_| ())
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {
-                let at = Instant::now();
-                history.acked.extend(values.into_iter().map(|v| (v, at)));
-            }
-            _ => {
-                history.unknown.extend(values);
-                client = None;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    history
-}
-
 /// The leader replicas: how to start replica `n` (again, after a kill) on its host.
 struct Replicas {
     hosts: Vec<Host>,
@@ -306,7 +246,15 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
     let writers: Vec<_> = (0..4)
         .map(|k| {
             let host = replicas.hosts[k % REPLICAS].clone();
-            tokio::spawn(writer(host, k as i64 + 1, stop.clone()))
+            tokio::spawn(blueshift_tests::jepsen::write_unique_values(
+                move || {
+                    let host = host.clone();
+                    async move { connect(&host).await }
+                },
+                "part",
+                k as i64 + 1,
+                stop.clone(),
+            ))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod compare;
 pub mod duckdb;
 pub mod http;
+pub mod jepsen;
 pub mod netns;
 pub mod paths;
 pub mod pg;
