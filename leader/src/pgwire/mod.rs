@@ -256,6 +256,7 @@ impl Handler {
                 }
                 let query = Parsed {
                     text: text.to_string(),
+                    redacted: text.to_string(),
                     statement: Statement::Query(query),
                 };
                 match self.executor.execute(&query, params, settings).await? {
@@ -361,7 +362,8 @@ impl SimpleQueryHandler for Handler {
         for stmt in statements {
             // Instrumented, not entered: a span guard held across an await moves between
             // worker threads with the task and corrupts the subscriber's span stack.
-            let span = tracing::info_span!("statement", sql = %truncate(&stmt.text));
+            // Never a password or credential in the logs.
+            let span = tracing::info_span!("statement", sql = %truncate(&stmt.redacted));
             let result = async {
                 match self.run(client, &stmt, None, &mut settings).await {
                     // Several statements run one after another, as in PostgreSQL: a

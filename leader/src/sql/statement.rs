@@ -105,7 +105,36 @@ impl Statement {
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub text: String,
+    /// `text` with its secrets (the quoted string after `PASSWORD`, `CREDENTIALS`,
+    /// `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`, `SESSION_TOKEN`) as `'***'`: what logs show.
+    pub redacted: String,
     pub statement: Statement,
+}
+
+/// Keywords whose next quoted string is a secret.
+const SECRET_BEFORE: [&str; 5] = [
+    "PASSWORD",
+    "CREDENTIALS",
+    "ACCESS_KEY_ID",
+    "SECRET_ACCESS_KEY",
+    "SESSION_TOKEN",
+];
+
+/// `sql[start..end]` with each of `secrets` (byte ranges of `sql`) replaced by `'***'`,
+/// trimmed as the statement's text is.
+fn redact(sql: &str, start: usize, end: usize, secrets: &[(usize, usize)]) -> String {
+    let mut out = String::new();
+    let mut at = start;
+    for &(s, e) in secrets
+        .iter()
+        .filter(|(s, e)| *s >= start && *e <= end && s < e)
+    {
+        out.push_str(sql.get(at..s).unwrap_or_default());
+        out.push_str("'***'");
+        at = e;
+    }
+    out.push_str(sql.get(at..end).unwrap_or_default());
+    out.trim().to_string()
 }
 
 /// How `?` is read: PostgreSQL's operator character, or (Flight SQL, ODBC and JDBC style)
@@ -159,6 +188,9 @@ pub fn parse_with(sql: &str, questions: QuestionMarks) -> Result<Vec<Parsed>> {
     let mut out = Vec::new();
     let mut start = 0usize;
     let mut group: Vec<Token> = Vec::new();
+    // Byte ranges of secret literals, and whether the last significant token announces one.
+    let mut secrets: Vec<(usize, usize)> = Vec::new();
+    let mut secret_next = false;
     for t in tokens {
         match t.token {
             Token::SemiColon | Token::EOF => {
@@ -169,19 +201,35 @@ pub fn parse_with(sql: &str, questions: QuestionMarks) -> Result<Vec<Parsed>> {
                 };
                 if !group.is_empty() {
                     let text = sql.get(start..end).unwrap_or_default().trim().to_string();
+                    let redacted = redact(sql, start, end, &secrets);
                     let statement = parse_statement(std::mem::take(&mut group))?;
-                    out.push(Parsed { text, statement });
+                    out.push(Parsed {
+                        text,
+                        redacted,
+                        statement,
+                    });
                 }
                 start = (end + 1).min(sql.len());
+                secret_next = false;
             }
             ref tok if is_blank(tok) => {}
-            tok => group.push(tok),
+            tok => {
+                if secret_next && matches!(tok, Token::SingleQuotedString(_)) {
+                    secrets.push((
+                        offsets.offset(sql, t.span.start),
+                        offsets.offset(sql, t.span.end),
+                    ));
+                }
+                secret_next = keyword(&tok).is_some_and(|k| SECRET_BEFORE.contains(&k.as_str()));
+                group.push(tok);
+            }
         }
     }
     if !group.is_empty() {
         let text = sql.get(start..).unwrap_or_default().trim().to_string();
         out.push(Parsed {
             text,
+            redacted: redact(sql, start, sql.len(), &secrets),
             statement: parse_statement(group)?,
         });
     }
@@ -436,6 +484,27 @@ fn explain(t: Vec<Token>) -> Result<Statement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_for_logs() {
+        let parsed = parse(
+            "create user u password 'Secret123';\n\
+             alter user u with password 'Other123' createuser; select 'password' as x;\
+             select 1 as password, 'kept'",
+        )
+        .unwrap();
+        let redacted: Vec<&str> = parsed.iter().map(|p| p.redacted.as_str()).collect();
+        assert_eq!(
+            redacted,
+            [
+                "create user u password '***'",
+                "alter user u with password '***' createuser",
+                "select 'password' as x",
+                "select 1 as password, 'kept'",
+            ]
+        );
+        assert_eq!(parsed[0].text, "create user u password 'Secret123'");
+    }
 
     fn texts(sql: &str) -> Vec<String> {
         parse(sql).unwrap().into_iter().map(|p| p.text).collect()
