@@ -66,10 +66,6 @@ impl<'a> Access<'a> {
         Access::new(self.state, self.builtin, user)
     }
 
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
     pub fn is_superuser(&self) -> bool {
         self.superuser
     }

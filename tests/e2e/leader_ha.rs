@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use blueshift_tests::{Cluster, ClusterOptions, http, pg};
+use blueshift_tests::{Cluster, ClusterOptions, http, jepsen, pg};
 use tokio_postgres::Client;
 
 const REPLICAS: usize = 3;
@@ -266,7 +266,7 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
     let clients: Vec<_> = (0..4)
         .map(|k| {
             let port = ports[k as usize % REPLICAS];
-            tokio::spawn(blueshift_tests::jepsen::write_unique_values(
+            tokio::spawn(jepsen::write_unique_values(
                 move || pg::connect(port),
                 "jep",
                 k + 1,
@@ -290,21 +290,14 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
         // Failover: until a survivor commits a write (the new raft leader may be the killed
         // replica again, restarted by `blueshift local`).
         let survivor = leader % REPLICAS + 1;
-        loop {
-            if let Ok(c) = cluster.client_of(survivor).await
-                && c.batch_execute("insert into jep_probe values (1)")
-                    .await
-                    .is_ok()
-            {
-                failovers.push(killed.elapsed().as_secs_f64());
-                break;
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(60),
-                "no write committed within 60 s of killing replica {leader}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        failovers.push(
+            jepsen::until_a_write_commits(
+                || cluster.client_of(survivor),
+                "insert into jep_probe values (1)",
+                killed,
+            )
+            .await,
+        );
         wait_serving(&cluster, leader).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -338,6 +331,7 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
         "too few writes succeeded: {}",
         acked.len()
     );
+    let acked_set: std::collections::HashSet<i64> = acked.iter().copied().collect();
     let mut prints = Vec::new();
     for n in 1..=REPLICAS {
         wait_serving(&cluster, n).await;
@@ -345,25 +339,7 @@ async fn acknowledged_writes_survive_five_raft_leader_kills_and_a_paused_followe
         let rows = pg::query(&c, "select v, count(*) from jep group by v")
             .await
             .unwrap();
-        let seen: std::collections::HashMap<i64, i64> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r[0].as_deref().unwrap().parse().unwrap(),
-                    r[1].as_deref().unwrap().parse().unwrap(),
-                )
-            })
-            .collect();
-        for v in &acked {
-            assert_eq!(seen.get(v), Some(&1), "acknowledged {v} on replica {n}");
-        }
-        for (v, count) in &seen {
-            assert_eq!(*count, 1, "{v} is there {count} times on replica {n}");
-            assert!(
-                acked.contains(v) || unknown.contains(v),
-                "{v} was never written"
-            );
-        }
+        jepsen::assert_exactly_once(&rows, &acked_set, &unknown, n);
         let version = one(
             &c,
             "select catalog_version from stv_leader_replicas where is_self",

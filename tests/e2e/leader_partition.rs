@@ -15,14 +15,14 @@
 //! catalog version and the same count and sum of every table. Without root or namespaces it
 //! prints why it skips; `leader_ha.rs` has the loopback variant (a paused follower).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use blueshift_tests::cluster::logs_under;
 use blueshift_tests::netns::{Host, Hosts};
-use blueshift_tests::{Process, http, paths, pg};
+use blueshift_tests::{Process, http, jepsen, paths, pg};
 use tokio_postgres::Client;
 
 /// Ports inside the namespaces: each host has its own port space, so the defaults are free.
@@ -246,7 +246,7 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
     let writers: Vec<_> = (0..4)
         .map(|k| {
             let host = replicas.hosts[k % REPLICAS].clone();
-            tokio::spawn(blueshift_tests::jepsen::write_unique_values(
+            tokio::spawn(jepsen::write_unique_values(
                 move || {
                     let host = host.clone();
                     async move { connect(&host).await }
@@ -268,22 +268,15 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
             .expect("a raft leader");
         let killed = Instant::now();
         replicas.kill(leader);
-        let survivor = leader % REPLICAS + 1;
-        loop {
-            if let Ok(c) = connect(&replicas.hosts[survivor - 1]).await
-                && c.batch_execute("insert into part_probe values (1)")
-                    .await
-                    .is_ok()
-            {
-                failovers.push(killed.elapsed().as_secs_f64());
-                break;
-            }
-            assert!(
-                killed.elapsed() < Duration::from_secs(60),
-                "no write committed within 60 s of killing replica {leader}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let survivor = &replicas.hosts[leader % REPLICAS];
+        failovers.push(
+            jepsen::until_a_write_commits(
+                || connect(survivor),
+                "insert into part_probe values (1)",
+                killed,
+            )
+            .await,
+        );
         replicas.spawn(leader);
         replicas.serving(leader).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -370,24 +363,7 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
         let rows = pg::query(&client, "select v, count(*) from part group by v")
             .await
             .unwrap();
-        let seen: HashMap<i64, i64> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r[0].as_deref().unwrap().parse().unwrap(),
-                    r[1].as_deref().unwrap().parse().unwrap(),
-                )
-            })
-            .collect();
-        for v in &acked_set {
-            assert_eq!(seen.get(v), Some(&1), "acknowledged {v} on replica {n}");
-        }
-        for (v, count) in &seen {
-            assert!(
-                acked_set.contains(v) || (unknown.contains(v) && *count == 1),
-                "replica {n} holds {v} {count} times; no client wrote it, or not once"
-            );
-        }
+        jepsen::assert_exactly_once(&rows, &acked_set, &unknown, n);
         let sums = pg::query(
             &client,
             "select (select count(*) || ',' || sum(v) from part), \

@@ -3,6 +3,7 @@
 //! INSERTs and 3-row COPYs, each write's outcome recorded, reconnecting whenever a write
 //! fails (its replica may be gone, restarted or cut off).
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,4 +79,62 @@ where
         }
     }
     history
+}
+
+/// Seconds from `since` (a raft leader was killed) until `sql` commits on a connection
+/// `connect` opens (a fresh one each try: the last may have been to the dead replica);
+/// panics after 60 s.
+pub async fn until_a_write_commits<F, Fut>(connect: F, sql: &str, since: Instant) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<Client>>,
+{
+    loop {
+        if let Ok(c) = connect().await
+            && c.batch_execute(sql).await.is_ok()
+        {
+            return since.elapsed().as_secs_f64();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "no write committed within 60 s of killing the raft leader: {sql}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks one replica's `select v, count(*) ... group by v`: every acknowledged value is
+/// there exactly once, and nothing is there twice or that no client tried to write.
+pub fn assert_exactly_once(
+    rows: &crate::Rows,
+    acked: &HashSet<i64>,
+    unknown: &HashSet<i64>,
+    replica: usize,
+) {
+    let seen: HashMap<i64, i64> = rows
+        .iter()
+        .map(|r| {
+            let number = |i: usize| -> i64 {
+                r.get(i)
+                    .and_then(|c| c.as_deref())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("not a (value, count) row: {r:?}"))
+            };
+            (number(0), number(1))
+        })
+        .collect();
+    for v in acked {
+        assert_eq!(
+            seen.get(v),
+            Some(&1),
+            "acknowledged {v} on replica {replica}"
+        );
+    }
+    for (v, count) in &seen {
+        assert_eq!(*count, 1, "{v} is there {count} times on replica {replica}");
+        assert!(
+            acked.contains(v) || unknown.contains(v),
+            "{v} on replica {replica} was never written"
+        );
+    }
 }

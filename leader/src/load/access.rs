@@ -38,11 +38,6 @@ impl FileAccess {
         }
     }
 
-    /// The roots, for messages and logs.
-    pub fn allowed(&self) -> &[PathBuf] {
-        &self.allowed
-    }
-
     /// Whether a COPY by a user (`superuser` or not) may read from `source` at all: checked
     /// before anything is listed, so that an error never tells whether a file outside the
     /// roots exists.
