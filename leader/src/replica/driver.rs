@@ -239,17 +239,30 @@ pub fn start<M: StateMachine>(
     let thread = std::thread::Builder::new()
         .name(format!("raft-{node_id}"))
         .spawn(move || {
-            let setup = if undecided {
-                match setup.decide(&inbox) {
-                    Some(s) => s,
-                    None => return,
+            let run = std::panic::AssertUnwindSafe(move || -> Result<()> {
+                let setup = if undecided {
+                    match setup.decide(&inbox)? {
+                        Some(s) => s,
+                        None => return Ok(()),
+                    }
+                } else {
+                    setup
+                };
+                setup.into_driver()?.run(inbox)
+            });
+            // A replica whose driver is gone can neither commit nor read: rather than serve
+            // "shutting down" errors forever, the process exits and its supervisor
+            // (`blueshift local`, Kubernetes) restarts it.
+            match std::panic::catch_unwind(run) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e.user_message(), "the raft replica stopped: exiting");
+                    std::process::exit(70);
                 }
-            } else {
-                setup
-            };
-            match setup.into_driver() {
-                Ok(driver) => driver.run(inbox),
-                Err(e) => tracing::error!(error = %e.user_message(), "raft replica cannot start"),
+                Err(_) => {
+                    tracing::error!("the raft replica panicked: exiting");
+                    std::process::exit(70);
+                }
             }
         })
         .map_err(|e| Error::CatalogIo(format!("starting the raft thread: {e}")))?;
@@ -297,26 +310,26 @@ struct Setup<M: StateMachine> {
 impl<M: StateMachine> Setup<M> {
     /// An undecided replica waits to hear whether its group is new; it drops raft messages
     /// meanwhile (their senders retry) and refuses work. `None`: it was stopped.
-    fn decide(mut self, inbox: &Receiver<Request<M::Output>>) -> Option<Self> {
+    fn decide(mut self, inbox: &Receiver<Request<M::Output>>) -> Result<Option<Self>> {
         loop {
-            match inbox.recv().ok()? {
-                Request::Stop => return None,
+            let Ok(request) = inbox.recv() else {
+                return Ok(None);
+            };
+            match request {
+                Request::Stop => return Ok(None),
                 Request::Initialize { voters } => {
                     let conf = ConfState {
                         voters,
                         ..Default::default()
                     };
-                    if let Err(e) = self.storage.persist(&[], None, Some(&conf)) {
-                        tracing::error!(error = %e.user_message(), "cannot record the raft group");
-                        return None;
-                    }
+                    self.storage.persist(&[], None, Some(&conf))?;
                     tracing::info!(voters = ?conf.voters, "starting a new group of leader replicas");
-                    return Some(self);
+                    return Ok(Some(self));
                 }
                 Request::Join => {
                     tracing::info!("joining the existing group of leader replicas");
                     self.abstain = true;
-                    return Some(self);
+                    return Ok(Some(self));
                 }
                 Request::LearnPeer(id, addr) => {
                     self.peers.entry(id).or_insert(addr);
@@ -426,18 +439,19 @@ struct Driver<M: StateMachine> {
 }
 
 impl<M: StateMachine> Driver<M> {
-    fn run(mut self, inbox: Receiver<Request<M::Output>>) {
+    /// Runs until stopped (`Ok`) or until it cannot persist (`Err`).
+    fn run(mut self, inbox: Receiver<Request<M::Output>>) -> Result<()> {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match inbox.recv_timeout(wait) {
-                Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(request) => {
                     self.handle(request);
                     // Take whatever else is queued before the (fsyncing) ready round.
                     while let Ok(more) = inbox.try_recv() {
                         if matches!(more, Request::Stop) {
-                            return;
+                            return Ok(());
                         }
                         self.handle(more);
                     }
@@ -452,11 +466,8 @@ impl<M: StateMachine> Driver<M> {
                 }
                 self.expire();
             }
-            if let Err(e) = self.on_ready() {
-                // A replica that cannot persist must not go on voting or acknowledging.
-                tracing::error!(error = %e.user_message(), "raft replica stops");
-                return;
-            }
+            // A replica that cannot persist must not go on voting or acknowledging.
+            self.on_ready()?;
             self.maybe_bootstrap();
             self.on_leader_change();
             self.publish_status();
@@ -505,7 +516,15 @@ impl<M: StateMachine> Driver<M> {
                         message.get_msg_type(),
                         MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
                     ) => {}
-            Request::Raft(message) => {
+            Request::Raft(mut message) => {
+                if self.abstain && message.get_msg_type() == MessageType::MsgHeartbeat {
+                    // Until the raft leader has removed and re-added this replica, it may
+                    // still believe the wiped disk's entries are here and send their commit
+                    // index; raft-rs panics on a commit past the last index. What is here
+                    // came from the current leader, so committing up to it is safe.
+                    let last = self.node.raft.raft_log.last_index();
+                    message.commit = message.commit.min(last);
+                }
                 if let Err(e) = self.node.step(*message) {
                     tracing::debug!(error = %e, "raft message ignored");
                 }
@@ -817,4 +836,64 @@ impl<M: StateMachine> Driver<M> {
 /// Whether a message carries a snapshot (the transport reports how sending it went).
 pub fn is_snapshot(message: &Message) -> bool {
     message.get_msg_type() == MessageType::MsgSnapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl StateMachine for Nothing {
+        type Output = ();
+        fn apply(&mut self, _command: &[u8]) {}
+        fn snapshot(&self) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn restore(&mut self, _data: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        fn bootstrap(&self) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    /// A replica whose disk was wiped joins again; before the raft leader has removed and
+    /// re-added it, the leader's heartbeat still carries the commit index the old disk had
+    /// reached. raft-rs would panic on it (the driver thread dies, the process exits); the
+    /// driver answers it instead, with the commit it really has.
+    #[test]
+    fn a_wiped_joining_replica_answers_a_heartbeat_past_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ReplicaConfig {
+            node_id: 3,
+            peers: BTreeMap::from([(3, "127.0.0.1:1".to_string())]),
+            join: vec!["127.0.0.1:2".to_string()],
+        };
+        let mut started = start(dir.path(), &config, Nothing, 64).expect("start");
+        let mut heartbeat = Message::default();
+        heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+        heartbeat.from = 1;
+        heartbeat.to = 3;
+        heartbeat.term = 5;
+        heartbeat.commit = 40;
+        started.replica.deliver(heartbeat);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            match started.outgoing.try_recv() {
+                Ok(m) if m.get_msg_type() == MessageType::MsgHeartbeatResponse => break m,
+                Ok(_) => {}
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "no heartbeat response");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!((answer.to, answer.commit), (1, 0));
+        started.replica.stop();
+        started
+            .thread
+            .join()
+            .expect("the driver thread ends cleanly");
+    }
 }
