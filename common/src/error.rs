@@ -30,6 +30,7 @@ pub mod sqlstate {
     pub const IO_ERROR: &str = "58030";
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const QUERY_CANCELED: &str = "57014";
     pub const CARDINALITY_VIOLATION: &str = "21000";
     pub const SERIALIZATION_FAILURE: &str = "40001";
@@ -160,18 +161,18 @@ impl Error {
             };
         }
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded => {
-                Error::Remote {
-                    code: sqlstate::CONNECTION_FAILURE.to_string(),
-                    message: format!(
-                        "lost connection to compute node {peer}: {}",
-                        status.message()
-                    ),
-                }
-            }
-            tonic::Code::Cancelled => Error::Remote {
-                code: sqlstate::QUERY_CANCELED.to_string(),
-                message: "canceling statement due to user request".to_string(),
+            // Without our SQLSTATE the status is not the peer's answer but the transport's:
+            // a peer that dies mid-stream resets its HTTP/2 streams (RST_STREAM CANCEL),
+            // which tonic reports as Cancelled. A cancel the peer meant carries 57014.
+            tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled => Error::Remote {
+                code: sqlstate::CONNECTION_FAILURE.to_string(),
+                message: format!(
+                    "lost connection to compute node {peer}: {}",
+                    status.message()
+                ),
             },
             _ => Error::Remote {
                 code: sqlstate::INTERNAL_ERROR.to_string(),
@@ -323,5 +324,14 @@ mod tests {
     fn transport_failures_are_connection_errors() {
         let status = tonic::Status::unavailable("connection refused");
         assert_eq!(Error::from_status(&status, "n1").sqlstate(), "08006");
+        // A killed peer's reset streams: a lost node (retried), not a user's cancel.
+        let reset = tonic::Status::cancelled("h2 protocol error: stream reset");
+        assert_eq!(Error::from_status(&reset, "n1").sqlstate(), "08006");
+        // A cancel the peer reported keeps its SQLSTATE.
+        let cancelled = Error::sql(sqlstate::QUERY_CANCELED, "query q has ended");
+        assert_eq!(
+            Error::from_status(&cancelled.to_status(), "n1").sqlstate(),
+            "57014"
+        );
     }
 }
