@@ -6,7 +6,8 @@
 #      oracle for answers, tpchgen-cli generates the TPC-H data);
 #   2. the non-Python clients of the client-matrix test (psql, Java, Debian's pgjdbc), from
 #      Debian packages when missing;
-#   3. cargo build -p blueshift (the binary the end-to-end tests start);
+#   3. cargo build --workspace --all-targets (the binary the end-to-end tests start, and
+#      the tests, with one set of features);
 #   4. cargo test --workspace, with BLUESHIFT_PYTHON pointing at the venv's Python.
 #
 # Idempotent: a second run installs nothing. Extra arguments go to `cargo test`
@@ -50,8 +51,11 @@ if [ ! -x "$dbt_venv/bin/dbt" ]; then
     "$dbt_venv/bin/python" -m pip install --disable-pip-version-check --quiet \
         -r "$root/tests/dbt/requirements.txt"
 fi
-log "cargo build -p blueshift"
-cargo build -p blueshift
+# The whole workspace with every target, not `-p blueshift` alone: cargo unifies the
+# dependencies' features over what one invocation builds, so building only the binary
+# would build DataFusion & co. a second time, with other features, for `cargo test`.
+log "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
 
 # 4. Every test of the workspace.
 log "cargo test --workspace"
