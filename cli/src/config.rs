@@ -87,6 +87,18 @@ pub struct LeaderArgs {
     /// data dir always is one).
     #[arg(long, env = "BLUESHIFT_DENIED_PATHS", value_delimiter = ',')]
     pub denied_paths: Option<Vec<PathBuf>>,
+    /// Allow MD5 password authentication (Redshift's drivers use it) for users whose
+    /// password was set with `password_encryption = 'md5'` or given as `'md5...'`; `false`
+    /// turns MD5 off altogether: SCRAM-SHA-256 only [default: true].
+    #[arg(long, env = "BLUESHIFT_MD5_AUTH")]
+    pub md5_auth: Option<bool>,
+    /// Seconds a Flight SQL bearer token lives; a password change or DROP USER revokes it
+    /// sooner [default: 3600].
+    #[arg(long, env = "BLUESHIFT_FLIGHT_SQL_TOKEN_TTL_SECS")]
+    pub flight_sql_token_ttl_secs: Option<u64>,
+    /// Sessions the PostgreSQL port takes at once; superusers have 3 more [default: 500].
+    #[arg(long, env = "BLUESHIFT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -221,6 +233,9 @@ struct LeaderFile {
     advertise_address: Option<String>,
     allowed_paths: Option<Vec<PathBuf>>,
     denied_paths: Option<Vec<PathBuf>>,
+    md5_auth: Option<bool>,
+    flight_sql_token_ttl_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -367,6 +382,17 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
     let config = LeaderConfig {
         allowed_paths,
         denied_paths: args.denied_paths.or(file.denied_paths).unwrap_or_default(),
+        md5_auth: args.md5_auth.or(file.md5_auth).unwrap_or(true),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(blueshift_leader::pgwire::sessions::DEFAULT_MAX_CONNECTIONS),
+        flight_sql_token_ttl: std::time::Duration::from_secs(
+            args.flight_sql_token_ttl_secs
+                .or(file.flight_sql_token_ttl_secs)
+                .unwrap_or(3600)
+                .max(1),
+        ),
         replica,
         data_dir,
         query_memory_limit,

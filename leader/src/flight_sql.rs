@@ -3,8 +3,11 @@
 //!
 //! * Login: `Handshake` with `authorization: Basic base64(user:password)` answers with a
 //!   bearer token (in the `authorization` response header and the payload); later calls carry
-//!   `authorization: Bearer <token>`. The password-less built-in users may log in with an
-//!   empty password, or send no credentials at all, from loopback only (as on port 5439).
+//!   `authorization: Bearer <token>`. A token is 256 random bits, lives `flight_sql_token_ttl`
+//!   (default 1 h), and dies with the secret it was issued against: a password change or
+//!   `DROP USER` revokes every token of that user (checked on each call). The password-less
+//!   built-in users may log in with an empty password, or send no credentials at all, from
+//!   loopback only (as on port 5439).
 //! * Queries: `GetFlightInfo(CommandStatementQuery)` plans the statement for its schema and
 //!   returns a ticket that holds the SQL itself, so a ticket can be fetched again (each
 //!   `DoGet` runs the query). A statement that is not a query (DDL, INSERT, COPY) runs at
@@ -79,10 +82,33 @@ struct Prepared {
     is_query: bool,
 }
 
+/// What a bearer token stands for.
+struct Token {
+    user: String,
+    expires: std::time::Instant,
+    /// [`secret_of`] the user when the token was issued.
+    secret: String,
+}
+
+/// What identifies a user's current password: the SCRAM StoredKey and the MD5 secret (a new
+/// password, even the same one, has a new salt); `""` for a password-less built-in user;
+/// `None` for no such user.
+fn secret_of(leader: &LeaderState, user: &str) -> Option<String> {
+    match leader.catalog.snapshot().users.get(user) {
+        Some(u) if u.has_password() => Some(format!(
+            "{}:{}",
+            u.scram.as_ref().map_or("", |s| s.stored_key.as_str()),
+            u.md5.as_deref().unwrap_or("")
+        )),
+        _ if leader.users.iter().any(|u| u == user) => Some(String::new()),
+        _ => None,
+    }
+}
+
 pub struct BlueshiftFlightSql {
     leader: Arc<LeaderState>,
-    /// bearer token -> user
-    tokens: Mutex<HashMap<String, String>>,
+    /// bearer token -> its session
+    tokens: Mutex<HashMap<String, Token>>,
     prepared: Mutex<HashMap<String, Prepared>>,
     sql_info: SqlInfoData,
 }
@@ -239,10 +265,24 @@ impl BlueshiftFlightSql {
                 let token = v
                     .strip_prefix("Bearer ")
                     .ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
-                lock(&self.tokens)
-                    .get(token)
-                    .cloned()
-                    .ok_or_else(|| Status::unauthenticated("invalid or expired token"))
+                let mut tokens = lock(&self.tokens);
+                let Some(session) = tokens.get(token) else {
+                    return Err(Status::unauthenticated(
+                        "invalid token: log in again (Handshake)",
+                    ));
+                };
+                if session.expires <= std::time::Instant::now() {
+                    tokens.remove(token);
+                    return Err(Status::unauthenticated("expired token: log in again"));
+                }
+                if secret_of(&self.leader, &session.user).as_ref() != Some(&session.secret) {
+                    tokens.remove(token);
+                    return Err(Status::unauthenticated(
+                        "revoked token (the user's password changed or the user was dropped): \
+                         log in again",
+                    ));
+                }
+                Ok(session.user.clone())
             }
             None => self.trusted_from(request).ok_or_else(|| {
                 Status::unauthenticated("log in first: Handshake with Basic authentication")
@@ -427,8 +467,13 @@ impl FlightSqlService for BlueshiftFlightSql {
                     .ok_or_else(|| Status::invalid_argument("malformed Basic credentials"))?;
                 let stored = self.leader.catalog.snapshot().users.get(user).cloned();
                 let ok = match stored {
-                    Some(u) if u.has_password() => crate::auth::verify_password(&u, password),
+                    Some(u) if u.has_password() => {
+                        crate::auth::verify_password(&u, password, self.leader.md5_auth)
+                    }
                     _ => {
+                        // As much work as a real check: the answer's timing must not tell
+                        // which users exist.
+                        crate::auth::verify_nobody(password);
                         password.is_empty() && self.trusted_from(&request).as_deref() == Some(user)
                     }
                 };
@@ -444,8 +489,22 @@ impl FlightSqlService for BlueshiftFlightSql {
                 Status::unauthenticated("Basic authentication required (SQLSTATE 28000)")
             })?,
         };
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        lock(&self.tokens).insert(token.clone(), user);
+        let token = crate::auth::hex(&rand::random::<[u8; 32]>());
+        let secret = secret_of(&self.leader, &user).unwrap_or_default();
+        {
+            let now = std::time::Instant::now();
+            let mut tokens = lock(&self.tokens);
+            // Expired tokens go as new ones come: the map holds live sessions only.
+            tokens.retain(|_, t| t.expires > now);
+            tokens.insert(
+                token.clone(),
+                Token {
+                    user,
+                    expires: now + self.leader.flight_sql_token_ttl,
+                    secret,
+                },
+            );
+        }
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),

@@ -90,6 +90,12 @@ pub struct LeaderConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// Directories it may never read below; the data dir is always one.
     pub denied_paths: Vec<PathBuf>,
+    /// Whether MD5 password authentication exists at all (see [`auth`]).
+    pub md5_auth: bool,
+    /// How long a Flight SQL bearer token lives.
+    pub flight_sql_token_ttl: Duration,
+    /// Sessions the PostgreSQL port takes at once (superusers have a few more).
+    pub max_connections: usize,
 }
 
 /// State shared by every session of the leader.
@@ -115,6 +121,13 @@ pub struct LeaderState {
     pub identity: load::identity::IdentityAllocator,
     /// Which server files COPY may read ([`load::access`]).
     pub file_access: load::access::FileAccess,
+    /// MD5 logins and MD5 secrets are allowed ([`auth`]).
+    pub md5_auth: bool,
+    /// How long a Flight SQL bearer token lives ([`flight_sql`]).
+    pub flight_sql_token_ttl: Duration,
+    pub max_connections: usize,
+    /// The PostgreSQL port's sessions ([`pgwire::sessions`]).
+    pub sessions: Arc<pgwire::sessions::Sessions>,
 }
 
 impl LeaderState {
@@ -145,14 +158,20 @@ fn role_source(trusted: Vec<String>, catalog: Arc<Catalog>) -> pg_catalog::RoleS
                 superuser: true,
                 create_db: true,
                 has_password: false,
+                connection_limit: -1,
             })
             .collect();
-        roles.extend(users.values().map(|u| pg_catalog::RoleInfo {
-            name: u.name.clone(),
-            oid: u.id as i32,
-            superuser: u.superuser,
-            create_db: u.create_db,
-            has_password: u.has_password(),
+        roles.extend(users.values().map(|u| {
+            pg_catalog::RoleInfo {
+                name: u.name.clone(),
+                oid: u.id as i32,
+                superuser: u.superuser,
+                create_db: u.create_db,
+                has_password: u.has_password(),
+                connection_limit: u
+                    .connection_limit
+                    .map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+            }
         }));
         roles
     })
@@ -277,6 +296,10 @@ pub async fn run(
         users: config.users.clone(),
         database: config.database.clone(),
         loopback_only: config.loopback_only,
+        md5_auth: config.md5_auth,
+        flight_sql_token_ttl: config.flight_sql_token_ttl,
+        max_connections: config.max_connections,
+        sessions: Default::default(),
         identity: Default::default(),
         file_access: load::access::FileAccess::new(&config.allowed_paths, &{
             let mut denied = config.denied_paths.clone();

@@ -42,6 +42,10 @@ async fn matrix_user(cluster: &Cluster) {
     .await
     .unwrap();
     if exists[0][0].as_deref() == Some("0") {
+        // redshift_connector logs in with MD5: the user needs an MD5 secret too.
+        pg::execute(&admin, "set password_encryption = 'md5'")
+            .await
+            .unwrap();
         // Two tests may race to create it; one wins and the other sees 42710.
         let _ = pg::execute(
             &admin,

@@ -29,6 +29,10 @@ async fn dbt_redshift_project_runs_and_matches_duckdb() {
 async fn run_project(target: &str) {
     let cluster = Cluster::start(2, 2).await.unwrap();
     let admin = cluster.client().await.unwrap();
+    // dbt-redshift's redshift_connector logs in with MD5: the user needs an MD5 secret too.
+    pg::execute(&admin, "set password_encryption = 'md5'")
+        .await
+        .unwrap();
     pg::execute(
         &admin,
         &format!("create user {USER} with password '{PASSWORD}' createuser"),

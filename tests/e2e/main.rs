@@ -88,3 +88,8 @@ mod leader_partition;
 // Privileges: each privilege refused without it and granted with it, through psql,
 // psycopg and ADBC Flight SQL; views with their owner's rights; REVOKE in an open session.
 mod privileges;
+
+// Login and secrets: the data dir holds SCRAM keys, never a salted password (searched
+// with Python's PBKDF2); MD5 secrets only when asked for; `md5_auth = false` turns MD5 off;
+// Flight SQL tokens die with their password, user and TTL; connection limits.
+mod login;

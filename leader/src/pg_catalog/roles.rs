@@ -22,6 +22,8 @@ pub struct RoleInfo {
     pub superuser: bool,
     pub create_db: bool,
     pub has_password: bool,
+    /// `CONNECTION LIMIT`, -1 for none.
+    pub connection_limit: i32,
 }
 
 /// The current users, read anew by each statement.
@@ -65,7 +67,9 @@ pub fn pg_roles(roles: &[RoleInfo]) -> DfResult<Arc<MemTable>> {
         b(&|r| r.create_db || r.superuser),
         b(&|_| true),
         b(&|_| false),
-        Arc::new(Int32Array::from(vec![-1; n])),
+        Arc::new(Int32Array::from_iter_values(
+            roles.iter().map(|r| r.connection_limit),
+        )),
         Arc::new(StringArray::from_iter(
             roles.iter().map(|r| r.has_password.then_some("********")),
         )),

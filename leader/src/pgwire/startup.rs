@@ -2,21 +2,23 @@
 //! statuses a session starts with.
 //!
 //! Who may log in how:
-//! * a user with a password (`CREATE USER ... PASSWORD`) proves it with SCRAM-SHA-256, or
-//!   with MD5 when only an MD5 secret is stored (a password given as `'md5...'`) or the
-//!   client is a Redshift driver (it sends `client_protocol_version`; Redshift uses MD5);
+//! * a user with a password (`CREATE USER ... PASSWORD`) proves it with SCRAM-SHA-256
+//!   ([`crate::auth::scram`], against the stored keys), or with MD5 when the user has an MD5
+//!   secret (see [`crate::auth`]) and either no SCRAM one or a Redshift driver as client (it
+//!   sends `client_protocol_version`; those drivers speak MD5, as Redshift does); never MD5
+//!   when the leader's `md5_auth` is off;
 //! * the configured password-less users (`blueshift` in local mode) log in without one, from
 //!   loopback only when the leader is `loopback_only`, and only while no password is set;
-//! * anyone else goes through the same SCRAM exchange against a random secret and fails with
-//!   28P01, so that a wrong password and an unknown user look the same to the client.
+//! * anyone else goes through the same SCRAM exchange (the same iterations, a salt that is
+//!   stable per name) against keys nobody knows and fails with 28P01, so that a wrong
+//!   password and an unknown user look the same to the client.
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal};
 use pgwire::api::auth::{
-    Password, StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
+    StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::{ClientInfo, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -25,7 +27,8 @@ use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus,
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::{Handler, SETTING_PREFIX, SessionCancel};
-use crate::auth::{constant_time_eq, md5_response, unhex};
+use crate::auth::scram::{self, AwaitingProof, Keys};
+use crate::auth::{SCRAM_ITERATIONS, constant_time_eq, md5_response};
 use crate::session::SESSION_USER;
 use blueshift_common::error::sqlstate;
 
@@ -39,9 +42,13 @@ const SHOW_DISCOVERY: &str = "4";
 /// Where a session's login is.
 enum Pending {
     /// SASL requested; the client's first SCRAM message is next.
-    ScramStart(Password),
+    ScramStart {
+        salt: Vec<u8>,
+        iterations: u32,
+        keys: Keys,
+    },
     /// Server-first sent; the client's proof is next.
-    ScramFinal(Box<ScramServerAuthWaitingForClientFinal>),
+    ScramFinal(Box<AwaitingProof>),
     /// MD5 requested; `expected` is the response that proves the password.
     Md5 { expected: String },
 }
@@ -121,7 +128,11 @@ impl StartupHandler for Handler {
                     .get::<PendingLogin>()
                     .and_then(|p| p.take());
                 match pending {
-                    Some(Pending::ScramStart(password)) => {
+                    Some(Pending::ScramStart {
+                        salt,
+                        iterations,
+                        keys,
+                    }) => {
                         let first = msg.into_sasl_initial_response()?;
                         if first.auth_method != SCRAM_SHA_256 {
                             return refuse(
@@ -136,9 +147,12 @@ impl StartupHandler for Handler {
                         }
                         let data = first.data.unwrap_or_default();
                         let (server_first, waiting) =
-                            match ScramServerAuth::new().on_client_first_message(&data, password) {
+                            match scram::server_first(&data, keys, &salt, iterations) {
                                 Ok(r) => r,
-                                Err(_) => return password_failed(client).await,
+                                Err(e) => {
+                                    tracing::info!(error = %e, "SCRAM exchange refused");
+                                    return password_failed(client).await;
+                                }
                             };
                         set_pending(client, Pending::ScramFinal(Box::new(waiting)));
                         client
@@ -150,7 +164,8 @@ impl StartupHandler for Handler {
                     }
                     Some(Pending::ScramFinal(waiting)) => {
                         let response = msg.into_sasl_response()?;
-                        match waiting.on_client_final_message(&response.data) {
+                        let waiting = *waiting;
+                        match waiting.server_final(&response.data) {
                             Ok(server_final) => {
                                 client
                                     .feed(PgWireBackendMessage::Authentication(
@@ -159,7 +174,10 @@ impl StartupHandler for Handler {
                                     .await?;
                                 self.finish_login(client).await
                             }
-                            Err(_) => password_failed(client).await,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "SCRAM exchange failed");
+                                password_failed(client).await
+                            }
                         }
                     }
                     Some(Pending::Md5 { expected }) => {
@@ -217,18 +235,28 @@ impl Handler {
                 // Redshift's drivers (which announce `client_protocol_version`) speak MD5, as
                 // Redshift does; `redshift_connector` cannot parse a SASL request.
                 let redshift_driver = client.metadata().contains_key("client_protocol_version");
-                if let Some(scram) = u.scram.as_ref().filter(|_| !redshift_driver || u.md5.is_none()) {
-                    let (Some(salt), Some(salted)) =
-                        (unhex(&scram.salt), unhex(&scram.salted_password))
-                    else {
-                        return refuse(
-                            client,
-                            sqlstate::INTERNAL_ERROR,
-                            format!("the stored secret of user \"{user}\" is corrupt"),
-                        )
-                        .await;
+                let md5 = leader.md5_auth
+                    && u.md5.is_some()
+                    && (redshift_driver || u.scram.is_none());
+                if !md5 {
+                    let Some((salt, keys)) = u.scram.as_ref().and_then(|s| s.decode()) else {
+                        // An MD5-only user while MD5 is off: the same failing exchange as an
+                        // unknown user's (the client cannot tell), the reason in the log.
+                        tracing::info!(
+                            %user,
+                            "the user has only an MD5 secret and md5_auth is off: the login fails"
+                        );
+                        return self.request_mock_scram(client, &user).await;
                     };
-                    set_pending(client, Pending::ScramStart(Password::new(Some(salt), salted)));
+                    let iterations = u.scram.as_ref().map_or(SCRAM_ITERATIONS, |s| s.iterations);
+                    set_pending(
+                        client,
+                        Pending::ScramStart {
+                            salt,
+                            iterations,
+                            keys,
+                        },
+                    );
                     self.request_scram(client).await
                 } else {
                     let salt: [u8; 4] = rand::random();
@@ -260,18 +288,27 @@ impl Handler {
                 )
                 .await
             }
-            _ => {
-                // Unknown user, or one without a password: the same exchange as a real one,
-                // against a secret nobody knows.
-                let salt: [u8; 16] = rand::random();
-                let salted: [u8; 32] = rand::random();
-                set_pending(
-                    client,
-                    Pending::ScramStart(Password::new(Some(salt.to_vec()), salted.to_vec())),
-                );
-                self.request_scram(client).await
-            }
+            // Unknown user, or one without a password.
+            _ => self.request_mock_scram(client, &user).await,
         }
+    }
+
+    /// The same exchange as a real user's, against keys nobody knows: it fails at the proof.
+    async fn request_mock_scram<C>(&self, client: &mut C, user: &str) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        set_pending(
+            client,
+            Pending::ScramStart {
+                salt: scram::mock_salt(user).to_vec(),
+                iterations: SCRAM_ITERATIONS,
+                keys: scram::mock_keys(),
+            },
+        );
+        self.request_scram(client).await
     }
 
     async fn request_scram<C>(&self, client: &mut C) -> PgWireResult<()>
@@ -298,6 +335,25 @@ impl Handler {
         let user = user_of(client);
         let leader = &self.executor.leader;
         let superuser = leader.is_superuser(&user);
+        let limit = leader
+            .catalog
+            .snapshot()
+            .users
+            .get(&user)
+            .and_then(|u| u.connection_limit);
+        match leader
+            .sessions
+            .admit(&user, superuser, leader.max_connections, limit)
+        {
+            // Given back when the connection (and its extensions) drop.
+            Ok(slot) => {
+                client.session_extensions().insert(slot);
+            }
+            Err(e) => {
+                tracing::info!(%user, error = %e.user_message(), "login refused");
+                return refuse(client, &e.sqlstate(), e.user_message()).await;
+            }
+        }
         client
             .metadata_mut()
             .insert(format!("{SETTING_PREFIX}{SESSION_USER}"), user.clone());

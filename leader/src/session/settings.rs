@@ -125,6 +125,7 @@ pub fn default_setting(name: &str) -> Option<String> {
         "statement_timeout" => "0".into(),
         "max_identifier_length" => "127".into(),
         "intervalstyle" => "postgres".into(),
+        crate::auth::PASSWORD_ENCRYPTION => "scram-sha-256".into(),
         _ => return None,
     })
 }
@@ -140,6 +141,10 @@ pub(super) fn set(stmt: &SetStatement, settings: &mut HashMap<String, String>) -
     }
     if name == crate::limits::SETTING {
         crate::limits::parse_bytes(&value)?;
+    }
+    if name == crate::auth::PASSWORD_ENCRYPTION {
+        // Checked again (against the cluster's md5_auth) when a password is set.
+        crate::auth::PasswordEncryption::parse(&value, true)?;
     }
     settings.insert(name, value);
     Ok(command("SET"))

@@ -20,16 +20,30 @@ impl Executor {
         let snapshot = super::tx::snapshot(&self.leader);
         let superuser = self.leader.is_superuser(&me);
         let own_password = matches!(&stmt, UserStatement::Alter { name, options }
-            if *name == me && options.superuser.is_none() && options.create_db.is_none());
+            if *name == me
+                && options.superuser.is_none()
+                && options.create_db.is_none()
+                && options.connection_limit.is_none());
         if !superuser && !own_password {
             return Err(Error::sql(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 "permission denied: only superusers may create, alter or drop users",
             ));
         }
+        // Which secrets a cleartext password leaves: the session's `password_encryption`.
+        let md5_auth = self.leader.md5_auth;
+        let encryption = match super::statement_settings()
+            .settings
+            .get(crate::auth::PASSWORD_ENCRYPTION)
+        {
+            Some(v) => crate::auth::PasswordEncryption::parse(v, md5_auth)?,
+            None => crate::auth::PasswordEncryption::Scram,
+        };
         let apply_password = |u: &mut crate::auth::UserDef, p: &Option<Password>| -> Result<()> {
             match p {
-                Some(Password::Set(p)) => (u.scram, u.md5) = crate::auth::secrets(&u.name, p)?,
+                Some(Password::Set(p)) => {
+                    (u.scram, u.md5) = crate::auth::secrets(&u.name, p, encryption, md5_auth)?
+                }
                 Some(Password::Disable) => (u.scram, u.md5) = (None, None),
                 None => {}
             }
@@ -51,6 +65,7 @@ impl Executor {
                     create_db: options.create_db.unwrap_or(false),
                     scram: None,
                     md5: None,
+                    connection_limit: options.connection_limit.flatten(),
                 };
                 apply_password(&mut u, &options.password)?;
                 (vec![Command::CreateUser(u)], "CREATE USER")
@@ -73,6 +88,7 @@ impl Executor {
                             create_db: true,
                             scram: None,
                             md5: None,
+                            connection_limit: None,
                         },
                         false,
                     ),
@@ -88,6 +104,9 @@ impl Executor {
                 }
                 if let Some(c) = options.create_db {
                     u.create_db = c;
+                }
+                if let Some(limit) = options.connection_limit {
+                    u.connection_limit = limit;
                 }
                 apply_password(&mut u, &options.password)?;
                 let cmd = if exists {

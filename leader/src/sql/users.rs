@@ -6,9 +6,10 @@
 //! DROP USER [IF EXISTS] name [, ...]
 //! ```
 //!
-//! with options `CREATEUSER | NOCREATEUSER` (superuser) and `CREATEDB | NOCREATEDB`. Options
-//! Blueshift would accept without enforcing (`CONNECTION LIMIT`, `VALID UNTIL`, `SYSLOG
-//! ACCESS`, `SESSION TIMEOUT`, ...) are refused with 0A000 rather than ignored.
+//! with options `CREATEUSER | NOCREATEUSER` (superuser), `CREATEDB | NOCREATEDB` and
+//! `CONNECTION LIMIT { n | UNLIMITED }`. Options Blueshift would accept without enforcing
+//! (`VALID UNTIL`, `SYSLOG ACCESS`, `SESSION TIMEOUT`, ...) are refused with 0A000 rather
+//! than ignored.
 
 use datafusion::sql::sqlparser::tokenizer::Token;
 
@@ -28,6 +29,8 @@ pub struct UserOptions {
     pub password: Option<Password>,
     pub superuser: Option<bool>,
     pub create_db: Option<bool>,
+    /// `CONNECTION LIMIT n` (`Some(Some(n))`) or `UNLIMITED` (`Some(None)`).
+    pub connection_limit: Option<Option<u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,19 @@ pub fn parse_user_statement(ws: &[Token]) -> Result<UserStatement> {
             "NOCREATEUSER" => (options.superuser, i) = (Some(false), i + 1),
             "CREATEDB" => (options.create_db, i) = (Some(true), i + 1),
             "NOCREATEDB" => (options.create_db, i) = (Some(false), i + 1),
+            "CONNECTION" if kw(i + 1) == "LIMIT" => {
+                options.connection_limit = Some(match ws.get(i + 2) {
+                    Some(Token::Number(n, _)) => Some(n.parse::<u32>().map_err(|_| {
+                        Error::sql(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("CONNECTION LIMIT must be a number of connections, not {n}"),
+                        )
+                    })?),
+                    Some(t) if keyword(t).as_deref() == Some("UNLIMITED") => None,
+                    _ => return Err(syntax("CONNECTION LIMIT needs a number or UNLIMITED")),
+                });
+                i += 3;
+            }
             "" => {
                 return Err(syntax(format!("syntax error at or near \"{}\"", ws[i])));
             }
@@ -139,6 +155,7 @@ mod tests {
                     password: Some(Password::Set("Secret123".into())),
                     superuser: Some(true),
                     create_db: None,
+                    connection_limit: None,
                 },
             }
         );
@@ -170,8 +187,28 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits() {
+        let options = |sql: &str| match parse_user_statement(sql).unwrap().unwrap() {
+            UserStatement::Create { options, .. } | UserStatement::Alter { options, .. } => {
+                options.connection_limit
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            options("create user a password 'Secret123' connection limit 3"),
+            Some(Some(3))
+        );
+        assert_eq!(
+            options("alter user a connection limit unlimited"),
+            Some(None)
+        );
+        let e = parse_user_statement("alter user a connection limit lots").unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+    }
+
+    #[test]
     fn unenforced_options_are_refused() {
-        let e = parse_user_statement("create user a password 'Secret123' connection limit 3")
+        let e = parse_user_statement("create user a password 'Secret123' valid until 'infinity'")
             .unwrap_err();
         assert_eq!(e.sqlstate(), "0A000");
         let e = parse_user_statement("create user a").unwrap_err();
