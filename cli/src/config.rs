@@ -79,6 +79,11 @@ pub struct LeaderArgs {
     /// [default: its --peers entry, else --grpc-listen].
     #[arg(long, env = "BLUESHIFT_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// File holding the cluster secret every leader replica and compute node shares (at least
+    /// 16 bytes; internal calls carry proof of it, see ARCHITECTURE.md). The secret itself
+    /// may instead come in BLUESHIFT_CLUSTER_SECRET. One of the two is required.
+    #[arg(long, env = "BLUESHIFT_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Directories whose files a superuser's `COPY t FROM '/path'` may read, comma-separated
     /// [default: none: COPY reads server files not at all; COPY FROM STDIN always works].
     #[arg(long, env = "BLUESHIFT_ALLOWED_PATHS", value_delimiter = ',')]
@@ -132,6 +137,11 @@ pub struct ComputeArgs {
     /// if that is 0.0.0.0 this host's address on the route to the leader].
     #[arg(long, env = "BLUESHIFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+    /// File holding the cluster secret every leader replica and compute node shares (at least
+    /// 16 bytes; internal calls carry proof of it, see ARCHITECTURE.md). The secret itself
+    /// may instead come in BLUESHIFT_CLUSTER_SECRET. One of the two is required.
+    #[arg(long, env = "BLUESHIFT_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Bytes of segment files kept in <data-dir>/cache, e.g. `20GB` [default: 10% of the
     /// disk under the data dir, at least 1GB].
     #[arg(long, env = "BLUESHIFT_CACHE_SIZE")]
@@ -236,6 +246,7 @@ struct LeaderFile {
     md5_auth: Option<bool>,
     flight_sql_token_ttl_secs: Option<u64>,
     max_connections: Option<usize>,
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -249,6 +260,7 @@ struct ComputeFile {
     drain_timeout_secs: Option<u64>,
     #[serde(default)]
     s3: S3Options,
+    cluster_secret_file: Option<PathBuf>,
 }
 
 fn read_file(path: &Option<PathBuf>) -> anyhow::Result<FileConfig> {
@@ -419,6 +431,7 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
             _ => anyhow::bail!("tls_cert and tls_key go together"),
         },
     };
+    install_cluster_secret(args.cluster_secret_file.or(file.cluster_secret_file))?;
     if args.config_check {
         println!("{config:#?}");
         return Ok(());
@@ -468,6 +481,11 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
     let mut signals = crate::Signals::listen();
     blueshift_common::logging::init("compute");
     let file = read_file(&args.config)?.compute;
+    install_cluster_secret(
+        args.cluster_secret_file
+            .clone()
+            .or(file.cluster_secret_file.clone()),
+    )?;
     let leader = args
         .leader
         .or(file.leader)
@@ -531,4 +549,36 @@ pub async fn run_compute(args: ComputeArgs) -> anyhow::Result<()> {
     };
     counter.abort();
     result
+}
+
+/// Installs the cluster secret ([`blueshift_common::cluster_auth`]): from `file` when given,
+/// else from `BLUESHIFT_CLUSTER_SECRET`. Without one the process would take no internal
+/// calls and make none that are taken: it does not start.
+fn install_cluster_secret(file: Option<PathBuf>) -> anyhow::Result<()> {
+    let secret = match file {
+        Some(path) => {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("cannot read the cluster secret {}", path.display()))?;
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the cluster secret file is readable by other OS users (chmod 600 it)"
+                    );
+                }
+            }
+            bytes
+        }
+        None => match std::env::var("BLUESHIFT_CLUSTER_SECRET") {
+            Ok(v) if !v.is_empty() => v.into_bytes(),
+            _ => anyhow::bail!(
+                "a cluster secret is required: --cluster-secret-file PATH (or \
+                 BLUESHIFT_CLUSTER_SECRET_FILE, or cluster_secret_file in the config file) or \
+                 the secret itself in BLUESHIFT_CLUSTER_SECRET; at least 16 bytes, the same on \
+                 every leader replica and compute node (`blueshift local` makes one)"
+            ),
+        },
+    };
+    blueshift_common::cluster_auth::install(&secret).map_err(|e| anyhow::anyhow!("{e}"))
 }

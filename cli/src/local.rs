@@ -195,6 +195,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .with_context(|| format!("cannot restrict {} to its owner", data_dir.display()))?;
+    ensure_cluster_secret(&data_dir)?;
     let store_url = match &args.store_url {
         Some(url) => url.clone(),
         None => blueshift_common::store::file_url(&data_dir.join("store"))
@@ -341,6 +342,47 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Where `local` keeps the cluster secret its processes share, unless
+/// `BLUESHIFT_CLUSTER_SECRET` gives it (the children inherit that).
+fn cluster_secret_file(data_dir: &Path) -> Option<PathBuf> {
+    match std::env::var("BLUESHIFT_CLUSTER_SECRET") {
+        Ok(v) if !v.is_empty() => None,
+        _ => Some(data_dir.join("cluster.secret")),
+    }
+}
+
+/// Makes the cluster secret file on first start (0600; the umask is 077 as well).
+fn ensure_cluster_secret(data_dir: &Path) -> anyhow::Result<()> {
+    let Some(path) = cluster_secret_file(data_dir) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(
+        file,
+        "{}",
+        blueshift_common::cluster_auth::generate_secret()
+    )?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn cluster_secret_args(data_dir: &Path) -> Vec<std::ffi::OsString> {
+    match cluster_secret_file(data_dir) {
+        Some(path) => vec!["--cluster-secret-file".into(), path.into_os_string()],
+        None => Vec::new(),
+    }
+}
+
 fn leader_name(plan: &LeaderPlan, args: &LocalArgs) -> String {
     if args.leaders == 1 {
         "leader".to_string()
@@ -383,6 +425,9 @@ fn spawn_leader(
         // The whole cluster's data (every replica's catalog, TLS key, the compute nodes).
         .arg("--denied-paths")
         .arg(std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()))
+        .args(cluster_secret_args(
+            &std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone()),
+        ))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if args.leaders > 1 {
@@ -423,6 +468,7 @@ fn spawn_compute(
         .arg(data_dir.join(format!("compute-{i}")))
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(cluster_secret_args(data_dir))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -275,14 +275,98 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Bytes> {
     datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(plan, &BlueshiftCodec)
 }
 
-/// Deserializes a plan fragment received from the leader.
+/// Deserializes a plan fragment received from the leader, and refuses it unless it is made
+/// of what the leader itself sends ([`check_sources`]).
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
     let node = PhysicalPlanNode::decode(bytes)
         .map_err(|e| DataFusionError::Internal(format!("bad plan fragment bytes: {e}")))?;
     let converter = DefaultPhysicalProtoConverter {};
     let decode_ctx = PhysicalPlanDecodeContext::new(ctx, &BlueshiftCodec);
-    converter.proto_to_execution_plan(&node, &decode_ctx)
+    let plan = converter.proto_to_execution_plan(&node, &decode_ctx)?;
+    check_sources(&plan)?;
+    Ok(plan)
+}
+
+/// The allow-list of a compute node's plans. datafusion-proto decodes file scans (CSV,
+/// Parquet, JSON, Avro, Arrow at any path or URL) and file sinks, which a plan from
+/// anyone but Blueshift's leader could use to read or write the node's files. Every leaf
+/// must be a source the leader plans (a slice scan of the segment store, an exchange
+/// reader, rows carried in the plan, one empty row or none, a recursive query's work
+/// table), and nothing may write: operators between the leaves only compute on the rows
+/// their children give them.
+pub fn check_sources(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::datasource::sink::DataSinkExec;
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+    use datafusion::physical_plan::work_table::WorkTableExec;
+    let refuse = |what: &str| {
+        Err(crate::error::Error::sql(
+            crate::error::sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!("compute nodes do not run plans with {what}"),
+        )
+        .into_datafusion())
+    };
+    if plan.is::<DataSinkExec>() {
+        return refuse(&format!("a data sink ({})", plan.name()));
+    }
+    let children = plan.children();
+    if children.is_empty() {
+        let allowed = plan.is::<SliceScanExec>()
+            || plan.is::<ExchangeReaderExec>()
+            || plan.is::<EmptyExec>()
+            || plan.is::<PlaceholderRowExec>()
+            || plan.is::<WorkTableExec>()
+            || plan
+                .downcast_ref::<DataSourceExec>()
+                .is_some_and(|d| d.data_source().is::<MemorySourceConfig>());
+        if !allowed {
+            return refuse(&format!("this source: {}", plan.name()));
+        }
+    }
+    for child in children {
+        check_sources(child)?;
+    }
+    Ok(())
 }
 
 #[allow(unused_imports)]
 use AsExecutionPlan as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+
+    async fn round_trip(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        decode_plan(&encode_plan(plan)?, &ctx.task_ctx())
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_scans_a_file_is_refused_and_one_of_constants_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret.csv");
+        std::fs::write(&file, "a,b\n1,2\n").unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_csv("f", file.to_str().unwrap(), CsvReadOptions::new())
+            .await
+            .unwrap();
+        let err = round_trip(&ctx, "select a from f where b > 0")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("do not run plans with this source"),
+            "{err}"
+        );
+        round_trip(&ctx, "select 1 + 1 as two").await.unwrap();
+        round_trip(
+            &ctx,
+            "select * from (values (1, 'a'), (2, 'b')) t(x, y) where x > 1",
+        )
+        .await
+        .unwrap();
+    }
+}

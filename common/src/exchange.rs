@@ -34,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::cluster_auth::{Attach, AuthChannel};
 use crate::error::{Error, sqlstate};
 
 /// Cached gRPC channels to compute nodes (a tonic channel multiplexes many calls).
@@ -49,7 +50,9 @@ impl Channels {
         GLOBAL.get_or_init(Channels::default)
     }
 
-    pub fn flight_client(&self, addr: &str) -> Result<FlightServiceClient<Channel>, Error> {
+    /// A Flight client of `addr` whose calls carry the cluster proof
+    /// ([`crate::cluster_auth`]).
+    pub fn flight_client(&self, addr: &str) -> Result<FlightServiceClient<AuthChannel>, Error> {
         let mut map = match self.channels.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -71,7 +74,7 @@ impl Channels {
                 channel
             }
         };
-        Ok(FlightServiceClient::new(channel)
+        Ok(FlightServiceClient::with_interceptor(channel, Attach)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }

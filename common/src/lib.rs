@@ -2,6 +2,7 @@
 //! ours except `proto`, and holds no server: only types, pure functions and DataFusion
 //! extensions both sides must agree on.
 //!
+//! * [`cluster_auth`]: the proof of cluster membership every internal gRPC call carries.
 //! * [`error`]: the crate error, SQLSTATE codes, and their trip across gRPC / Flight.
 //! * [`types`]: catalog types (tables, columns, distribution, segments).
 //! * [`leaf`]: what our leaf plan nodes share.
@@ -15,6 +16,7 @@
 //! * [`runtime`]: the dedicated runtime query work runs on.
 //! * [`logging`]: tracing setup for the binaries.
 
+pub mod cluster_auth;
 pub mod codec;
 pub mod error;
 pub mod exchange;

@@ -131,7 +131,11 @@ pub async fn run(
     let service =
         flight::ComputeFlightService::new(engine.clone(), exchanges.clone(), loads.clone());
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Only members of the cluster (with its secret) reach the service.
     let server = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(
+            blueshift_common::cluster_auth::check,
+        ))
         .add_service(
             FlightServiceServer::new(service)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

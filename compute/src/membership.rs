@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use blueshift_common::cluster_auth::{Attach, AuthChannel};
 use blueshift_proto::v1::cluster_client::ClusterClient;
 use blueshift_proto::v1::{HeartbeatRequest, RegisterRequest};
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use crate::exec::Engine;
 use crate::{Error, Result};
@@ -315,7 +315,7 @@ async fn register_and_heartbeat(node: &NodeState, leaders: &Arc<Leaders>) -> Res
 /// drains).
 pub async fn heartbeat_now(
     node: &NodeState,
-    client: &mut ClusterClient<Channel>,
+    client: &mut ClusterClient<AuthChannel>,
 ) -> Result<Option<HashMap<u64, String>>> {
     let node_id = node.node_id();
     if node_id == 0 {
@@ -340,10 +340,13 @@ pub async fn heartbeat_now(
 }
 
 /// A client of the leader's cluster service on a new connection.
-pub async fn connect(leader: &str) -> Result<ClusterClient<Channel>> {
-    ClusterClient::connect(leader.to_string())
+pub async fn connect(leader: &str) -> Result<ClusterClient<AuthChannel>> {
+    let channel = tonic::transport::Endpoint::from_shared(leader.to_string())
+        .map_err(|e| Error::Config(format!("bad leader address {leader:?}: {e}")))?
+        .connect()
         .await
-        .map_err(|e| Error::Transport(e.to_string()))
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    Ok(ClusterClient::with_interceptor(channel, Attach))
 }
 
 /// The address other hosts reach this node at when none is configured: the listening IP if

@@ -205,7 +205,11 @@ pub async fn run(
     // The cluster port serves the other replicas' raft messages (and compute nodes'
     // registrations) before the catalog is ready: a new group elects its leader over it.
     let grpc_addr = grpc_listener.local_addr()?;
+    // Only members of the cluster (with its secret) reach the services.
     let grpc = tonic::transport::Server::builder()
+        .layer(tonic::service::InterceptorLayer::new(
+            blueshift_common::cluster_auth::check,
+        ))
         .add_service(
             ClusterServer::new(ClusterService {
                 membership: membership.clone(),

@@ -108,6 +108,9 @@ struct Replicas {
     processes: Vec<Option<Process>>,
 }
 
+/// What every process of the cluster proves it holds (`blueshift local` makes its own).
+const CLUSTER_SECRET: &str = "leader partition test cluster secret";
+
 impl Replicas {
     fn spawn(&mut self, n: usize) {
         let mut leader = self.hosts[n - 1].command(paths::blueshift_bin());
@@ -123,7 +126,8 @@ impl Replicas {
             .args(["--slices", "4", "--expect-nodes", "2"])
             .args(["--store-url", &self.store])
             .arg("--ready-file")
-            .arg(self.root.join(format!("ready-{n}.json")));
+            .arg(self.root.join(format!("ready-{n}.json")))
+            .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET);
         let log = self.root.join(format!("leader-{n}.log"));
         self.processes[n - 1] = Some(Process::spawn(leader, &log).unwrap());
     }
@@ -209,7 +213,8 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
             .args(["--leader", &leaders])
             .arg("--data-dir")
             .arg(root.join(format!("compute-{i}")))
-            .args(["--listen", &format!("0.0.0.0:{COMPUTE_PORT}")]);
+            .args(["--listen", &format!("0.0.0.0:{COMPUTE_PORT}")])
+            .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET);
         computes.push(Process::spawn(compute, &root.join(format!("compute-{i}.log"))).unwrap());
     }
     let started = Instant::now();

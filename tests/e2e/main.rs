@@ -93,3 +93,7 @@ mod privileges;
 // with Python's PBKDF2); MD5 secrets only when asked for; `md5_auth = false` turns MD5 off;
 // Flight SQL tokens die with their password, user and TTL; connection limits.
 mod login;
+
+// The closed cluster network: pyarrow Flight and raw gRPC calls without the cluster's proof
+// are refused on every internal port; a member's plan that scans a file is refused too.
+mod internal_ports;

@@ -36,6 +36,9 @@ impl Drop for LogsOnPanic<'_> {
     }
 }
 
+/// What every process of the cluster proves it holds (`blueshift local` makes its own).
+const CLUSTER_SECRET: &str = "multi-host test cluster secret";
+
 #[tokio::test]
 async fn a_cluster_on_three_hosts_sharing_only_s3() {
     // Dropped last: the namespaces outlive the processes in them.
@@ -75,6 +78,7 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
         .arg(paths::target_dir())
         .arg("--ready-file")
         .arg(&ready)
+        .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET)
         .envs(s3.env());
     let _leader = Process::spawn(leader, &root.join("leader.log")).unwrap();
     let mut computes = Vec::new();
@@ -89,6 +93,7 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
             .arg("--data-dir")
             .arg(root.join(format!("compute-{i}")))
             .args(["--listen", &format!("0.0.0.0:{COMPUTE_PORT}")])
+            .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET)
             .envs(s3.env());
         computes.push(Process::spawn(compute, &root.join(format!("compute-{i}.log"))).unwrap());
     }

@@ -397,6 +397,11 @@ impl Cluster {
             .unwrap_or(false)
     }
 
+    /// The cluster secret `blueshift local` made: processes started beside it need it.
+    pub fn cluster_secret_file(&self) -> PathBuf {
+        self.root.join("data/cluster.secret")
+    }
+
     /// Its `--data-dir` argument, as a whole word (`compute-1` must not match `compute-10`).
     fn process_pattern(&self, process: &str) -> String {
         format!("{}/data/{process}( |$)", self.root.display())
@@ -415,6 +420,8 @@ impl Cluster {
             .arg(self.root.join(name))
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--cluster-secret-file")
+            .arg(self.cluster_secret_file())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             // The cluster's group: killing the cluster kills it too.
             .process_group(self.pgid);
@@ -453,6 +460,8 @@ impl Cluster {
             ))
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--cluster-secret-file")
+            .arg(self.cluster_secret_file())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .process_group(self.pgid);
         let mut process = Process::spawn(command, &self.root.join(format!("{name}.log")))?;

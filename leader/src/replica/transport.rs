@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use blueshift_common::cluster_auth::{Attach, AuthChannel};
 use blueshift_proto::MAX_MESSAGE_BYTES;
 use blueshift_proto::v1::raft_client::RaftClient;
 use blueshift_proto::v1::raft_server::Raft;
@@ -101,7 +102,7 @@ async fn send_to_peer<O: Send + 'static>(
     replica: Replica<O>,
     mut queue: mpsc::Receiver<Message>,
 ) {
-    let mut client: Option<(String, RaftClient<tonic::transport::Channel>)> = None;
+    let mut client: Option<(String, RaftClient<AuthChannel>)> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(addr) = replica.status().peers.get(&to).cloned() else {
@@ -168,7 +169,7 @@ pub async fn tell_removed(from: u64, from_address: String, addr: &str) {
 }
 
 /// A client of a replica's `Raft` service (connecting on first use).
-pub(super) fn connect(addr: &str) -> Option<RaftClient<tonic::transport::Channel>> {
+pub(super) fn connect(addr: &str) -> Option<RaftClient<AuthChannel>> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else {
@@ -179,7 +180,7 @@ pub(super) fn connect(addr: &str) -> Option<RaftClient<tonic::transport::Channel
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true);
     Some(
-        RaftClient::new(endpoint.connect_lazy())
+        RaftClient::with_interceptor(endpoint.connect_lazy(), Attach)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
