@@ -104,6 +104,10 @@ pub struct LeaderArgs {
     /// Sessions the PostgreSQL port takes at once; superusers have 3 more [default: 500].
     #[arg(long, env = "BLUESHIFT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Failed logins an address may have per minute before its logins are refused for the
+    /// rest of the minute; 0: no limit [default: 20].
+    #[arg(long, env = "BLUESHIFT_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<u32>,
     /// Load the TPC-H SF 0.1 demo data set once ready (if not loaded yet).
     #[arg(long)]
     pub demo: bool,
@@ -246,6 +250,7 @@ struct LeaderFile {
     md5_auth: Option<bool>,
     flight_sql_token_ttl_secs: Option<u64>,
     max_connections: Option<usize>,
+    auth_failure_limit: Option<u32>,
     cluster_secret_file: Option<PathBuf>,
 }
 
@@ -399,6 +404,10 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
             .max_connections
             .or(file.max_connections)
             .unwrap_or(blueshift_leader::pgwire::sessions::DEFAULT_MAX_CONNECTIONS),
+        auth_failure_limit: args
+            .auth_failure_limit
+            .or(file.auth_failure_limit)
+            .unwrap_or(blueshift_leader::auth::throttle::DEFAULT_LIMIT),
         flight_sql_token_ttl: std::time::Duration::from_secs(
             args.flight_sql_token_ttl_secs
                 .or(file.flight_sql_token_ttl_secs)

@@ -14,6 +14,7 @@
 //! password rules. It must not see or log a cleartext password beyond hashing it.
 
 pub mod scram;
+pub mod throttle;
 
 use serde::{Deserialize, Serialize};
 

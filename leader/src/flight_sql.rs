@@ -449,6 +449,19 @@ impl FlightSqlService for BlueshiftFlightSql {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
+        let remote = request
+            .remote_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let event = |kind: &'static str, user: &str| {
+            let mut e = crate::pgwire::sessions::ConnectionEvent::new(kind, remote, user);
+            e.database = self.leader.database.clone();
+            e.method = "flight-sql";
+            e
+        };
+        self.leader
+            .auth_throttle
+            .check(remote.ip())
+            .map_err(status)?;
         let header = request
             .metadata()
             .get("authorization")
@@ -479,6 +492,10 @@ impl FlightSqlService for BlueshiftFlightSql {
                 };
                 if !ok {
                     tracing::info!(%user, "Flight SQL password authentication failed");
+                    self.leader.auth_throttle.failed(remote.ip());
+                    self.leader
+                        .sessions
+                        .record(event("authentication failure", user));
                     return Err(Status::unauthenticated(format!(
                         "password authentication failed for user \"{user}\" (SQLSTATE 28P01)"
                     )));
@@ -489,6 +506,7 @@ impl FlightSqlService for BlueshiftFlightSql {
                 Status::unauthenticated("Basic authentication required (SQLSTATE 28000)")
             })?,
         };
+        self.leader.sessions.record(event("authenticated", &user));
         let token = crate::auth::hex(&rand::random::<[u8; 32]>());
         let secret = secret_of(&self.leader, &user).unwrap_or_default();
         {

@@ -96,6 +96,8 @@ pub struct LeaderConfig {
     pub flight_sql_token_ttl: Duration,
     /// Sessions the PostgreSQL port takes at once (superusers have a few more).
     pub max_connections: usize,
+    /// Failed logins per source address per minute before it is refused (0: no limit).
+    pub auth_failure_limit: u32,
 }
 
 /// State shared by every session of the leader.
@@ -128,6 +130,8 @@ pub struct LeaderState {
     pub max_connections: usize,
     /// The PostgreSQL port's sessions ([`pgwire::sessions`]).
     pub sessions: Arc<pgwire::sessions::Sessions>,
+    /// Failed logins by address ([`auth::throttle`]).
+    pub auth_throttle: auth::throttle::Throttle,
 }
 
 impl LeaderState {
@@ -304,6 +308,7 @@ pub async fn run(
         flight_sql_token_ttl: config.flight_sql_token_ttl,
         max_connections: config.max_connections,
         sessions: Default::default(),
+        auth_throttle: auth::throttle::Throttle::new(config.auth_failure_limit),
         identity: Default::default(),
         file_access: load::access::FileAccess::new(&config.allowed_paths, &{
             let mut denied = config.denied_paths.clone();

@@ -17,6 +17,11 @@
 //!   views, always empty (no external tables).
 //! * `stl_retries (query, starttime, attempt, sqlstate, error, querytxt)`: statements run
 //!   again after they lost a compute node (most recent 1000).
+//! * `stl_connection_log (event, recordtime, remotehost, remoteport, pid, dbname, username,
+//!   authmethod, duration, sslversion, application_name)`: logins started, authenticated and
+//!   failed, and sessions ended (`duration` in microseconds), on the PostgreSQL and Flight
+//!   SQL ports of this replica (most recent 10 000). A superuser sees every row, anyone else
+//!   their own.
 //! * `stv_node_cache (node, address, capacity_bytes, used_bytes, segments, hits, misses,
 //!   store_bytes, cached_bytes, evictions)`: every live node's segment cache, asked when the
 //!   view is scanned.
@@ -55,6 +60,7 @@ pub fn register(
     schema.register_table("svv_table_info".into(), svv_table_info(catalog)?)?;
     schema.register_table("stl_load_errors".into(), stl_load_errors(leader)?)?;
     schema.register_table("stl_retries".into(), stl_retries(leader)?)?;
+    schema.register_table("stl_connection_log".into(), stl_connection_log(leader)?)?;
     schema.register_table("svv_store_usage".into(), svv_store_usage(leader, catalog)?)?;
     schema.register_table("stv_node_cache".into(), stv_node_cache(leader))?;
     schema.register_table(
@@ -339,6 +345,57 @@ fn stl_load_errors(leader: &LeaderState) -> Result<Arc<MemTable>> {
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.err_reason.as_str()),
             )),
+        ],
+    )
+}
+
+fn stl_connection_log(leader: &LeaderState) -> Result<Arc<MemTable>> {
+    let me = crate::session::current_user();
+    let all = !me.is_empty() && leader.is_superuser(&me);
+    let events: Vec<_> = leader
+        .sessions
+        .log()
+        .into_iter()
+        .filter(|e| all || e.user == me)
+        .collect();
+    let text = |f: &dyn Fn(&crate::pgwire::sessions::ConnectionEvent) -> String| {
+        Arc::new(StringArray::from_iter_values(events.iter().map(f))) as ArrayRef
+    };
+    table(
+        vec![
+            Field::new("event", DataType::Utf8, false),
+            Field::new(
+                "recordtime",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("remotehost", DataType::Utf8, false),
+            Field::new("remoteport", DataType::Utf8, false),
+            Field::new("pid", DataType::Int32, false),
+            Field::new("dbname", DataType::Utf8, false),
+            Field::new("username", DataType::Utf8, false),
+            Field::new("authmethod", DataType::Utf8, false),
+            Field::new("duration", DataType::Int64, false),
+            Field::new("sslversion", DataType::Utf8, false),
+            Field::new("application_name", DataType::Utf8, false),
+        ],
+        vec![
+            text(&|e| e.event.to_string()),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(
+                events.iter().map(|e| e.time.timestamp_micros()),
+            )),
+            text(&|e| e.remote.ip().to_string()),
+            text(&|e| e.remote.port().to_string()),
+            Arc::new(Int32Array::from_iter_values(events.iter().map(|e| e.pid))),
+            text(&|e| e.database.clone()),
+            text(&|e| e.user.clone()),
+            text(&|e| e.method.to_string()),
+            Arc::new(Int64Array::from_iter_values(
+                events.iter().map(|e| e.duration_us),
+            )),
+            // Which TLS version is not known here; Redshift leaves it empty without TLS.
+            text(&|e| if e.tls { "TLS" } else { "" }.to_string()),
+            text(&|e| e.application_name.clone()),
         ],
     )
 }

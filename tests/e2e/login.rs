@@ -8,6 +8,8 @@
 //! Flight client, tests/clients/flight_token.py) die with the password they were issued
 //! against, with their user, and when they expire. `max_connections` and a user's
 //! `CONNECTION LIMIT` refuse sessions past them with 53300 (superusers have 3 reserved).
+//! An address with `auth_failure_limit` failed logins in a minute is refused (28000), and
+//! `stl_connection_log` shows the logins, failures and disconnections.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -236,7 +238,7 @@ fn refused_with(result: Result<tokio_postgres::Client, tokio_postgres::Error>) -
 }
 
 /// On a cluster of its own: `md5_auth = false`, Flight SQL tokens of 2 s, `max_connections
-/// = 4`.
+/// = 4`, `auth_failure_limit = 3`.
 #[tokio::test]
 async fn md5_off_short_tokens_and_connection_limits() {
     let cluster = Cluster::start_with(
@@ -247,6 +249,7 @@ async fn md5_off_short_tokens_and_connection_limits() {
                 ("BLUESHIFT_MD5_AUTH".into(), "false".into()),
                 ("BLUESHIFT_FLIGHT_SQL_TOKEN_TTL_SECS".into(), "2".into()),
                 ("BLUESHIFT_MAX_CONNECTIONS".into(), "4".into()),
+                ("BLUESHIFT_AUTH_FAILURE_LIMIT".into(), "3".into()),
             ],
             ..Default::default()
         },
@@ -344,6 +347,63 @@ async fn md5_off_short_tokens_and_connection_limits() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+
+    // Three wrong passwords from 127.0.0.1: the next login from there is refused, even
+    // with the right password, before any password is checked.
+    let watcher = connect_as(port, "cl").await.unwrap();
+    for _ in 0..3 {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(port)
+            .user("m5")
+            .password("Wrong2026pw")
+            .dbname("dev");
+        let wrong = refused_with(
+            config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map(|(client, _)| client),
+        );
+        assert!(wrong.starts_with("28P01"), "{wrong}");
+    }
+    let throttled = refused_with(connect_as(port, "m5").await);
+    assert!(
+        throttled.starts_with("28000 too many failed logins from 127.0.0.1"),
+        "{throttled}"
+    );
+    let log = pg::query(
+        &admin,
+        "select event, username, authmethod, duration from stl_connection_log \
+         where username in ('m5', 'cl') order by recordtime",
+    )
+    .await
+    .unwrap();
+    let count = |event: &str, user: &str| {
+        log.iter()
+            .filter(|r| r[0].as_deref() == Some(event) && r[1].as_deref() == Some(user))
+            .count()
+    };
+    assert_eq!(count("authentication failure", "m5"), 3, "{log:?}");
+    assert!(count("authenticated", "cl") >= 3, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|r| r[0].as_deref() == Some("disconnecting session")
+                && r[1].as_deref() == Some("cl")
+                && r[2].as_deref() == Some("scram-sha-256")
+                && r[3].as_deref().is_some_and(|d| d != "0")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r[1].as_deref() == Some("m5") && r[2].as_deref() == Some("flight-sql")),
+        "{log:?}"
+    );
+    // A user sees their own rows only.
+    let own = pg::query(&watcher, "select distinct username from stl_connection_log")
+        .await
+        .unwrap();
+    assert_eq!(own, vec![vec![Some("cl".to_string())]]);
     drop(logs);
     cluster.stop().await.unwrap();
 }

@@ -26,6 +26,7 @@ use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use super::sessions::ConnectionEvent;
 use super::{Handler, SETTING_PREFIX, SessionCancel};
 use crate::auth::scram::{self, AwaitingProof, Keys};
 use crate::auth::{SCRAM_ITERATIONS, constant_time_eq, md5_response};
@@ -88,20 +89,28 @@ fn user_of<C: ClientInfo>(client: &C) -> String {
     client.metadata().get("user").cloned().unwrap_or_default()
 }
 
-async fn password_failed<C>(client: &mut C) -> PgWireResult<()>
-where
-    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-    C::Error: Debug,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    let user = user_of(client);
-    tracing::info!(%user, "password authentication failed");
-    refuse(
-        client,
-        sqlstate::INVALID_PASSWORD,
-        format!("password authentication failed for user \"{user}\""),
-    )
-    .await
+/// How the session's login is being checked (for `stl_connection_log`).
+struct LoginMethod(&'static str);
+
+fn login_method<C: ClientInfo>(client: &C) -> &'static str {
+    client
+        .session_extensions()
+        .get::<LoginMethod>()
+        .map_or("", |m| m.0)
+}
+
+/// An event of this connection for `stl_connection_log`.
+fn connection_event<C: ClientInfo>(client: &C, event: &'static str) -> ConnectionEvent {
+    let mut e = ConnectionEvent::new(event, client.socket_addr(), &user_of(client));
+    let metadata = client.metadata();
+    e.database = metadata.get("database").cloned().unwrap_or_default();
+    e.application_name = metadata
+        .get("application_name")
+        .cloned()
+        .unwrap_or_default();
+    e.method = login_method(client);
+    e.tls = client.is_secure();
+    e
 }
 
 #[async_trait]
@@ -151,7 +160,7 @@ impl StartupHandler for Handler {
                                 Ok(r) => r,
                                 Err(e) => {
                                     tracing::info!(error = %e, "SCRAM exchange refused");
-                                    return password_failed(client).await;
+                                    return self.password_failed(client).await;
                                 }
                             };
                         set_pending(client, Pending::ScramFinal(Box::new(waiting)));
@@ -176,7 +185,7 @@ impl StartupHandler for Handler {
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, "SCRAM exchange failed");
-                                password_failed(client).await
+                                self.password_failed(client).await
                             }
                         }
                     }
@@ -185,7 +194,7 @@ impl StartupHandler for Handler {
                         if constant_time_eq(given.password.as_bytes(), expected.as_bytes()) {
                             self.finish_login(client).await
                         } else {
-                            password_failed(client).await
+                            self.password_failed(client).await
                         }
                     }
                     None => {
@@ -204,6 +213,28 @@ impl StartupHandler for Handler {
 }
 
 impl Handler {
+    /// A wrong password (or an unknown user): 28P01, logged, counted against the address.
+    async fn password_failed<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = user_of(client);
+        tracing::info!(%user, "password authentication failed");
+        let leader = &self.executor.leader;
+        leader.auth_throttle.failed(client.socket_addr().ip());
+        leader
+            .sessions
+            .record(connection_event(client, "authentication failure"));
+        refuse(
+            client,
+            sqlstate::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        )
+        .await
+    }
+
     /// Decides how the user of a new connection logs in, and starts it.
     async fn on_startup_message<C>(&self, client: &mut C) -> PgWireResult<()>
     where
@@ -218,6 +249,13 @@ impl Handler {
             .cloned()
             .unwrap_or_else(|| user.clone());
         let leader = &self.executor.leader;
+        leader
+            .sessions
+            .record(connection_event(client, "initiating session"));
+        if let Err(e) = leader.auth_throttle.check(client.socket_addr().ip()) {
+            tracing::info!(%user, error = %e.user_message(), "login refused");
+            return refuse(client, &e.sqlstate(), e.user_message()).await;
+        }
         if database != leader.database {
             return refuse(
                 client,
@@ -259,6 +297,7 @@ impl Handler {
                     );
                     self.request_scram(client).await
                 } else {
+                    client.session_extensions().insert(LoginMethod("md5"));
                     let salt: [u8; 4] = rand::random();
                     let secret = u.md5.clone().unwrap_or_default();
                     set_pending(
@@ -275,7 +314,10 @@ impl Handler {
                     Ok(())
                 }
             }
-            _ if trusted && (loopback || !leader.loopback_only) => self.finish_login(client).await,
+            _ if trusted && (loopback || !leader.loopback_only) => {
+                client.session_extensions().insert(LoginMethod("trust"));
+                self.finish_login(client).await
+            }
             _ if trusted => {
                 refuse(
                     client,
@@ -318,6 +360,9 @@ impl Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client
+            .session_extensions()
+            .insert(LoginMethod("scram-sha-256"));
+        client
             .send(PgWireBackendMessage::Authentication(Authentication::SASL(
                 vec![SCRAM_SHA_256.to_string()],
             )))
@@ -341,9 +386,12 @@ impl Handler {
             .users
             .get(&user)
             .and_then(|u| u.connection_limit);
+        let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
+        let mut login = connection_event(client, "authenticated");
+        login.pid = pid;
         match leader
             .sessions
-            .admit(&user, superuser, leader.max_connections, limit)
+            .admit(&user, superuser, leader.max_connections, limit, login)
         {
             // Given back when the connection (and its extensions) drop.
             Ok(slot) => {
@@ -357,7 +405,6 @@ impl Handler {
         client
             .metadata_mut()
             .insert(format!("{SETTING_PREFIX}{SESSION_USER}"), user.clone());
-        let (pid, secret) = (rand::random::<i32>().abs(), rand::random::<i32>());
         client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
         // The guard unregisters the session when the connection (and its extensions) drop.
         let (handle, guard) = self.connections.register(pid, SecretKey::I32(secret));
