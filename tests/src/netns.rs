@@ -55,7 +55,13 @@ pub struct Hosts {
     /// The root namespace's address on the bridge (where the test's own servers listen).
     pub gateway: String,
     pub hosts: Vec<Host>,
+    /// One set of hosts per test process at a time: names are per process, and a second
+    /// set would clear the first one's namespaces as stale. Dropped after the cleanup.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Taken by [`Hosts::create`] for the life of its hosts.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
@@ -104,6 +110,9 @@ impl Hosts {
         {
             return Err(Unavailable("the `ip` command (iproute2) is missing".into()));
         }
+        // Tests using hosts run one after the other (each test has its own runtime thread,
+        // so waiting here blocks nothing else).
+        let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
         remove_stale();
         let pid = std::process::id();
         // A /24 per run, so that concurrent runs do not share a subnet.
@@ -112,6 +121,7 @@ impl Hosts {
             bridge: format!("bsbr{pid}"),
             gateway: format!("{net}.1"),
             hosts: Vec::new(),
+            _turn: turn,
         };
         let probe = format!("{NS_PREFIX}{pid}-0");
         if let Err(e) = ip(&["netns", "add", &probe]) {
