@@ -104,6 +104,16 @@ pub struct LeaderArgs {
     /// Sessions the PostgreSQL port takes at once; superusers have 3 more [default: 500].
     #[arg(long, env = "BLUESHIFT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Let the built-in user `blueshift` log in without a password from loopback while it has
+    /// none. Only on a machine of your own: anything that connects from 127.0.0.1 or ::1, a
+    /// proxy on the same host relaying remote clients included, is let in. `blueshift local`
+    /// sets it; without it, bootstrap with --initial-password-file.
+    #[arg(long, env = "BLUESHIFT_TRUST_LOOPBACK")]
+    pub trust_loopback: bool,
+    /// File holding the password the built-in superuser `blueshift` gets on start while it
+    /// has none (or the password itself in BLUESHIFT_INITIAL_PASSWORD).
+    #[arg(long, env = "BLUESHIFT_INITIAL_PASSWORD_FILE")]
+    pub initial_password_file: Option<PathBuf>,
     /// Failed logins an address may have per minute before its logins are refused for the
     /// rest of the minute; 0: no limit [default: 20].
     #[arg(long, env = "BLUESHIFT_AUTH_FAILURE_LIMIT")]
@@ -251,6 +261,8 @@ struct LeaderFile {
     flight_sql_token_ttl_secs: Option<u64>,
     max_connections: Option<usize>,
     auth_failure_limit: Option<u32>,
+    trust_loopback: Option<bool>,
+    initial_password_file: Option<PathBuf>,
     cluster_secret_file: Option<PathBuf>,
 }
 
@@ -428,7 +440,12 @@ pub async fn run_leader(args: LeaderArgs) -> anyhow::Result<()> {
         expect_nodes: args.expect_nodes.or(file.expect_nodes).unwrap_or(0),
         users: vec!["blueshift".to_string()],
         database: "dev".to_string(),
-        loopback_only: true,
+        trust_loopback: args.trust_loopback || file.trust_loopback.unwrap_or(false),
+        initial_password: initial_password(
+            args.initial_password_file
+                .clone()
+                .or(file.initial_password_file.clone()),
+        )?,
         demo: args.demo,
         ready_file: args.ready_file,
         tls: match (
@@ -590,4 +607,23 @@ fn install_cluster_secret(file: Option<PathBuf>) -> anyhow::Result<()> {
         },
     };
     blueshift_common::cluster_auth::install(&secret).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The built-in user's initial password: from `file` when given, else from
+/// `BLUESHIFT_INITIAL_PASSWORD`.
+fn initial_password(
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<blueshift_leader::InitialPassword>> {
+    let password = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read the initial password file {}", path.display())
+            })?;
+            Some(text.trim().to_string())
+        }
+        None => std::env::var("BLUESHIFT_INITIAL_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    };
+    Ok(password.map(blueshift_leader::InitialPassword))
 }

@@ -244,7 +244,7 @@ impl BlueshiftFlightSql {
             .remote_addr()
             .map(|a| a.ip().is_loopback())
             .unwrap_or(false);
-        if !loopback && self.leader.loopback_only {
+        if !loopback || !self.leader.trust_loopback {
             return None;
         }
         let users = self.leader.catalog.snapshot().users.clone();

@@ -71,8 +71,13 @@ pub struct LeaderConfig {
     /// Users that may log in without a password (local mode).
     pub users: Vec<String>,
     pub database: String,
-    /// Refuse logins from anything but loopback.
-    pub loopback_only: bool,
+    /// The built-in users (`users`) may log in without a password from loopback while they
+    /// have none. Off unless asked for (`blueshift local` asks): anything that connects from
+    /// 127.0.0.1, a proxy relaying remote clients included, would be let in.
+    pub trust_loopback: bool,
+    /// A password the first built-in user gets on start while it has none (bootstrapping a
+    /// cluster without `trust_loopback`).
+    pub initial_password: Option<InitialPassword>,
     /// Load the TPC-H demo data set once ready.
     pub demo: bool,
     /// Default per-query memory limit per compute node, bytes (0 = none); see [`limits`].
@@ -100,6 +105,16 @@ pub struct LeaderConfig {
     pub auth_failure_limit: u32,
 }
 
+/// The built-in user's initial password; `Debug` (`--config-check`) does not show it.
+#[derive(Clone)]
+pub struct InitialPassword(pub String);
+
+impl std::fmt::Debug for InitialPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InitialPassword(***)")
+    }
+}
+
 /// State shared by every session of the leader.
 pub struct LeaderState {
     pub catalog: Arc<Catalog>,
@@ -118,7 +133,7 @@ pub struct LeaderState {
     pub gc: Arc<gc::Gc>,
     pub users: Vec<String>,
     pub database: String,
-    pub loopback_only: bool,
+    pub trust_loopback: bool,
     /// Identity columns' values handed out (see [`load::identity`]).
     pub identity: load::identity::IdentityAllocator,
     /// Which server files COPY may read ([`load::access`]).
@@ -179,6 +194,43 @@ fn role_source(trusted: Vec<String>, catalog: Arc<Catalog>) -> pg_catalog::RoleS
         }));
         roles
     })
+}
+
+/// Gives the first built-in user `password` if it has none yet (every replica tries; the
+/// first one's wins, the others see a password and leave it).
+async fn set_initial_password(leader: &Arc<LeaderState>, password: &str) {
+    let Some(user) = leader.users.first().cloned() else {
+        return;
+    };
+    let has_one = |leader: &LeaderState| {
+        leader
+            .catalog
+            .snapshot()
+            .users
+            .get(&user)
+            .is_some_and(|u| u.has_password())
+    };
+    if has_one(leader) {
+        return;
+    }
+    let executor = session::Executor {
+        leader: leader.clone(),
+    };
+    let mut settings =
+        std::collections::HashMap::from([(session::SESSION_USER.to_string(), user.clone())]);
+    // The password rules refuse quotes; doubling them keeps the statement one string anyway.
+    let sql = format!(
+        "alter user \"{user}\" password '{}'",
+        password.replace('\'', "''")
+    );
+    match executor.execute_sql(&sql, &mut settings).await {
+        Ok(_) => tracing::info!(%user, "the built-in user got its initial password"),
+        Err(_) if has_one(leader) => {}
+        // The error names the rule the password broke, never the password.
+        Err(e) => {
+            tracing::error!(%user, error = %e.user_message(), "cannot set the initial password")
+        }
+    }
 }
 
 /// Runs the leader until `shutdown` resolves.
@@ -303,7 +355,7 @@ pub async fn run(
         gc: gc.clone(),
         users: config.users.clone(),
         database: config.database.clone(),
-        loopback_only: config.loopback_only,
+        trust_loopback: config.trust_loopback,
         md5_auth: config.md5_auth,
         flight_sql_token_ttl: config.flight_sql_token_ttl,
         max_connections: config.max_connections,
@@ -338,6 +390,22 @@ pub async fn run(
     let ready_task = tokio::spawn(async move {
         while ready_leader.membership.live_nodes().len() < config.expect_nodes {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(password) = &config.initial_password {
+            set_initial_password(&ready_leader, &password.0).await;
+        } else if !config.trust_loopback
+            && !ready_leader
+                .catalog
+                .snapshot()
+                .users
+                .values()
+                .any(|u| u.has_password())
+        {
+            tracing::warn!(
+                "nobody can log in: no user has a password, there is no initial password \
+                 (--initial-password-file / BLUESHIFT_INITIAL_PASSWORD) and password-less \
+                 logins from loopback are off (--trust-loopback)"
+            );
         }
         if config.demo {
             let executor = session::Executor {

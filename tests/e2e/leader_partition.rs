@@ -127,7 +127,10 @@ impl Replicas {
             .args(["--store-url", &self.store])
             .arg("--ready-file")
             .arg(self.root.join(format!("ready-{n}.json")))
-            .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET);
+            .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET)
+            // How a cluster without password-less logins is bootstrapped: every replica
+            // tries, the first one's commit wins.
+            .env("BLUESHIFT_INITIAL_PASSWORD", PASSWORD);
         let log = self.root.join(format!("leader-{n}.log"));
         self.processes[n - 1] = Some(Process::spawn(leader, &log).unwrap());
     }
@@ -228,14 +231,8 @@ async fn acknowledged_writes_survive_raft_leader_kills_and_a_follower_cut_off_by
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // A password (set on replica 1's own loopback) for the logins from the test's
-    // namespace; it is a catalog command, so every replica has it once committed.
-    let (ok, out) = psql_in(
-        &replicas.hosts[0],
-        &format!("ALTER USER blueshift PASSWORD '{PASSWORD}'"),
-        None,
-    );
-    assert!(ok, "psql in replica 1's namespace: {out}");
+    // The built-in user's initial password (set once ready, before the ready file) is in
+    // the catalog: the test's namespace logs in with it.
     connect(&replicas.hosts[0])
         .await
         .unwrap()

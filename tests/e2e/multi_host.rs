@@ -79,6 +79,9 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
         .arg("--ready-file")
         .arg(&ready)
         .env("BLUESHIFT_CLUSTER_SECRET", CLUSTER_SECRET)
+        // A leader started alone lets nobody in without a password: the built-in user gets
+        // this one once the cluster is ready.
+        .env("BLUESHIFT_INITIAL_PASSWORD", PASSWORD)
         .envs(s3.env());
     let _leader = Process::spawn(leader, &root.join("leader.log")).unwrap();
     let mut computes = Vec::new();
@@ -108,27 +111,17 @@ async fn a_cluster_on_three_hosts_sharing_only_s3() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Give the built-in user a password from the leader's own loopback (psql, in its
-    // namespace), then log in remotely from the test's namespace.
-    let set_password = leader_host
+    // Password-less logins are off on `blueshift leader`: not even from its own loopback.
+    let refused = leader_host
         .command("psql")
         .args(["-h", "127.0.0.1", "-p", &PG_PORT.to_string()])
-        .args([
-            "-U",
-            "blueshift",
-            "-d",
-            "dev",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-        ])
-        .arg(format!("ALTER USER blueshift PASSWORD '{PASSWORD}'"))
+        .args(["-U", "blueshift", "-d", "dev", "-w", "-c", "select 1"])
         .output()
         .unwrap();
     assert!(
-        set_password.status.success(),
-        "psql in the leader's namespace: {}",
-        String::from_utf8_lossy(&set_password.stderr)
+        !refused.status.success(),
+        "a password-less login on the leader's loopback: {}",
+        String::from_utf8_lossy(&refused.stdout)
     );
     let leader_ip = leader_host.ip.clone();
     let connect = || pg::connect_to(&leader_ip, PG_PORT, Some(PASSWORD));

@@ -460,6 +460,8 @@ impl Cluster {
             ))
             .arg("--ready-file")
             .arg(&ready)
+            // As `blueshift local` starts its replicas: the tests log in as `blueshift`.
+            .arg("--trust-loopback")
             .arg("--cluster-secret-file")
             .arg(self.cluster_secret_file())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -8,7 +8,8 @@
 //!   sends `client_protocol_version`; those drivers speak MD5, as Redshift does); never MD5
 //!   when the leader's `md5_auth` is off;
 //! * the configured password-less users (`blueshift` in local mode) log in without one, from
-//!   loopback only when the leader is `loopback_only`, and only while no password is set;
+//!   loopback only, only when the leader trusts loopback (`trust_loopback`, which `blueshift
+//!   local` sets), and only while no password is set;
 //! * anyone else goes through the same SCRAM exchange (the same iterations, a salt that is
 //!   stable per name) against keys nobody knows and fails with 28P01, so that a wrong
 //!   password and an unknown user look the same to the client.
@@ -267,7 +268,9 @@ impl Handler {
         client.set_state(PgWireConnectionState::AuthenticationInProgress);
         let stored = leader.catalog.snapshot().users.get(&user).cloned();
         let loopback = client.socket_addr().ip().is_loopback();
-        let trusted = leader.users.contains(&user);
+        // Password-less logins exist only where the operator asked for them (`blueshift
+        // local` does): otherwise a built-in user without a password is like an unknown one.
+        let trusted = leader.trust_loopback && leader.users.contains(&user);
         match stored {
             Some(u) if u.has_password() => {
                 // Redshift's drivers (which announce `client_protocol_version`) speak MD5, as
@@ -314,7 +317,7 @@ impl Handler {
                     Ok(())
                 }
             }
-            _ if trusted && (loopback || !leader.loopback_only) => {
+            _ if trusted && loopback => {
                 client.session_extensions().insert(LoginMethod("trust"));
                 self.finish_login(client).await
             }
