@@ -50,6 +50,7 @@ mod copy;
 mod cursors;
 mod extended;
 mod response;
+pub mod sasl;
 pub mod sessions;
 mod startup;
 

@@ -143,19 +143,24 @@ impl StartupHandler for Handler {
                         iterations,
                         keys,
                     }) => {
-                        let first = msg.into_sasl_initial_response()?;
-                        if first.auth_method != SCRAM_SHA_256 {
+                        let Some((mechanism, data)) = super::sasl::initial_response(msg) else {
+                            return refuse(
+                                client,
+                                sqlstate::PROTOCOL_VIOLATION,
+                                "malformed SASLInitialResponse message".to_string(),
+                            )
+                            .await;
+                        };
+                        if mechanism != SCRAM_SHA_256 {
                             return refuse(
                                 client,
                                 sqlstate::INVALID_AUTHORIZATION,
                                 format!(
-                                    "SASL mechanism {} is not supported (use {SCRAM_SHA_256})",
-                                    first.auth_method
+                                    "SASL mechanism {mechanism} is not supported (use {SCRAM_SHA_256})"
                                 ),
                             )
                             .await;
                         }
-                        let data = first.data.unwrap_or_default();
                         let (server_first, waiting) =
                             match scram::server_first(&data, keys, &salt, iterations) {
                                 Ok(r) => r,
