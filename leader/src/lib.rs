@@ -25,6 +25,7 @@ pub mod demo;
 pub mod error;
 pub mod flight_sql;
 pub mod gc;
+pub mod history;
 pub mod http;
 pub mod interrupt;
 pub mod limits;

@@ -18,7 +18,7 @@ pub mod identity;
 pub mod router;
 pub mod source;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One rejected row, as `stl_load_errors` shows it.
 #[derive(Debug, Clone)]
@@ -33,32 +33,9 @@ pub struct LoadError {
     pub starttime: chrono::DateTime<chrono::Utc>,
 }
 
-/// The most recent rejected rows (bounded, newest last).
-#[derive(Default)]
-pub struct LoadErrorLog {
-    rows: Mutex<Vec<LoadError>>,
-}
-
 const MAX_LOAD_ERRORS: usize = 10_000;
 
-impl LoadErrorLog {
-    pub fn record(&self, e: LoadError) {
-        let mut rows = match self.rows.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if rows.len() >= MAX_LOAD_ERRORS {
-            rows.remove(0);
-        }
-        rows.push(e);
-    }
-
-    pub fn rows(&self) -> Vec<LoadError> {
-        match self.rows.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-}
+/// The most recent rejected rows (bounded, newest last).
+pub type LoadErrorLog = crate::history::History<LoadError, MAX_LOAD_ERRORS>;
 
 pub type SharedLoadErrors = Arc<LoadErrorLog>;

@@ -302,7 +302,7 @@ fn svv_table_info(catalog: &CatalogState) -> Result<Arc<MemTable>> {
 }
 
 fn stl_load_errors(leader: &LeaderState) -> Result<Arc<MemTable>> {
-    let rows = leader.load_errors.rows();
+    let rows = leader.load_errors.events();
     let ts: Vec<i64> = rows
         .iter()
         .map(|r| r.starttime.timestamp_micros())

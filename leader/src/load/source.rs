@@ -363,7 +363,7 @@ fn reject(
         return Err(Error::sql(code, format!("{msg}{hint}")));
     }
     *rejected += 1;
-    spec.errors.record(LoadError {
+    spec.errors.push(LoadError {
         query_id: spec.query_id.clone(),
         filename: file.display().to_string(),
         line_number: line as i64,

@@ -9,7 +9,7 @@
 //! sessions ended with their duration, on the PostgreSQL and Flight SQL ports (the most
 //! recent [`LOG_EVENTS`], in memory, per replica).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -31,7 +31,7 @@ pub const LOG_EVENTS: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Sessions {
     counts: Mutex<Counts>,
-    log: Mutex<VecDeque<ConnectionEvent>>,
+    log: crate::history::History<ConnectionEvent, LOG_EVENTS>,
 }
 
 #[derive(Debug, Default)]
@@ -96,22 +96,12 @@ impl Sessions {
 
     /// Adds an event to `stl_connection_log`.
     pub fn record(&self, event: ConnectionEvent) {
-        let mut log = match self.log.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if log.len() >= LOG_EVENTS {
-            log.pop_front();
-        }
-        log.push_back(event);
+        self.log.push(event);
     }
 
     /// `stl_connection_log`, oldest first.
     pub fn log(&self) -> Vec<ConnectionEvent> {
-        match self.log.lock() {
-            Ok(g) => g.iter().cloned().collect(),
-            Err(p) => p.into_inner().iter().cloned().collect(),
-        }
+        self.log.events()
     }
 
     /// A place for a new session of `user`, or the 53300 error PostgreSQL gives; `login`

@@ -11,8 +11,7 @@
 //!
 //! This module decides when to retry; planning and running are the caller's (`replan`).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -50,30 +49,7 @@ pub struct RetryEvent {
 }
 
 /// The most recent retries of the leader.
-#[derive(Default)]
-pub struct RetryLog {
-    events: Mutex<VecDeque<RetryEvent>>,
-}
-
-impl RetryLog {
-    fn push(&self, event: RetryEvent) {
-        let mut events = match self.events.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if events.len() >= HISTORY {
-            events.pop_front();
-        }
-        events.push_back(event);
-    }
-
-    pub fn events(&self) -> Vec<RetryEvent> {
-        match self.events.lock() {
-            Ok(g) => g.iter().cloned().collect(),
-            Err(p) => p.into_inner().iter().cloned().collect(),
-        }
-    }
-}
+pub type RetryLog = crate::history::History<RetryEvent, HISTORY>;
 
 /// Whether a query that failed with `e` may succeed on the remaining nodes.
 pub fn is_retryable(e: &DataFusionError) -> bool {
